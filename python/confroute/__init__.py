@@ -1,0 +1,28 @@
+"""confroute: send each query to an edge or a cloud LLM by the edge model's semantic entropy.
+
+The numerics live in a C++ core (``confroute._core``); this package is a thin layer over it.
+Nothing heavy is imported here: model backends, FAISS and the server load on first use.
+"""
+from confroute._core import build_info
+from confroute.confidence import (
+    ConfidenceBatch,
+    cluster_by_similarity,
+    confidence_batch,
+    semantic_entropy,
+    sequence_logprobs,
+    token_logprobs,
+)
+from confroute.index import VectorIndex
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfidenceBatch",
+    "VectorIndex",
+    "build_info",
+    "cluster_by_similarity",
+    "confidence_batch",
+    "semantic_entropy",
+    "sequence_logprobs",
+    "token_logprobs",
+]

@@ -1,0 +1,35 @@
+"""The `confroute` command. Each subcommand lives in its own module, imported only when run."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module that defines `add_arguments(parser)` and `run(args) -> int`, and a summary.
+COMMANDS = {
+    "info": ("confroute.commands.info", "print the build and a worked semantic-entropy example"),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="confroute", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # argparse needs every subcommand's options up front; the modules keep heavy imports
+    # inside `run`, so this stays cheap.
+    modules = {}
+    for name, (module, summary) in COMMANDS.items():
+        modules[name] = importlib.import_module(module)
+        modules[name].add_arguments(sub.add_parser(name, help=summary, description=summary))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except ValueError as e:
+        print(f"confroute {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The router interface shared by the replay evaluator, the trained routers and the server.
+
+A router sees only prompts. ``score`` returns one number per prompt in [0, 1]: higher means
+"send to the strong (cloud) model". A stored ``threshold`` (from calibration) turns scores
+into decisions: the strong model where score > threshold (:meth:`Router.route`).
+"""
+from __future__ import annotations
+
+import abc
+import json
+import os
+from typing import Callable, Dict, Optional, Sequence, Type
+
+import numpy as np
+
+REGISTRY: Dict[str, Type["Router"]] = {}
+
+
+def register(name: str) -> Callable[[Type["Router"]], Type["Router"]]:
+    """Class decorator: makes a router buildable by name (``get_router(name)``)."""
+
+    def wrap(cls):
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise ValueError(f"router name {name!r} is registered twice")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_router(name: str, **kwargs) -> "Router":
+    """Builds the registered router ``name``; ValueError naming the known ones otherwise."""
+    _load_builtin_routers()
+    if name not in REGISTRY:
+        raise ValueError(f"unknown router {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name](**kwargs)
+
+
+def _load_builtin_routers() -> None:
+    # Importing a router module registers it; modules that are not there yet are skipped.
+    import importlib
+
+    for module in ("baselines", "trained"):
+        try:
+            importlib.import_module(f"confroute.routers.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"confroute.routers.{module}":
+                raise
+
+
+class Router(abc.ABC):
+    """One abstract method: ``score``. Trained routers also override ``fit``, ``save`` and
+    ``load``. ``threshold`` is None until calibrated or set."""
+
+    name: str = "router"
+    threshold: Optional[float] = None
+
+    @abc.abstractmethod
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        """float64 [len(prompts)] in [0, 1]; higher = the strong model is needed."""
+
+    def route(self, prompts: Sequence[str], threshold: Optional[float] = None) -> np.ndarray:
+        """True where the prompt goes to the strong model: score > threshold."""
+        t = self.threshold if threshold is None else threshold
+        if t is None:
+            raise ValueError(f"router {self.name!r} has no threshold: calibrate it or pass one")
+        return self.score(prompts) > t
+
+    def fit(self, *args, **kwargs) -> "Router":
+        return self
+
+    def save(self, directory) -> None:
+        raise NotImplementedError(f"router {self.name!r} cannot be saved")
+
+    @classmethod
+    def load(cls, directory) -> "Router":
+        """Loads any saved router: reads ``router.json`` and dispatches on its ``name``."""
+        path = os.path.join(os.fspath(directory), "router.json")
+        if not os.path.exists(path):
+            raise ValueError(f"{directory} holds no saved router (no router.json)")
+        with open(path) as f:
+            config = json.load(f)
+        _load_builtin_routers()
+        name = config.get("name")
+        if name not in REGISTRY:
+            raise ValueError(f"{path}: unknown router {name!r}")
+        target = REGISTRY[name]
+        if target.load.__func__ is Router.load.__func__:
+            raise ValueError(f"{path}: router {name!r} cannot be loaded")
+        return target.load(directory)
