@@ -6,6 +6,7 @@
 
 #include "confroute/parallel.hpp"
 #include "confroute/ragged.hpp"
+#include "kernels.hpp"
 
 namespace confroute {
 
@@ -16,14 +17,6 @@ Method parse_method(const std::string& name) {
 }
 
 namespace {
-
-template <class F>
-double dot(const F* a, const F* b, std::size_t D) {
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (std::size_t d = 0; d < D; ++d) s += static_cast<double>(a[d]) * static_cast<double>(b[d]);
-  return s;
-}
 
 int32_t find_root(int32_t* parent, int32_t i) {
   while (parent[i] != i) i = parent[i] = parent[parent[i]];
@@ -36,7 +29,7 @@ template <class F>
 int32_t cluster_query(const F* rows, const double* inv_norms, std::size_t n, std::size_t D,
                       double threshold, Method method, int32_t* out, int32_t* scratch) {
   auto similar = [&](std::size_t i, std::size_t j) {
-    return dot(rows + i * D, rows + j * D, D) * inv_norms[i] * inv_norms[j] >= threshold;
+    return detail::dot(rows + i * D, rows + j * D, D) * inv_norms[i] * inv_norms[j] >= threshold;
   };
   int32_t k = 0;
   if (method == Method::Greedy) {
@@ -87,7 +80,7 @@ void cluster_by_similarity(const F* emb, std::size_t S, std::size_t D,
     for (std::size_t b = begin; b < end; ++b) {
       const int64_t lo = sample_offsets[b], hi = sample_offsets[b + 1];
       for (int64_t s = lo; s < hi; ++s) {
-        const double nn = dot(emb + s * D, emb + s * D, D);
+        const double nn = detail::dot(emb + s * D, emb + s * D, D);
         if (!(nn > 0) || !std::isfinite(nn))
           throw std::invalid_argument("embedding row " + std::to_string(s) +
                                       (nn == 0 ? " has zero norm" : " has a NaN or infinite value"));

@@ -47,12 +47,11 @@ QueryEntropy query_entropy(const I* ids, const F* lp, std::size_t n, double* scr
     cmax[ids[i]] = std::max(cmax[ids[i]], l);
     mx = std::max(mx, l);
   }
-  double total = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double l = static_cast<double>(lp[i]);
-    csum[ids[i]] += std::exp(l - cmax[ids[i]]);
-    total += std::exp(l - mx);
-  }
+  for (std::size_t i = 0; i < n; ++i)
+    csum[ids[i]] += std::exp(static_cast<double>(lp[i]) - cmax[ids[i]]);
+  double total = 0;  // sum_s exp(l_s - mx), from the clusters' sums: k exps instead of n
+  for (std::size_t c = 0; c < n; ++c)
+    if (counts[c] > 0) total += csum[c] * std::exp(cmax[c] - mx);
   const double log_total = mx + std::log(total);
   double weighted = 0, sum_log = 0;
   for (std::size_t c = 0; c < n; ++c) {

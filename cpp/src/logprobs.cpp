@@ -6,7 +6,7 @@
 
 #include "confroute/parallel.hpp"
 #include "confroute/ragged.hpp"
-#include "fastmath.hpp"
+#include "kernels.hpp"
 
 namespace confroute {
 
@@ -22,21 +22,12 @@ namespace {
 template <class F>
 double row_logprob(const F* row, std::size_t V, std::size_t tok, double temperature,
                    std::size_t m) {
-  F mx = row[0];
-  bool bad = false;
-  for (std::size_t v = 0; v < V; ++v) {
-    const F x = row[v];
-    bad |= !(x - x == F(0));  // false for NaN and +-inf
-    mx = x > mx ? x : mx;
-  }
-  if (bad)
+  F mx;
+  if (!detail::max_finite(row, V, &mx))
     throw std::invalid_argument("logits row " + std::to_string(m) +
                                 " has a NaN or infinite value");
   const F scale = static_cast<F>(1.0 / temperature);
-  double sum = 0;  // accumulated in double: 49k float terms would lose digits
-#pragma omp simd reduction(+ : sum)
-  for (std::size_t v = 0; v < V; ++v)
-    sum += static_cast<double>(detail::exp_nonpos((row[v] - mx) * scale));
+  const double sum = detail::sum_exp_shifted(row, V, mx, scale);
   return static_cast<double>((row[tok] - mx) * scale) - std::log(sum);
 }
 
@@ -69,8 +60,7 @@ void sequence_logprobs(const F* lp, std::size_t n_tokens, const int64_t* token_o
   check_offsets(token_offsets, S + 1, static_cast<int64_t>(n_tokens), "token_offsets",
                 "tokens", false);
   for (std::size_t s = 0; s < S; ++s) {
-    double sum = 0;
-    for (int64_t t = token_offsets[s]; t < token_offsets[s + 1]; ++t) sum += lp[t];
+    const double sum = detail::sum(lp + token_offsets[s], token_offsets[s + 1] - token_offsets[s]);
     if (!std::isfinite(sum))
       throw std::invalid_argument("token_logprobs of sample " + std::to_string(s) +
                                   " hold a NaN or infinite value");

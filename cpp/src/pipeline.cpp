@@ -8,6 +8,7 @@
 #include "confroute/entropy.hpp"
 #include "confroute/parallel.hpp"
 #include "confroute/ragged.hpp"
+#include "kernels.hpp"
 
 namespace confroute {
 
@@ -47,8 +48,8 @@ ConfidenceBatch confidence_batch(const F* tlp, std::size_t T, const int64_t* tok
       const std::size_t n = static_cast<std::size_t>(hi - lo);
       double mean_sum = 0, max_sum = -INFINITY, ppl_sum = 0;
       for (int64_t s = lo; s < hi; ++s) {
-        double sum = 0;
-        for (int64_t t = token_offsets[s]; t < token_offsets[s + 1]; ++t) sum += tlp[t];
+        const double sum =
+            detail::sum(tlp + token_offsets[s], token_offsets[s + 1] - token_offsets[s]);
         if (!std::isfinite(sum))
           throw std::invalid_argument("token_logprobs of sample " + std::to_string(s) +
                                       " hold a NaN or infinite value");
@@ -61,8 +62,7 @@ ConfidenceBatch confidence_batch(const F* tlp, std::size_t T, const int64_t* tok
         ppl_sum += std::exp(-mean);
 
         const E* row = emb + s * D;
-        double nn = 0;
-        for (std::size_t d = 0; d < D; ++d) nn += static_cast<double>(row[d]) * row[d];
+        const double nn = detail::dot(row, row, D);
         if (!(nn > 0) || !std::isfinite(nn))
           throw std::invalid_argument("embedding row " + std::to_string(s) +
                                       (nn == 0 ? " has zero norm" : " has a NaN or infinite value"));
