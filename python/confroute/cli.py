@@ -8,6 +8,7 @@ import sys
 # name -> module that defines `add_arguments(parser)` and `run(args) -> int`, and a summary.
 COMMANDS = {
     "info": ("confroute.commands.info", "print the build and a worked semantic-entropy example"),
+    "eval": ("confroute.commands.eval", "replay routers over outcomes, build outcome tables, judge"),
 }
 
 

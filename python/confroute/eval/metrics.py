@@ -172,6 +172,15 @@ def _tie_mean(u_sorted: np.ndarray, q_sorted: np.ndarray) -> np.ndarray:
     return np.repeat(sums / counts, counts)
 
 
+def _average_ranks(u: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing their mean rank (the Mann-Whitney convention)."""
+    order = np.argsort(u, kind="stable")
+    ranks = _tie_mean(u[order], np.arange(1, u.size + 1, dtype=np.float64))
+    out = np.empty_like(ranks)
+    out[order] = ranks
+    return out
+
+
 def auroc(uncertainty, correct) -> float:
     """P(an incorrect answer has higher uncertainty than a correct one), ties counting 1/2.
     0.5 = no signal, 1 = perfect. NaN when all answers are right or all wrong."""
@@ -180,9 +189,7 @@ def auroc(uncertainty, correct) -> float:
     n_pos, n_neg = int(wrong.sum()), int((~wrong).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    from scipy.stats import rankdata
-
-    r = rankdata(u)  # average ranks handle ties
+    r = _average_ranks(u)
     return float((r[wrong].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

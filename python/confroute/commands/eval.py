@@ -1,0 +1,167 @@
+"""`confroute eval`: replay routers over recorded outcomes, build outcome tables live, judge.
+
+    confroute eval replay --benchmark gsm8k --data shared/data --router random --router oracle --out D
+    confroute eval replay --table my_outcomes.csv --router scores:se.csv --out D
+    confroute eval build --benchmark mmlu --data shared/data --limit 50 --out table.csv
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="eval_command", metavar="ACTION")
+    r = sub.add_parser("replay", help="sweep routers over recorded outcomes: metrics.json, plot")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--benchmark", choices=["gsm8k", "mmlu", "mt-bench"],
+                     help="a benchmark in the --data folder")
+    src.add_argument("--table", help="a CSV/JSONL: prompt + one quality column per model")
+    r.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"),
+                   help="folder laid out like shared/data (default: $CONFROUTE_DATA)")
+    r.add_argument("--split", default="dev", help="file suffix of the split (default: dev)")
+    r.add_argument("--weak", help="the weak (edge) model's column")
+    r.add_argument("--strong", help="the strong (cloud) model's column")
+    r.add_argument("--router", action="append", default=None, metavar="SPEC",
+                   help="a registered name (random, oracle, random:seed=3), scores:FILE"
+                        "[,column=NAME,higher=edge], or a saved-router folder; repeatable")
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--points", type=int, default=201, help="threshold quantiles (default 201)")
+    r.add_argument("--include-contaminated", action="store_true",
+                   help="keep the prompts RouteLLM marks as contaminated")
+    r.add_argument("--no-plot", action="store_true")
+    r.add_argument("--edge-price", default=None, metavar="CALL[,IN,OUT]",
+                   help="edge price per call, per input token, per output token")
+    r.add_argument("--cloud-price", default=None, metavar="CALL[,IN,OUT]")
+    r.add_argument("--tokens", default="0,0,0", metavar="IN,EDGE_OUT,CLOUD_OUT",
+                   help="mean tokens per query for the cost estimate")
+    r.add_argument("--edge-samples", type=int, default=1,
+                   help="answers the edge model draws per query (SE routing: e.g. 5)")
+
+    b = sub.add_parser("build", help="run an edge and a cloud model over a benchmark "
+                                     "(checkpointed, resumable) and write an outcome table")
+    b.add_argument("--benchmark", choices=["gsm8k", "mmlu"], required=True)
+    b.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"))
+    b.add_argument("--split", default="dev")
+    b.add_argument("--limit", type=int, default=None, help="first N questions only")
+    b.add_argument("--checkpoint", required=True, help="JSONL checkpoint (resumed if present)")
+    b.add_argument("--out", required=True, help="outcome table to write (.csv or .jsonl)")
+    b.add_argument("--edge-model", default=None, help="GGUF path (default: default_edge())")
+    b.add_argument("--cloud-url", default=None, help="OpenAI-compatible base URL")
+    b.add_argument("--cloud-model", default=None)
+    b.add_argument("--max-tokens", type=int, default=None)
+
+
+def run(args) -> int:
+    if args.eval_command == "replay":
+        return _replay(args)
+    if args.eval_command == "build":
+        return _build(args)
+    raise ValueError("choose an action: confroute eval replay | build (see --help)")
+
+
+def _prices(spec, what):
+    from confroute.eval.metrics import Prices
+
+    if spec is None:
+        return None
+    try:
+        parts = [float(x) for x in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"{what}: expected CALL[,IN,OUT] numbers, got {spec!r}") from None
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"{what}: expected 1 to 3 numbers, got {spec!r}")
+    return Prices(*parts)
+
+
+def _replay(args) -> int:
+    from confroute.eval.data import load_benchmark, load_table
+    from confroute.eval.metrics import cost_at_share
+    from confroute.eval.replay import DEFAULT_SHARES, replay
+
+    if args.benchmark:
+        if not args.data:
+            raise ValueError("--benchmark needs --data (or $CONFROUTE_DATA)")
+        table = load_benchmark(args.benchmark, args.data, split=args.split, weak=args.weak,
+                               strong=args.strong,
+                               include_contaminated=args.include_contaminated)
+    else:
+        table = load_table(args.table, weak=args.weak, strong=args.strong)
+    report = replay(table, args.router or ["random", "oracle"], n_points=args.points)
+    out = report.to_json()
+    edge, cloud = _prices(args.edge_price, "--edge-price"), _prices(args.cloud_price,
+                                                                     "--cloud-price")
+    if edge or cloud:
+        from confroute.eval.metrics import Prices
+
+        tok = [float(x) for x in args.tokens.split(",")]
+        if len(tok) != 3:
+            raise ValueError(f"--tokens: expected IN,EDGE_OUT,CLOUD_OUT, got {args.tokens!r}")
+        shares = (0.0,) + tuple(DEFAULT_SHARES) + (1.0,)
+        costs = cost_at_share(shares, edge or Prices(), cloud or Prices(), *tok,
+                              edge_samples=args.edge_samples)
+        out["cost_per_query_at_share"] = {f"{s:g}": float(c) for s, c in zip(shares, costs)}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump(_clean(out), f, indent=2)
+    _write_curves(report, os.path.join(args.out, "curves.csv"))
+    if not args.no_plot:
+        from confroute.eval.plot import plot_report
+
+        plot_report(report, os.path.join(args.out, "quality_vs_cloud_calls.png"))
+    print(format_table(report))
+    print(f"wrote {args.out}/metrics.json, curves.csv"
+          + ("" if args.no_plot else ", quality_vs_cloud_calls.png"))
+    return 0
+
+
+def _clean(x):
+    """JSON has no NaN: undefined metrics are written as null."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _write_curves(report, path) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["router", "threshold", "cloud_share", "quality"])
+        for r in report.results:
+            for t, s, q in zip(r.curve.thresholds, r.curve.share, r.curve.quality):
+                w.writerow([r.label, f"{t:.9g}", f"{s:.6f}", f"{q:.6f}"])
+
+
+def format_table(report) -> str:
+    t = report.table
+    head = (f"{t.name}: {len(t)} prompts | weak {t.weak} = {report.q_weak:.4f} | "
+            f"strong {t.strong} = {report.q_strong:.4f}")
+    cols = ["router", "APGR", "AUC", "CPT20", "CPT50", "CPT80", "q@20%", "q@50%", "AUROC", "PRR"]
+    rows = []
+    for r in report.results:
+        m, u = r.metrics, r.metrics["uncertainty"]
+        rows.append([r.label, _f(m["apgr"]), _f(m["auc"]), _pct(m["cpt20"]), _pct(m["cpt50"]),
+                     _pct(m["cpt80"]), _f(m["quality_at"]["0.2"]), _f(m["quality_at"]["0.5"]),
+                     _f(u["auroc"]), _f(u["prr"])])
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
+    lines = [head, "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def _f(x) -> str:
+    return "n/a" if x is None or x != x else f"{x:.4f}"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def _build(args) -> int:
+    raise ValueError("confroute eval build: not wired yet")  # replaced below once backends land
