@@ -74,8 +74,9 @@ class Router(abc.ABC):
         raise NotImplementedError(f"router {self.name!r} cannot be saved")
 
     @classmethod
-    def load(cls, directory) -> "Router":
-        """Loads any saved router: reads ``router.json`` and dispatches on its ``name``."""
+    def load(cls, directory, **kwargs) -> "Router":
+        """Loads any saved router: reads ``router.json`` and dispatches on its ``name``;
+        keyword arguments (e.g. ``embedder=``) go to that router's ``load``."""
         path = os.path.join(os.fspath(directory), "router.json")
         if not os.path.exists(path):
             raise ValueError(f"{directory} holds no saved router (no router.json)")
@@ -88,4 +89,4 @@ class Router(abc.ABC):
         target = REGISTRY[name]
         if target.load.__func__ is Router.load.__func__:
             raise ValueError(f"{path}: router {name!r} cannot be loaded")
-        return target.load(directory)
+        return target.load(directory, **kwargs)

@@ -1,0 +1,160 @@
+"""The SE labelling job: for each prompt, both models' semantic entropy -> one label row.
+
+Resumable: rows are appended to a JSONL file one item at a time (flushed and fsynced), each
+with its prompt's position ``id``; a rerun with the same options skips the ids already there,
+drops a half-written last line left by a kill, and draws item i with seed ``seed + i``, so a
+killed-then-resumed job writes the same rows as an uninterrupted one. The options are kept
+beside the file (``<out>.meta.json``); resuming with other options is refused, not mixed in.
+
+The job is written against one callable, ``se_fn(role, prompt, seed) -> (se, response)`` with
+role 'weak' or 'strong', so it runs with any backend; :func:`scorer_se_fn` builds it from the
+package's models and confidence scorer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from confroute.labels import check_row, se_row
+
+SEFn = Callable[[str, str, int], Tuple[float, str]]
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    weak: str
+    strong: str
+    n: int = 4
+    max_tokens: int = 24
+    temperature: float = 0.7
+    tau: float = 0.1
+    kind: str = "kuhn"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n < 2:
+            raise ValueError(f"n must be >= 2 samples (SE of one sample is always 0), got {self.n}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not self.tau >= 0:
+            raise ValueError(f"tau must be >= 0, got {self.tau}")
+        if self.kind not in ("discrete", "weighted", "kuhn"):
+            raise ValueError(f"unknown SE kind {self.kind!r}: use discrete, weighted or kuhn")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    path: str
+    total: int  # prompts in the job
+    done_before: int  # rows found on disk at start
+    written: int  # rows this run added
+    seconds: float  # wall time of this run
+
+
+def _meta_path(out: str) -> str:
+    return out + ".meta.json"
+
+
+def _existing(out: str, prompts: Sequence[str]) -> set:
+    """Ids already on disk; truncates a half-written last line (left by a kill)."""
+    if not os.path.exists(out):
+        return set()
+    with open(out, "rb+") as f:
+        data = f.read()
+        cut = data.rfind(b"\n") + 1
+        if cut != len(data):
+            f.truncate(cut)
+    done = set()
+    for i, line in enumerate(data[:cut].decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        check_row(row, f"{out}:{i}")
+        j = row.get("id")
+        if not isinstance(j, int) or not 0 <= j < len(prompts) or prompts[j] != row["prompt"]:
+            raise ValueError(f"{out}:{i}: row id {j!r} does not match this prompt list "
+                             f"(another job's file? use a new --out)")
+        if j in done:
+            raise ValueError(f"{out}:{i}: id {j} appears twice")
+        done.add(j)
+    return done
+
+
+def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
+                  progress: bool = True) -> JobResult:
+    """Labels every prompt not yet in ``out``; returns what was done."""
+    out = os.fspath(out)
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("no prompts to label")
+    meta = {"config": asdict(config), "n_prompts": len(prompts)}
+    if os.path.exists(_meta_path(out)):
+        with open(_meta_path(out)) as f:
+            old = json.load(f)
+        if old != meta:
+            raise ValueError(f"{out} was started with other options ({old}); rerun with the "
+                             f"same options to resume, or choose a new --out")
+    elif os.path.exists(out) and os.path.getsize(out):
+        raise ValueError(f"{out} exists but has no {_meta_path(out)}: not a label job's file")
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(_meta_path(out), "w") as f:
+            json.dump(meta, f)
+    done = _existing(out, prompts)
+    todo = [i for i in range(len(prompts)) if i not in done]
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm  # rate and ETA per item
+
+        bar = tqdm(total=len(prompts), initial=len(done), unit="prompt", desc="labelling")
+    with open(out, "a", encoding="utf-8") as f:
+        for i in todo:
+            t = time.perf_counter()
+            se_w, resp_w = se_fn("weak", prompts[i], config.seed + i)
+            se_s, resp_s = se_fn("strong", prompts[i], config.seed + i)
+            row = se_row(prompts[i], config.weak, config.strong, se_w, se_s, config.tau,
+                         resp_w, resp_s, kind=config.kind, id=i,
+                         seconds=round(time.perf_counter() - t, 3))
+            f.write(json.dumps(row) + "\n")  # one write per row: a kill loses at most this one
+            f.flush()
+            os.fsync(f.fileno())
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return JobResult(out, len(prompts), len(done), len(todo), time.perf_counter() - t0)
+
+
+def scorer_se_fn(weak_model, strong_model, scorer, config: JobConfig) -> SEFn:
+    """``se_fn`` from two models with ``.sample`` and a confidence scorer (issue 3's API):
+    n samples at the job's temperature and max_tokens, SE of the job's kind, and the most
+    likely sample as the model's response."""
+    models = {"weak": weak_model, "strong": strong_model}
+
+    def se_fn(role: str, prompt: str, seed: int):
+        messages = [{"role": "user", "content": prompt}]
+        conf = scorer.score(messages, models[role], n=config.n, max_tokens=config.max_tokens,
+                            temperature=config.temperature, seed=seed)
+        return float(_se_of(conf, config.kind)), _response_of(conf)
+
+    return se_fn
+
+
+def _se_of(conf, kind: str) -> float:
+    if hasattr(conf, "se") and callable(conf.se):
+        return conf.se(kind)
+    return getattr(conf, "se_" + kind)
+
+
+def _response_of(conf) -> str:
+    for attr in ("answer", "response"):
+        v = getattr(conf, attr, None)
+        if isinstance(v, str):
+            return v
+    samples = getattr(conf, "samples", None)
+    texts: Optional[List[str]] = getattr(samples, "texts", None)
+    return texts[0] if texts else ""

@@ -1,0 +1,207 @@
+"""The shared part of the trained routers: prompts -> unit embeddings -> a score.
+
+A trained router holds an embedder (any object with ``embed(texts) -> float32 [n, d]``, and
+optionally ``dim`` and ``name``; default: the package's default embedder, loaded on first use),
+learns from label rows (:mod:`confroute.labels`) and scores embeddings. Saved as a directory:
+``router.json`` (name, format version, embedder name/dim, models, threshold, parameters),
+``arrays.npz`` (learned arrays) and, for the neighbour routers, ``index.faiss``.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from confroute.index import normalize_rows
+from confroute.labels import pair_targets, read_labels
+from confroute.routers.base import Router
+
+FORMAT_VERSION = 1
+
+
+def default_embedder():
+    from confroute.models import default_embedder as make  # issue 3's MiniLM ONNX embedder
+
+    return make()
+
+
+def embedder_name(embedder) -> str:
+    return str(getattr(embedder, "name", type(embedder).__name__))
+
+
+class EmbeddingRouter(Router):
+    """Subclasses implement ``_fit(X, y)``, ``_score(X)``, ``_params()``/``_arrays()`` and
+    ``_restore(params, arrays, directory)``. X rows are unit vectors; y = P(strong wins)."""
+
+    def __init__(self, embedder=None, threshold: Optional[float] = None):
+        self._embedder = embedder
+        self.threshold = threshold
+        self.dim: Optional[int] = None
+        self.strong: Optional[str] = None
+        self.weak: Optional[str] = None
+        self.embedder_name: Optional[str] = None if embedder is None else embedder_name(embedder)
+        self.info: dict = {}  # free-form facts kept in router.json (training counts, calibration)
+
+    # -- embeddings -------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = default_embedder()
+        return self._embedder
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        if isinstance(prompts, str):
+            raise ValueError("prompts must be a list of strings, not one string")
+        prompts = list(prompts)
+        if not all(isinstance(p, str) for p in prompts):
+            raise ValueError("every prompt must be a string")
+        emb = self.embedder
+        want = getattr(emb, "dim", None)
+        if self.dim is not None and want is not None and int(want) != self.dim:
+            raise ValueError(f"router {self.name!r} was trained on {self.dim}-dimensional "
+                             f"embeddings ({self.embedder_name}), the embedder gives {want}")
+        if not prompts:
+            return np.zeros((0, self.dim or int(want or 0)), np.float32)
+        return self._check_dim(normalize_rows(emb.embed(prompts), "prompt embeddings"))
+
+    def _check_dim(self, X: np.ndarray) -> np.ndarray:
+        if self.dim is not None and X.shape[1] != self.dim:
+            raise ValueError(f"router {self.name!r} was trained on {self.dim}-dimensional "
+                             f"embeddings ({self.embedder_name}), got {X.shape[1]}")
+        return X
+
+    # -- the Router interface -----------------------------------------------------------------
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        self._require_fitted()
+        X = self.embed(prompts)
+        return self.score_embeddings(X) if len(X) else np.zeros(0)
+
+    def score_embeddings(self, X) -> np.ndarray:
+        """Scores of precomputed embeddings [n, dim] (normalized here): float64 in [0, 1]."""
+        self._require_fitted()
+        X = self._check_dim(normalize_rows(X, "embeddings"))
+        return np.clip(np.asarray(self._score(X), dtype=np.float64), 0.0, 1.0)
+
+    def fit(self, labels, strong: Optional[str] = None, weak: Optional[str] = None,
+            embeddings=None) -> "EmbeddingRouter":
+        """Trains on label rows (a list of dicts or a JSONL path). ``embeddings`` [n, d] may
+        be given for the rows' prompts (skips the embedder)."""
+        rows = read_labels(labels) if isinstance(labels, (str, os.PathLike)) else list(labels)
+        prompts, y, self.strong, self.weak = pair_targets(rows, strong, weak)
+        if embeddings is None:
+            self.dim = None
+            X = self.embed(prompts)
+        else:
+            X = normalize_rows(embeddings, "embeddings")
+            if X.shape[0] != len(rows):
+                raise ValueError(f"{X.shape[0]} embeddings for {len(rows)} label rows")
+            if len(prompts) != len(rows):
+                raise ValueError("with precomputed embeddings every row must compare the "
+                                 "same two models")
+        return self.fit_embeddings(X, y)
+
+    def fit_embeddings(self, X, y) -> "EmbeddingRouter":
+        """Trains on embeddings [n, d] and targets y = P(strong wins) in {0, 0.5, 1}."""
+        X = normalize_rows(X, "embeddings")
+        y = np.asarray(y, dtype=np.float64)
+        if X.shape[0] == 0:
+            raise ValueError("no training examples")
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"{X.shape[0]} embeddings but targets of shape {y.shape}")
+        if not np.isin(y, (0.0, 0.5, 1.0)).all():
+            raise ValueError("targets must be 0 (weak wins), 0.5 (tie) or 1 (strong wins)")
+        want = getattr(self._embedder, "dim", None) if self._embedder is not None else None
+        if want is not None and int(want) != X.shape[1]:
+            raise ValueError(f"embeddings have dimension {X.shape[1]}, the embedder {want}")
+        self.dim = int(X.shape[1])
+        if self._embedder is not None:
+            self.embedder_name = embedder_name(self._embedder)
+        self.strong = self.strong or "strong"
+        self.weak = self.weak or "weak"
+        self.info.update(n_train=int(len(y)), n_strong=int((y == 1).sum()),
+                         n_weak=int((y == 0).sum()), n_tie=int((y == 0.5).sum()))
+        self._fit(X, y)
+        return self
+
+    def _require_fitted(self):
+        if self.dim is None:
+            raise ValueError(f"router {self.name!r} is not trained: call fit or load one")
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, directory) -> None:
+        self._require_fitted()
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        config = {
+            "name": self.name,
+            "format_version": FORMAT_VERSION,
+            "embedder": {"name": self.embedder_name, "dim": self.dim},
+            "strong": self.strong,
+            "weak": self.weak,
+            "threshold": self.threshold,
+            "params": self._params(),
+            "info": self.info,
+        }
+        np.savez(os.path.join(directory, "arrays.npz"), **self._arrays())
+        self._save_extra(directory)
+        # router.json last: a directory without it is not a (half-written) router
+        with open(os.path.join(directory, "router.json"), "w") as f:
+            json.dump(config, f, indent=1)
+
+    @classmethod
+    def load(cls, directory, embedder=None) -> "EmbeddingRouter":
+        directory = os.fspath(directory)
+        path = os.path.join(directory, "router.json")
+        if not os.path.exists(path):
+            raise ValueError(f"{directory} holds no saved router (no router.json)")
+        with open(path) as f:
+            config = json.load(f)
+        if config.get("name") != cls.name:
+            raise ValueError(f"{path} holds a {config.get('name')!r} router, not {cls.name!r}")
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: format version {config.get('format_version')!r}, this "
+                             f"confroute reads {FORMAT_VERSION}")
+        obj = cls(embedder=embedder, **config["params"])
+        obj.dim = int(config["embedder"]["dim"])
+        obj.embedder_name = config["embedder"]["name"]
+        obj.strong, obj.weak = config["strong"], config["weak"]
+        obj.threshold = config["threshold"]
+        obj.info = config.get("info", {})
+        with np.load(os.path.join(directory, "arrays.npz")) as z:
+            arrays = {k: z[k] for k in z.files}
+        obj._restore(arrays, directory)
+        if embedder is not None:
+            obj.embed([])  # dimension check now, not at the first query
+        return obj
+
+    def _save_extra(self, directory: str) -> None:
+        pass
+
+    # -- what each router defines ---------------------------------------------------------------
+    @abc.abstractmethod
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> None: ...
+
+    @abc.abstractmethod
+    def _score(self, X: np.ndarray) -> np.ndarray: ...
+
+    def _params(self) -> dict:
+        return {}
+
+    @abc.abstractmethod
+    def _arrays(self) -> dict: ...
+
+    @abc.abstractmethod
+    def _restore(self, arrays: dict, directory: str) -> None: ...
+
+
+def hard_targets(X: np.ndarray, y: np.ndarray):
+    """For classifiers that need class labels: a tie becomes one 'weak' and one 'strong' copy
+    of the example with weight 1/2 each (so ties count half, as in the BT fit)."""
+    tie = y == 0.5
+    Xh = np.concatenate([X, X[tie]])
+    yh = np.concatenate([np.where(tie, 0, y), np.ones(int(tie.sum()))]).astype(int)
+    w = np.concatenate([np.where(tie, 0.5, 1.0), np.full(int(tie.sum()), 0.5)])
+    return Xh, yh, w
