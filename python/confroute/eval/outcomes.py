@@ -120,3 +120,134 @@ def _replace(t: OutcomeTable, **kw) -> OutcomeTable:
                 strong=t.strong, name=t.name, ids=t.ids, groups=t.groups, scale=t.scale)
     base.update(kw)
     return OutcomeTable(**base)
+
+
+# ------------------------------------------------------------------------------- live builder
+#
+# The checkpoint is a JSONL file: a header line (what is being built, so a resumed run cannot
+# silently mix settings) and then one line per (question, model) answer, flushed and fsynced
+# before the next answer starts. A killed run loses at most the answer in flight; a torn last
+# line (killed mid-write) is cut off on resume and that answer is redone.
+
+_HEADER_KIND = "confroute-outcomes-v1"
+
+
+@dataclass(frozen=True)
+class LiveRecord:
+    id: str
+    model: str
+    answer: str
+    extracted: Optional[str]
+    quality: float
+    usage: Dict[str, int] = field(default_factory=dict)
+
+
+def _ask(model, messages, max_tokens: int, temperature: float):
+    """Any backend with ``chat(messages, n, max_tokens, temperature)`` (EdgeModel, CloudModel)
+    or ``generate(messages, max_tokens, temperature)``; returns (text, usage)."""
+    if hasattr(model, "chat"):
+        r = model.chat(messages, n=1, max_tokens=max_tokens, temperature=temperature)
+    elif hasattr(model, "generate"):
+        r = model.generate(messages, max_tokens=max_tokens, temperature=temperature)
+    elif callable(model):
+        r = model(messages)
+    else:
+        raise ValueError(f"{model!r} has neither chat() nor generate()")
+    if isinstance(r, str):
+        return r, {}
+    return r.text, dict(getattr(r, "usage", None) or {})
+
+
+def _read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecord]:
+    done: Dict[Tuple[str, str], LiveRecord] = {}
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return done
+    with open(path, "rb") as f:
+        data = f.read()
+    good_end = data.rfind(b"\n") + 1  # everything after the last newline is a torn write
+    if good_end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    lines = data[:good_end].decode("utf-8").splitlines()
+    if not lines:
+        return done
+    try:
+        first = json.loads(lines[0])
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: line 1: not a confroute outcome checkpoint") from None
+    if first.get("kind") != _HEADER_KIND:
+        raise ValueError(f"{path}: line 1: not a confroute outcome checkpoint")
+    diff = {k: (first.get(k), v) for k, v in header.items() if first.get(k) != v}
+    if diff:
+        what = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"{path}: the checkpoint was made with other settings ({what}); "
+                         f"use another checkpoint file or the same settings")
+    for lineno, line in enumerate(lines[1:], 2):
+        try:
+            o = json.loads(line)
+            rec = LiveRecord(str(o["id"]), str(o["model"]), o["answer"], o.get("extracted"),
+                             float(o["quality"]), dict(o.get("usage") or {}))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: line {lineno}: not a valid outcome record") from None
+        done[(rec.id, rec.model)] = rec
+    return done
+
+
+def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
+                   name: str = "live", prompt_prefix: str = "", max_tokens: int = 256,
+                   temperature: float = 0.0, progress: bool = True) -> OutcomeTable:
+    """Runs every model over every item and grades the answers, resuming from ``checkpoint``.
+
+    ``items``: objects with ``id``, ``prompt``, ``reference`` and ``group`` (see
+    :mod:`confroute.eval.data`); ``models``: name -> backend (see :func:`_ask`);
+    ``grade(answer, reference) -> (quality, extracted or None)``. Greedy decoding
+    (temperature 0) by default, so a resumed run gives the same table as an uninterrupted one.
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("no items to run")
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("item ids repeat")
+    names = list(models)
+    for role, m in (("weak", weak), ("strong", strong)):
+        if m not in names:
+            raise ValueError(f"unknown {role} model {m!r}; models: {', '.join(names)}")
+    checkpoint = os.fspath(checkpoint)
+    header = {"kind": _HEADER_KIND, "benchmark": name, "models": names,
+              "prompt_prefix": prompt_prefix, "max_tokens": int(max_tokens),
+              "temperature": float(temperature)}
+    done = _read_checkpoint(checkpoint, header)
+    todo = [(it, m) for it in items for m in names if (it.id, m) not in done]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items) * len(names), initial=len(items) * len(names) - len(todo),
+                   desc=f"{name} outcomes", unit="answer")
+    new_file = not os.path.exists(checkpoint) or os.path.getsize(checkpoint) == 0
+    try:
+        with open(checkpoint, "a", encoding="utf-8") as f:
+            if new_file:
+                _append(f, header)
+            for it, m in todo:
+                messages = [{"role": "user", "content": prompt_prefix + it.prompt}]
+                text, usage = _ask(models[m], messages, max_tokens, temperature)
+                quality, extracted = grade(text, it.reference)
+                rec = LiveRecord(it.id, m, text, extracted, float(quality), usage)
+                _append(f, rec.__dict__)
+                done[(it.id, m)] = rec
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    q = np.array([[done[(it.id, m)].quality for m in names] for it in items])
+    return OutcomeTable([it.prompt for it in items], names, q, weak, strong, name=name,
+                        ids=ids, groups=[getattr(it, "group", "") for it in items])
+
+
+def _append(f, obj: dict) -> None:
+    f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    f.flush()
+    os.fsync(f.fileno())

@@ -142,7 +142,11 @@ def resolve_router(spec, table: Optional[OutcomeTable] = None) -> Tuple[str, Rou
         if table is None:
             raise ValueError(f"router {name!r} needs the outcome table")
         kwargs.setdefault("table", table)
-    return spec, get_router(name, **kwargs)
+    try:
+        return spec, get_router(name, **kwargs)
+    except TypeError as e:  # an option the router's constructor does not take
+        raise ValueError(f"router {name!r} does not take the options {sorted(kwargs)}: {e}") \
+            from None
 
 
 def _parse_kwargs(name: str, arg: str) -> Dict[str, object]:
