@@ -1,0 +1,101 @@
+"""The live outcome builder's checkpoint and resume logic, with a scripted model (pure logic).
+Runs with real local models are in test_eval_live_models.py."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from confroute.eval.data import Item
+from confroute.eval.grading import grade_gsm8k
+from confroute.eval.outcomes import build_outcomes
+
+ITEMS = [Item(f"q{i}", f"What is {i} + {i}?", str(2 * i)) for i in range(6)]
+
+
+class Scripted:
+    """Answers right when (model, question) hashes even; can die after `die_after` calls."""
+
+    def __init__(self, name, die_after=None):
+        self.name, self.die_after, self.calls = name, die_after, 0
+
+    def chat(self, messages, n=1, max_tokens=64, temperature=0.0):
+        if self.die_after is not None and self.calls >= self.die_after:
+            raise KeyboardInterrupt  # what Ctrl-C or a crash looks like mid-run
+        self.calls += 1
+        q = messages[-1]["content"]
+        i = int(q.split("What is ")[1].split(" ")[0])
+        right = (i + len(self.name)) % 2 == 0
+        return SimpleNamespace(text=f"so #### {2 * i if right else 2 * i + 1}",
+                               usage={"completion_tokens": 3})
+
+
+def _run(path, edge, cloud, **kw):
+    return build_outcomes(ITEMS, {"edge": edge, "cloud": cloud}, grade_gsm8k, path,
+                          weak="edge", strong="cloud", name="toy", progress=False, **kw)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
+    full = _run(tmp_path / "full.jsonl", Scripted("edge"), Scripted("cloud"))
+    assert full.q_weak.tolist() == [1, 0, 1, 0, 1, 0]
+    assert full.q_strong.tolist() == [0, 1, 0, 1, 0, 1]
+
+    ck = tmp_path / "ck.jsonl"
+    edge, cloud = Scripted("edge", die_after=3), Scripted("cloud")
+    with pytest.raises(KeyboardInterrupt):
+        _run(ck, edge, cloud)
+    lines = ck.read_text().splitlines()
+    assert len(lines) == 1 + 3 + 3  # header + 3 questions answered by both models
+    edge2, cloud2 = Scripted("edge"), Scripted("cloud")
+    resumed = _run(ck, edge2, cloud2)
+    assert (edge2.calls, cloud2.calls) == (3, 3)  # nothing repeated, nothing lost
+    np.testing.assert_array_equal(resumed.quality, full.quality)
+    assert resumed.prompts == full.prompts and resumed.ids == full.ids
+    # A third run is free.
+    edge3, cloud3 = Scripted("edge"), Scripted("cloud")
+    _run(ck, edge3, cloud3)
+    assert edge3.calls == cloud3.calls == 0
+
+
+def test_torn_last_line_is_redone(tmp_path):
+    ck = tmp_path / "ck.jsonl"
+    full = _run(ck, Scripted("edge"), Scripted("cloud"))
+    data = ck.read_bytes()
+    ck.write_bytes(data[: len(data) - 25])  # killed while writing the last record
+    edge, cloud = Scripted("edge"), Scripted("cloud")
+    again = _run(ck, edge, cloud)
+    assert edge.calls + cloud.calls == 1
+    np.testing.assert_array_equal(again.quality, full.quality)
+    assert len(ck.read_text().splitlines()) == 1 + 12
+
+
+def test_checkpoint_with_other_settings_is_refused(tmp_path):
+    ck = tmp_path / "ck.jsonl"
+    _run(ck, Scripted("edge"), Scripted("cloud"))
+    with pytest.raises(ValueError, match=r"other settings \(max_tokens: checkpoint 256, now 9\)"):
+        _run(ck, Scripted("edge"), Scripted("cloud"), max_tokens=9)
+    lines = ck.read_text().splitlines()
+    lines[3] = '{"id": "q1", "model": "edge"}'
+    ck.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"ck\.jsonl: line 4: not a valid outcome record"):
+        _run(ck, Scripted("edge"), Scripted("cloud"))
+    (tmp_path / "x.jsonl").write_text("hello\n")
+    with pytest.raises(ValueError, match="not a confroute outcome checkpoint"):
+        _run(tmp_path / "x.jsonl", Scripted("edge"), Scripted("cloud"))
+
+
+def test_records_keep_the_answers(tmp_path):
+    ck = tmp_path / "ck.jsonl"
+    _run(ck, Scripted("edge"), Scripted("cloud"))
+    recs = [json.loads(l) for l in ck.read_text().splitlines()[1:]]
+    assert recs[0] == {"id": "q0", "model": "edge", "answer": "so #### 0", "extracted": "0",
+                       "quality": 1.0, "usage": {"completion_tokens": 3}}
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown strong model 'gpt'"):
+        build_outcomes(ITEMS, {"edge": Scripted("edge")}, grade_gsm8k, tmp_path / "c",
+                       weak="edge", strong="gpt", progress=False)
+    with pytest.raises(ValueError, match="no items"):
+        build_outcomes([], {"edge": Scripted("e")}, grade_gsm8k, tmp_path / "c",
+                       weak="edge", strong="edge", progress=False)
