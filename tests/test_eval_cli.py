@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from confroute.cli import main
+from confroute import cli
 from test_eval_data import DATA, make_layout
+
+
+@pytest.fixture(autouse=True)
+def only_eval(monkeypatch):
+    # The real `confroute` entry point, with only this subcommand registered: other
+    # subcommands' modules (and their imports) are not under test here.
+    monkeypatch.setattr(cli, "COMMANDS", {"eval": cli.COMMANDS["eval"]})
 
 
 def _png_size(path):
@@ -18,7 +25,7 @@ def _png_size(path):
 
 
 def _run(argv, capsys):
-    rc = main(argv)
+    rc = cli.main(argv)
     return rc, capsys.readouterr()
 
 

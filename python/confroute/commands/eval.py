@@ -163,5 +163,52 @@ def _pct(x) -> str:
     return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
 
 
+BUILD_DEFAULT_TOKENS = {"gsm8k": 384, "mmlu": 8}
+
+
 def _build(args) -> int:
-    raise ValueError("confroute eval build: not wired yet")  # replaced below once backends land
+    from confroute.eval.data import gsm8k_items, mmlu_items
+    from confroute.eval.grading import (GSM8K_INSTRUCTION, MMLU_INSTRUCTION, grade_gsm8k,
+                                        grade_mmlu)
+    from confroute.eval.outcomes import build_outcomes
+
+    if not args.data:
+        raise ValueError("--data (or $CONFROUTE_DATA) is needed")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.benchmark == "gsm8k":
+        items, grade, prefix = gsm8k_items(args.data, args.split), grade_gsm8k, GSM8K_INSTRUCTION
+    else:
+        items, grade, prefix = mmlu_items(args.data, args.split), grade_mmlu, MMLU_INSTRUCTION
+    items = items[: args.limit] if args.limit else items
+    edge, cloud = _build_models(args)
+    names = [getattr(edge, "name", "edge"), getattr(cloud, "name", "cloud")]
+    if names[0] == names[1]:
+        names = [names[0] + " (edge)", names[1] + " (cloud)"]
+    table = build_outcomes(items, dict(zip(names, (edge, cloud))), grade, args.checkpoint,
+                           weak=names[0], strong=names[1], name=args.benchmark,
+                           prompt_prefix=prefix,
+                           max_tokens=args.max_tokens or BUILD_DEFAULT_TOKENS[args.benchmark])
+    table.save(args.out)
+    for m in names:
+        print(f"{m}: mean quality {table.column(m).mean():.4f} over {len(table)} questions")
+    print(f"wrote {args.out} (checkpoint {args.checkpoint})")
+    return 0
+
+
+def _build_models(args):
+    from confroute import models
+
+    if args.edge_model:
+        from confroute.models.edge import EdgeModel
+
+        edge = EdgeModel(args.edge_model)
+    else:
+        edge = models.default_edge()
+    if args.cloud_url:
+        if not args.cloud_model:
+            raise ValueError("--cloud-url needs --cloud-model (the server's model name)")
+        cloud = models.CloudModel(args.cloud_url, args.cloud_model)
+    else:
+        cloud = models.default_cloud()
+    return edge, cloud

@@ -8,8 +8,8 @@ from typing import Optional, Tuple
 
 GSM8K_INSTRUCTION = ("Solve the problem step by step. End with the final answer on its own "
                      "line, written as '#### <number>'.\n\n")
-MMLU_INSTRUCTION = ("Answer the multiple-choice question with the letter of the correct "
-                    "option (A, B, C or D).\n\n")
+MMLU_INSTRUCTION = ("Answer the multiple-choice question. Reply with only the letter of the "
+                    "correct option (A, B, C or D), no explanation.\n\n")
 
 _NUM = r"-?\$?\s?\d[\d,]*(?:\.\d+)?"
 
