@@ -9,6 +9,9 @@ import sys
 COMMANDS = {
     "info": ("confroute.commands.info", "print the build and a worked semantic-entropy example"),
     "eval": ("confroute.commands.eval", "replay routers over outcomes, build outcome tables, judge"),
+    "label": ("confroute.commands.label", "preference labels (SE or accuracy) for training routers"),
+    "train": ("confroute.commands.train", "train a router (sw, mf, mlp, knn) on labels"),
+    "calibrate": ("confroute.commands.calibrate", "set a router's threshold for a cloud share"),
 }
 
 

@@ -71,7 +71,10 @@ def _existing(out: str, prompts: Sequence[str]) -> set:
     for i, line in enumerate(data[:cut].decode("utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{out}:{i}: not JSON ({e.msg})") from None
         check_row(row, f"{out}:{i}")
         j = row.get("id")
         if not isinstance(j, int) or not 0 <= j < len(prompts) or prompts[j] != row["prompt"]:
@@ -84,13 +87,16 @@ def _existing(out: str, prompts: Sequence[str]) -> set:
 
 
 def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
-                  progress: bool = True) -> JobResult:
-    """Labels every prompt not yet in ``out``; returns what was done."""
+                  progress: bool = True,
+                  grade_fn: Optional[Callable[[int, str], float]] = None) -> JobResult:
+    """Labels every prompt not yet in ``out``; returns what was done. ``grade_fn(i,
+    response)``, where the prompts have known answers, adds each response's quality
+    (``quality_weak``/``quality_strong``): accuracy labels for the same prompts and samples."""
     out = os.fspath(out)
     prompts = list(prompts)
     if not prompts:
         raise ValueError("no prompts to label")
-    meta = {"config": asdict(config), "n_prompts": len(prompts)}
+    meta = {"config": asdict(config), "n_prompts": len(prompts), "graded": grade_fn is not None}
     if os.path.exists(_meta_path(out)):
         with open(_meta_path(out)) as f:
             old = json.load(f)
@@ -116,9 +122,13 @@ def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
             t = time.perf_counter()
             se_w, resp_w = se_fn("weak", prompts[i], config.seed + i)
             se_s, resp_s = se_fn("strong", prompts[i], config.seed + i)
+            extra = {}
+            if grade_fn is not None:
+                extra = {"quality_weak": float(grade_fn(i, resp_w)),
+                         "quality_strong": float(grade_fn(i, resp_s))}
             row = se_row(prompts[i], config.weak, config.strong, se_w, se_s, config.tau,
                          resp_w, resp_s, kind=config.kind, id=i,
-                         seconds=round(time.perf_counter() - t, 3))
+                         seconds=round(time.perf_counter() - t, 3), **extra)
             f.write(json.dumps(row) + "\n")  # one write per row: a kill loses at most this one
             f.flush()
             os.fsync(f.fileno())

@@ -18,6 +18,7 @@ The labelling job (sampling both models, resumable) is :mod:`confroute.label_job
 from __future__ import annotations
 
 import csv
+import re
 import json
 import os
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -234,3 +235,37 @@ def _prompt_of(obj, field, where) -> str:
                 return v
             raise ValueError(f"{where}: field {k!r} is not a non-empty string")
     raise ValueError(f"{where}: no {' / '.join(repr(k) for k in keys)} field")
+
+
+def accuracy_rows_from(rows: Iterable[dict]) -> List[dict]:
+    """Accuracy labels for the prompts of graded SE label rows (``quality_weak`` and
+    ``quality_strong`` present): same prompts, same responses, the other kind of label."""
+    rows = list(rows)
+    graded = [r for r in rows if "quality_weak" in r and "quality_strong" in r]
+    if not graded:
+        raise ValueError("no label row carries quality_weak/quality_strong (label the prompts "
+                         "from a file with gold answers)")
+    out = outcome_rows([r["prompt"] for r in graded], [r["quality_weak"] for r in graded],
+                       [r["quality_strong"] for r in graded], graded[0]["model_a"],
+                       graded[0]["model_b"])
+    for o, r in zip(out, graded):
+        o["response_a"], o["response_b"] = r.get("response_a", ""), r.get("response_b", "")
+        if "id" in r:
+            o["id"] = r["id"]
+    return out
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+def _norm(text: str) -> str:
+    return " ".join(_ARTICLES.sub(" ", _PUNCT.sub(" ", text.lower())).split())
+
+
+def grade_short_answer(response: str, gold) -> float:
+    """NQ-open's usual match: 1.0 if a normalized gold answer (lower case, no punctuation or
+    articles) occurs in the normalized response, else 0.0."""
+    golds = [gold] if isinstance(gold, str) else list(gold)
+    r = f" {_norm(response)} "
+    return float(any(g and f" {g} " in r for g in map(_norm, golds)))
