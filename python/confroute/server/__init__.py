@@ -1,0 +1,53 @@
+"""`confroute serve`: an OpenAI-compatible HTTP server that routes each request to the edge or
+the cloud model. ``build(cfg)`` loads the models and returns the ASGI app; ``serve`` runs it."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+log = logging.getLogger("confroute.server")
+
+
+def load_models(cfg):
+    """(edge, cloud, scorer, trained routers) as the config names them."""
+    from confroute.models import CloudModel, EdgeModel, default_cloud, default_edge, store
+    from confroute.scorer import ConfidenceScorer
+
+    e = cfg.edge
+    kw = dict(n_ctx=e.n_ctx, n_threads=e.n_threads, n_seq_max=e.n_seq_max)
+    if e.model is None:
+        edge = default_edge(**kw)
+    elif os.path.isfile(e.model):
+        edge = EdgeModel(e.model, **kw)
+    else:
+        edge = EdgeModel(store.model_path(e.model), name=e.model, **kw)
+    c = cfg.cloud
+    if c.base_url is None:
+        cloud = default_cloud(n_ctx=e.n_ctx, n_threads=e.n_threads)
+    else:
+        key = os.environ.get(c.api_key_env) if c.api_key_env else None
+        if c.api_key_env and not key:
+            log.warning("cloud.api_key_env names %s, which is not set", c.api_key_env)
+        cloud = CloudModel(c.base_url, c.model, api_key=key, timeout=c.timeout_s,
+                           max_retries=c.max_retries)
+    scorer = ConfidenceScorer()
+    scorer.embedder.embed(["warm up"])   # load it now, not on the first request
+    routers = {}
+    for r in cfg.routers:
+        if r.name != "se":
+            from confroute.routers.policy import load_router
+
+            routers[r.name] = load_router(r.path)
+    return edge, cloud, scorer, routers
+
+
+def build(cfg, api_key: Optional[str] = None, models=None):
+    """The ASGI app for ``cfg`` (models loaded unless given as (edge, cloud, scorer, routers))."""
+    from confroute.server.app import create_app
+    from confroute.server.engine import Engine
+    from confroute.server.metrics import ServerMetrics
+
+    edge, cloud, scorer, routers = models or load_models(cfg)
+    engine = Engine(cfg, edge, cloud, scorer, ServerMetrics(), routers)
+    return create_app(engine, api_key)

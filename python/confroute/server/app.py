@@ -1,0 +1,260 @@
+"""The HTTP layer: an ASGI app on Starlette, served by uvicorn.
+
+Starlette rather than FastAPI: the request is checked by hand (``schema.py``) so that it can be
+forwarded as sent and every error names its field in OpenAI's format; FastAPI's value is its
+pydantic models, which would be in the way here. Both Starlette and uvicorn are widely used and
+maintained (FastAPI itself is built on them, and llama-cpp-python's server uses both).
+
+Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /health``,
+``GET /metrics`` (Prometheus text).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Dict, Optional
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from confroute.server.engine import CloudFailed, Engine, Outcome
+from confroute.server.errors import ApiError
+from confroute.server.limits import Cancelled
+from confroute.server.schema import parse_chat_request
+
+log = logging.getLogger("confroute.server")
+BODY_TIMEOUT_S = 30.0   # a client that trickles its body (slowloris) is cut off
+
+
+def error_response(e: ApiError) -> JSONResponse:
+    headers = dict(e.headers)
+    if e.status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(e.body(), status_code=e.status, headers=headers)
+
+
+def routing_headers(o: Outcome, router: str) -> Dict[str, str]:
+    f = o.facts(router)
+    h = {"x-confroute-router": router, "x-confroute-routed-to": o.routed_to,
+         "x-confroute-model": o.model, "x-confroute-threshold": f"{o.threshold:g}",
+         "x-confroute-degraded": "true" if o.degraded else "false"}
+    if f["score"] is not None:
+        h["x-confroute-score"] = f"{f['score']:.6g}"
+    if f["semantic_entropy"] is not None:
+        h["x-confroute-semantic-entropy"] = f"{f['semantic_entropy']:.6g}"
+    # header values must be latin-1: keep the model name printable
+    return {k: v.encode("ascii", "replace").decode() for k, v in h.items()}
+
+
+def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
+    cfg, metrics = engine.cfg, engine.metrics
+    key = api_key.encode() if api_key else None
+
+    def check_auth(request: Request) -> None:
+        if key is None:
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        # compare_digest: the time taken does not depend on how much of the key matched
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key):
+            raise ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer "
+                           "<key>'", code="invalid_api_key")
+
+    async def read_body(request: Request) -> bytes:
+        limit = cfg.limits.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise ApiError(400, "Content-Length is not a number", code="invalid_header")
+            if int(length) > limit:
+                raise ApiError(413, f"request body is {length} bytes; the limit is {limit}",
+                               code="body_too_large")
+
+        async def collect():
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:   # chunked uploads have no Content-Length: count as we go
+                    raise ApiError(413, f"request body exceeds the limit of {limit} bytes",
+                                   code="body_too_large")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+        try:
+            return await asyncio.wait_for(collect(), BODY_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT_S:g} s",
+                           code="body_timeout") from None
+
+    def finish(status: int, o: Optional[Outcome], router: str, t0: float) -> None:
+        metrics.requests.inc(status=str(status))
+        if o is None:
+            return
+        metrics.routed.inc(route=o.routed_to)
+        if o.degraded:
+            metrics.degraded.inc()
+        for u in o.usage.values():
+            metrics.tokens.inc(u.get("prompt_tokens", 0), model=u["model"], kind="prompt")
+            metrics.tokens.inc(u.get("completion_tokens", 0), model=u["model"],
+                               kind="completion")
+        dt = time.perf_counter() - t0
+        metrics.latency.observe(dt, route=o.routed_to)
+        log.info("%s %s -> %s%s (%.2fs)", status, router, o.routed_to,
+                 " degraded" if o.degraded else "", dt)
+
+    async def chat_completions(request: Request) -> Response:
+        t0 = time.perf_counter()
+        try:
+            check_auth(request)
+            try:
+                body = await read_body(request)
+            except ClientDisconnect:
+                metrics.disconnects.inc()
+                return Response(status_code=400)
+            req = parse_chat_request(body, cfg.limits, cfg.router_names)
+            engine.check_supported(req)
+            cancel = threading.Event()
+            if req.stream:
+                return await stream_response(request, req, cancel, t0)
+            o = await _until_done_or_gone(request, engine.answer(req, cancel), cancel)
+        except ApiError as e:
+            metrics.requests.inc(status=str(e.status))
+            metrics.rejected.inc(reason=e.code or str(e.status))
+            return error_response(e)
+        except (Cancelled, _ClientGone):
+            metrics.disconnects.inc()
+            metrics.requests.inc(status="499")
+            return Response(status_code=499)
+        finish(200, o, req.model, t0)
+        body = {"id": _id(), "object": "chat.completion", "created": int(time.time()),
+                "model": o.model, "choices": o.choices, "usage": o.total_usage(),
+                "confroute": o.facts(req.model)}
+        return JSONResponse(body, headers=routing_headers(o, req.model))
+
+    async def stream_response(request: Request, req, cancel: threading.Event, t0: float):
+        o, chunks = await _until_done_or_gone(request, engine.stream(req, cancel), cancel)
+        cid, created = _id(), int(time.time())
+
+        def event(obj) -> str:
+            return f"data: {json.dumps(obj)}\n\n"
+
+        def chunk(choices, **more) -> str:
+            return event({"id": cid, "object": "chat.completion.chunk", "created": created,
+                          "model": o.model, "choices": choices, **more})
+
+        async def sse():
+            status = 200
+            try:
+                yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
+                              "finish_reason": None} for i in range(req.n)],
+                            confroute=o.facts(req.model))
+                async for c in chunks:
+                    if c.get("choices"):
+                        yield chunk(c["choices"])
+                final: Dict[str, Any] = {"confroute": o.facts(req.model)}
+                if req.include_usage:
+                    final["usage"] = o.total_usage()
+                yield chunk([], **final)
+                yield "data: [DONE]\n\n"
+            except CloudFailed as e:
+                status = 502
+                yield event({"error": {"message": f"the cloud stream broke off: {e}",
+                                       "type": "server_error", "param": None,
+                                       "code": "cloud_stream_failed"}})
+            except asyncio.CancelledError:
+                status = 499
+                metrics.disconnects.inc()
+                raise
+            finally:
+                cancel.set()   # frees any work still running for this request
+                if status == 200:
+                    finish(200, o, req.model, t0)
+                else:
+                    metrics.requests.inc(status=str(status))
+
+        return StreamingResponse(sse(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          **routing_headers(o, req.model)})
+
+    async def models(request: Request) -> Response:
+        try:
+            check_auth(request)
+        except ApiError as e:
+            return error_response(e)
+        now = int(time.time())
+        return JSONResponse({"object": "list", "data": [
+            {"id": m, "object": "model", "created": now, "owned_by": "confroute"}
+            for m in cfg.model_ids()]})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "edge": engine.edge_name,
+                             "cloud": engine.cloud_name, "breaker": engine.breaker.state,
+                             "edge_queue": engine.edge_q.depth})
+
+    async def prometheus(request: Request) -> Response:
+        try:
+            check_auth(request)
+        except ApiError as e:
+            return error_response(e)
+        metrics.breaker_open.set(1 if engine.breaker.state != "closed" else 0)
+        return PlainTextResponse(metrics.render(),
+                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return error_response(ApiError(exc.status_code, f"{request.method} {request.url.path}: "
+                                       f"{exc.detail}", code="not_found"
+                                       if exc.status_code == 404 else None))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Should not happen; if it does, the client gets OpenAI's format and no traceback.
+        log.exception("internal error on %s", request.url.path)
+        metrics.requests.inc(status="500")
+        return error_response(ApiError(500, "internal server error", code="internal_error"))
+
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ], exception_handlers={HTTPException: http_error, Exception: server_error})
+    return app
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _until_done_or_gone(request: Request, work, cancel: threading.Event):
+    """Awaits ``work`` unless the client disconnects first: then the work is cancelled (jobs
+    not yet started are dropped, see limits.WorkQueue) and _ClientGone is raised."""
+    task = asyncio.ensure_future(work)
+
+    async def gone():
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not watcher.done():
+            watcher.cancel()
+    if not task.done():
+        cancel.set()
+        task.cancel()
+        raise _ClientGone()
+    return task.result()
+
+
+def _id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]

@@ -1,0 +1,165 @@
+"""What `confroute serve` runs: read from a JSON (or, on Python 3.11+, TOML) file; every key is
+optional and the defaults work out of the box (the registry's edge model in-process, the
+registry's local cloud stand-in in-process, the online SE cascade at threshold 0.8).
+
+Example (JSON)::
+
+    {"edge": {"model": "/models/my-edge.gguf"},
+     "cloud": {"base_url": "https://api.example.com/v1", "model": "big-model",
+               "api_key_env": "CLOUD_API_KEY", "timeout_s": 30},
+     "routers": [{"name": "se", "thresholds": [0.5, 0.8], "samples": 5},
+                 {"name": "sw", "path": "routers/sw", "thresholds": [0.35]}],
+     "limits": {"max_tokens": 1024}, "queue_size": 32,
+     "breaker": {"failures": 3, "reset_s": 30}}
+
+Secrets are never in the file: the file names environment variables that hold them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Tuple
+
+from confroute.server.schema import Limits
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    model: Optional[str] = None        # registry name or GGUF path; None: the default edge
+    n_ctx: int = 4096
+    n_threads: Optional[int] = None
+    n_seq_max: int = 16
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    base_url: Optional[str] = None     # None: the registry's local stand-in, in-process
+    model: Optional[str] = None
+    api_key_env: Optional[str] = None  # name of the environment variable holding the key
+    timeout_s: float = 60.0
+    max_retries: int = 0               # the breaker, not retries, handles a failing cloud
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    name: str = "se"
+    thresholds: Tuple[float, ...] = (0.8,)
+    path: Optional[str] = None          # saved trained router directory
+    samples: int = 5                    # SE: edge samples per request
+    sample_max_tokens: int = 48         # SE: tokens per sample
+    sample_temperature: float = 1.0
+    kind: str = "kuhn"                  # SE estimator
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failures: int = 3
+    reset_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 6060
+    api_key_env: str = "CONFROUTE_API_KEY"
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+    routers: Tuple[RouterConfig, ...] = (RouterConfig(),)
+    limits: Limits = field(default_factory=Limits)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    queue_size: int = 16               # requests waiting for the edge beyond the one running
+    default_max_tokens: int = 256      # answer length when a request names none
+    cloud_workers: int = 16            # concurrent cloud calls
+
+    @property
+    def router_names(self) -> Dict[str, RouterConfig]:
+        return {r.name: r for r in self.routers}
+
+    def model_ids(self) -> List[str]:
+        return [f"router-{r.name}-{t:g}" for r in self.routers for t in r.thresholds]
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be an object")
+    known = {f.name: f for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ValueError(f"{where}.{key} is not a known setting; known: "
+                             f"{', '.join(sorted(known))}")
+    return data
+
+
+def from_dict(data: Dict[str, Any]) -> ServerConfig:
+    """A checked ServerConfig; ValueError naming the setting otherwise."""
+    _build(ServerConfig, data, "config")
+    kw = dict(data)
+    sub = {"edge": EdgeConfig, "cloud": CloudConfig, "limits": Limits, "breaker": BreakerConfig}
+    for key, cls in sub.items():
+        if key in kw:
+            try:
+                kw[key] = cls(**_build(cls, kw[key], key))
+            except TypeError as e:
+                raise ValueError(f"{key}: {e}") from None
+    if "routers" in kw:
+        if not isinstance(kw["routers"], list) or not kw["routers"]:
+            raise ValueError("routers must be a non-empty list")
+        routers = []
+        for i, r in enumerate(kw["routers"]):
+            r = dict(_build(RouterConfig, r, f"routers[{i}]"))
+            if "threshold" in r:
+                raise ValueError(f"routers[{i}]: use 'thresholds': [..]")
+            r["thresholds"] = tuple(float(t) for t in r.get("thresholds", (0.8,)))
+            routers.append(RouterConfig(**r))
+        kw["routers"] = tuple(routers)
+    cfg = ServerConfig(**kw)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: ServerConfig) -> None:
+    names = [r.name for r in cfg.routers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"routers: a name appears twice in {names}")
+    for r in cfg.routers:
+        if not r.name.isidentifier() or r.name != r.name.lower():
+            raise ValueError(f"router name {r.name!r} must be lowercase letters, digits, '_'")
+        if not r.thresholds or not all(math.isfinite(t) and t >= 0 for t in r.thresholds):
+            raise ValueError(f"router {r.name!r}: thresholds must be finite numbers >= 0")
+        if r.name != "se" and r.path is None:
+            raise ValueError(f"router {r.name!r} needs 'path': a saved trained router folder")
+        if r.samples < 2:
+            raise ValueError(f"router {r.name!r}: samples must be >= 2 for semantic entropy")
+    if not 0 < cfg.port < 65536:
+        raise ValueError(f"port must be in 1..65535, got {cfg.port}")
+    if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.default_max_tokens < 1:
+        raise ValueError("queue_size >= 0, cloud_workers >= 1, default_max_tokens >= 1 needed")
+    if cfg.default_max_tokens > cfg.limits.max_tokens:
+        raise ValueError("default_max_tokens exceeds limits.max_tokens")
+    if cfg.cloud.base_url is not None and not cfg.cloud.model:
+        raise ValueError("cloud.model is required when cloud.base_url is set")
+    if cfg.cloud.timeout_s <= 0:
+        raise ValueError("cloud.timeout_s must be > 0: every cloud call needs a timeout")
+
+
+def load(path: Optional[str]) -> ServerConfig:
+    if path is None:
+        return ServerConfig()
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path!r} does not exist")
+    if path.endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:
+            raise ValueError("TOML configs need Python 3.11+; use JSON") from None
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    else:
+        with open(path) as f:
+            try:
+                data = json.load(f)
+            except ValueError as e:
+                raise ValueError(f"{path}: not valid JSON: {e}") from None
+    return from_dict(data)

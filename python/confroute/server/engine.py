@@ -1,0 +1,441 @@
+"""The routing pipeline as the server runs it: the same steps as ``Controller.chat`` (sample the
+edge, score its semantic entropy, let the policy decide, call the cloud or keep the edge's best
+sample, fall back to the edge when the cloud fails), split so that each step runs where it may:
+
+- edge work (sampling, embedding, trained-router scoring) on the edge model's one thread,
+  behind a bounded queue (``limits.WorkQueue``);
+- cloud calls on a thread pool (HTTP cloud) or on the in-process stand-in's own queue, so that a
+  slow cloud never blocks the edge;
+- a circuit breaker in front of the cloud.
+
+``Controller.chat`` runs all steps in one blocking call, which would hold the edge thread while
+waiting for the cloud; the policies, the scorer and the result conventions are reused from
+``confroute.controller`` and ``confroute.scorer`` unchanged.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
+
+from confroute.server.breaker import CircuitBreaker
+from confroute.server.config import ServerConfig
+from confroute.server.errors import ApiError
+from confroute.server.limits import WorkQueue, threaded_stream
+from confroute.server.metrics import ServerMetrics
+from confroute.server.schema import ChatRequest
+
+# Cloud HTTP statuses that mean "your request is wrong", not "the cloud is down": these go back
+# to the client as 400 and do not count against the breaker.
+CLIENT_ERROR_STATUSES = {400, 413, 415, 422}
+
+
+@dataclass
+class Outcome:
+    """One answered request: the OpenAI choices plus the routing facts."""
+
+    routed_to: str
+    model: str
+    choices: List[Dict[str, Any]]
+    threshold: float
+    score: Optional[float] = None
+    semantic_entropy: Optional[float] = None
+    degraded: bool = False
+    reason: str = ""
+    error: Optional[str] = None
+    n_samples: int = 0
+    usage: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    ignored: List[str] = field(default_factory=list)
+
+    def facts(self, router: str) -> Dict[str, Any]:
+        return {"router": router, "routed_to": self.routed_to, "model": self.model,
+                "semantic_entropy": _finite(self.semantic_entropy), "score": _finite(self.score),
+                "threshold": self.threshold, "degraded": self.degraded, "reason": self.reason,
+                "error": self.error, "n_samples": self.n_samples, "usage": self.usage,
+                "ignored_params": self.ignored}
+
+    def total_usage(self) -> Dict[str, int]:
+        p = sum(u.get("prompt_tokens", 0) for u in self.usage.values())
+        c = sum(u.get("completion_tokens", 0) for u in self.usage.values())
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def _finite(x: Optional[float]) -> Optional[float]:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def truncate_at_stop(text: str, stop: Optional[Tuple[str, ...]]) -> Tuple[str, bool]:
+    """OpenAI semantics for local answers: cut before the first stop string (not included)."""
+    if not stop:
+        return text, False
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class CloudFailed(Exception):
+    """The cloud could not give an answer (outage, timeout, 5xx, breaker open)."""
+
+
+class Engine:
+    def __init__(self, cfg: ServerConfig, edge, cloud, scorer, metrics: ServerMetrics,
+                 routers: Optional[Dict[str, Any]] = None):
+        self.cfg, self.edge, self.cloud = cfg, edge, cloud
+        self.scorer, self.metrics = scorer, metrics
+        self.routers = routers or {}            # name -> loaded trained Router
+        self.edge_q = WorkQueue("edge", cfg.queue_size,
+                                on_depth=lambda d: metrics.queue_depth.set(d, model="edge"))
+        # An in-process cloud stand-in is a llama.cpp model too: one thread, its own queue.
+        self.cloud_http = hasattr(cloud, "base_url")
+        if self.cloud_http:
+            self.cloud_pool = ThreadPoolExecutor(cfg.cloud_workers,
+                                                 thread_name_prefix="confroute-cloud")
+            self.cloud_q = None
+        else:
+            self.cloud_pool = None
+            self.cloud_q = WorkQueue("cloud", cfg.queue_size,
+                                     on_depth=lambda d: metrics.queue_depth.set(d, model="cloud"))
+        self.breaker = CircuitBreaker(cfg.breaker.failures, cfg.breaker.reset_s)
+        self._policies: Dict[Tuple[str, float], Any] = {}
+        self.edge_name = getattr(edge, "name", "edge")
+        self.cloud_name = getattr(cloud, "name", "cloud")
+
+    def close(self) -> None:
+        self.edge_q.shutdown()
+        if self.cloud_q:
+            self.cloud_q.shutdown()
+        if self.cloud_pool:
+            self.cloud_pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- policies ---------------------------------------------------------------------------
+    def policy(self, name: str, threshold: float):
+        key = (name, threshold)
+        if key not in self._policies:
+            try:
+                if name == "se":
+                    from confroute.controller import SECascade
+
+                    self._policies[key] = SECascade(threshold, self.cfg.router_names["se"].kind)
+                else:
+                    from confroute.routers.policy import RouterPolicy
+
+                    self._policies[key] = RouterPolicy(self.routers[name], threshold)
+            except ValueError as e:
+                raise ApiError(400, f"model router-{name}-{threshold:g}: {e}", param="model",
+                               code="invalid_threshold") from None
+        return self._policies[key]
+
+    def check_supported(self, req: ChatRequest) -> None:
+        """Refuse up front what no configured model can do (instead of dropping it silently)."""
+        if not self.cloud_http and req.tools and req.tool_choice != "none":
+            raise ApiError(400, f"tools need a cloud model that can call them; the configured "
+                           f"cloud ({self.cloud_name}) runs in-process and cannot: set "
+                           "cloud.base_url in the server config", param="tools",
+                           code="tools_unsupported")
+
+    # --- the edge side --------------------------------------------------------------------
+    def _answer_tokens(self, req: ChatRequest) -> int:
+        return req.max_tokens or self.cfg.default_max_tokens
+
+    def _sample_job(self, req: ChatRequest, policy):
+        """On the edge thread: n samples, their SE, the policy's decision (None if the prompt
+        does not fit the edge model's context together with the samples)."""
+        rc = self.cfg.router_names[req.router]
+        n = max(rc.samples, req.n)
+        max_tokens = self._answer_tokens(req)
+        n_prompt = len(self.edge.prompt_tokens(req.edge_messages))
+        if n_prompt + n * max_tokens > self.edge.n_ctx:
+            return None, None
+        conf = self.scorer.score(req.edge_messages, self.edge, n=n, max_tokens=max_tokens,
+                                 temperature=rc.sample_temperature, seed=req.seed)
+        return conf, policy.decide(_last_user(req), conf)
+
+    def _decide_job(self, req: ChatRequest, policy):
+        return policy.decide(_last_user(req), None)
+
+    def _edge_choices_from_samples(self, req: ChatRequest, conf) -> List[Dict[str, Any]]:
+        s = conf.samples
+        order = sorted(range(s.n), key=lambda i: (i != conf.best_index,
+                                                  -float(conf.seq_logprob_mean[i])
+                                                  if math.isfinite(conf.seq_logprob_mean[i])
+                                                  else 0.0))
+        return [self._choice(k, s.texts[i], s.finish_reasons[i], req.stop)
+                for k, i in enumerate(order[:req.n])]
+
+    @staticmethod
+    def _choice(index: int, text: str, finish: str, stop) -> Dict[str, Any]:
+        text, cut = truncate_at_stop(text, stop)
+        return {"index": index, "message": {"role": "assistant", "content": text},
+                "logprobs": None, "finish_reason": "stop" if cut else (finish or "stop")}
+
+    def _edge_generate_job(self, req: ChatRequest):
+        r = self.edge.chat(req.edge_messages, n=req.n, max_tokens=self._answer_tokens(req),
+                           temperature=_temp(req), seed=req.seed)
+        return r
+
+    async def _edge_fallback(self, req: ChatRequest, conf, cancel) -> Tuple[list, dict]:
+        """The edge's answer when the cloud cannot give one: the best sample if the edge was
+        sampled, else a fresh generation."""
+        if conf is not None:
+            return self._edge_choices_from_samples(req, conf), {}
+        try:
+            r = await self.edge_q.run(lambda: self._edge_generate_job(req), cancel)
+        except ValueError as e:   # the prompt does not fit the edge model's context
+            raise ApiError(503, f"the cloud is unavailable and the edge model cannot answer: "
+                           f"{e}", code="cloud_unavailable") from None
+        choices = [self._choice(i, t, f, req.stop)
+                   for i, (t, f) in enumerate(zip(r.texts, r.finish_reasons or (r.finish_reason,)))]
+        return choices, {"model": r.model, **r.usage}
+
+    # --- the cloud side ---------------------------------------------------------------------
+    def _cloud_kwargs(self, req: ChatRequest, stream: bool) -> Dict[str, Any]:
+        kw = dict(n=req.n, max_tokens=self._answer_tokens(req), temperature=_temp(req))
+        if self.cloud_http:
+            kw.update(req.cloud_extra())
+            if stream and req.include_usage:
+                kw["stream_options"] = {"include_usage": True}
+        elif req.seed is not None:
+            kw["seed"] = req.seed
+        return kw
+
+    def _cloud_messages(self, req: ChatRequest):
+        return req.messages if self.cloud_http else req.edge_messages
+
+    def _record_cloud_error(self, e: BaseException) -> str:
+        status = getattr(e, "status", None)
+        kind = f"http_{status}" if status else type(e).__name__
+        self.metrics.cloud_errors.inc(kind=kind)
+        self.breaker.record_failure()
+        self.metrics.breaker_open.set(1 if self.breaker.state != "closed" else 0)
+        return f"{type(e).__name__}: {e}"
+
+    def _client_error(self, e: BaseException) -> Optional[ApiError]:
+        status = getattr(e, "status", None)
+        if isinstance(e, ValueError) or status in CLIENT_ERROR_STATUSES:
+            self.breaker.record_success()  # the cloud answered; the request was the problem
+            return ApiError(400, f"the cloud model rejected the request: {e}",
+                            code="cloud_rejected")
+        return None
+
+    async def _cloud_chat(self, req: ChatRequest, cancel: threading.Event):
+        fn = lambda: self.cloud.chat(self._cloud_messages(req),  # noqa: E731
+                                     **self._cloud_kwargs(req, False))
+        try:
+            if self.cloud_http:
+                loop = asyncio.get_running_loop()
+                r = await loop.run_in_executor(self.cloud_pool, fn)
+            else:
+                r = await self.cloud_q.run(fn, cancel)
+        except (asyncio.CancelledError, ApiError):
+            self.breaker.release_probe()
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of the cloud means: degrade
+            bad = self._client_error(e)
+            if bad:
+                raise bad from None
+            raise CloudFailed(self._record_cloud_error(e)) from None
+        self.breaker.record_success()
+        self.metrics.breaker_open.set(0)
+        return r
+
+    # --- the whole route ------------------------------------------------------------------------
+    async def prepare(self, req: ChatRequest, cancel: threading.Event):
+        """Everything before the answer: (decision, confidence, reason, edge usage)."""
+        from confroute.controller import Decision
+
+        policy = self.policy(req.router, req.threshold)
+        self.check_supported(req)
+        if req.cloud_only:
+            return Decision("cloud", float("nan"), req.threshold), None, req.cloud_only, {}
+        if policy.needs_samples:
+            conf, decision = await self.edge_q.run(lambda: self._sample_job(req, policy), cancel)
+            if conf is None:
+                return (Decision("cloud", float("nan"), req.threshold), None,
+                        "context: the prompt and the samples do not fit the edge model", {})
+            s = conf.samples
+            usage = {"model": s.model, "prompt_tokens": s.prompt_tokens,
+                     "completion_tokens": s.completion_tokens}
+            self.metrics.se.observe(decision.score, router=req.router)
+            reason = (f"semantic entropy {decision.score:.3f} "
+                      f"{'<=' if decision.route == 'edge' else '>'} threshold {req.threshold:g}")
+            return decision, conf, reason, usage
+        decision = await self.edge_q.run(lambda: self._decide_job(req, policy), cancel)
+        self.metrics.score.observe(decision.score, router=req.router)
+        reason = (f"router score {decision.score:.3f} "
+                  f"{'<=' if decision.route == 'edge' else '>'} threshold {req.threshold:g}")
+        return decision, None, reason, {}
+
+    def _base(self, req, decision, conf, reason, edge_usage) -> Outcome:
+        se = decision.score if conf is not None else None
+        o = Outcome(routed_to="edge", model=self.edge_name, choices=[],
+                    threshold=req.threshold, score=decision.score, semantic_entropy=se,
+                    reason=reason, n_samples=conf.n_samples if conf is not None else 0)
+        if edge_usage:
+            o.usage["edge"] = dict(edge_usage)
+        if not self.cloud_http:
+            o.ignored = sorted(req.passthrough)
+        return o
+
+    async def answer(self, req: ChatRequest, cancel: threading.Event) -> Outcome:
+        """A complete (non-streaming) answer with its routing facts."""
+        decision, conf, reason, edge_usage = await self.prepare(req, cancel)
+        o = self._base(req, decision, conf, reason, edge_usage)
+        if decision.route == "cloud":
+            if self.breaker.allow():
+                try:
+                    r = await self._cloud_chat(req, cancel)
+                except CloudFailed as e:
+                    o.error = str(e)
+                else:
+                    o.routed_to, o.model = "cloud", r.model or self.cloud_name
+                    o.usage["cloud"] = {"model": o.model, **r.usage}
+                    if self.cloud_http and r.raw and r.raw.get("choices"):
+                        o.choices = r.raw["choices"]     # as the cloud sent them (tool_calls..)
+                    else:
+                        o.choices = [self._choice(i, t, f, req.stop) for i, (t, f) in enumerate(
+                            zip(r.texts, r.finish_reasons or (r.finish_reason,)))]
+                    return o
+            else:
+                o.error = "the cloud's circuit breaker is open after repeated failures"
+            o.degraded = True
+        choices, usage = await self._edge_fallback(req, conf, cancel)
+        o.choices = choices
+        if usage:
+            o.usage["edge"] = usage
+        return o
+
+    async def stream(self, req: ChatRequest, cancel: threading.Event
+                     ) -> Tuple[Outcome, AsyncIterator[Dict[str, Any]]]:
+        """(routing facts, async iterator of OpenAI chunk 'choices' deltas). The facts are
+        final before the first chunk: the cloud's first chunk is awaited here, so a cloud that
+        fails before answering still leads to the edge answer, marked degraded."""
+        decision, conf, reason, edge_usage = await self.prepare(req, cancel)
+        o = self._base(req, decision, conf, reason, edge_usage)
+        if decision.route == "cloud" and not self.cloud_http and req.n > 1:
+            # The in-process stand-in streams one answer only: answer whole, send in chunks.
+            o = await self.answer(req, cancel)
+            return o, _text_chunks(o.choices)
+        if decision.route == "cloud":
+            if self.breaker.allow():
+                try:
+                    first, rest = await self._cloud_stream(req, cancel)
+                except CloudFailed as e:
+                    o.error = str(e)
+                else:
+                    o.routed_to, o.model = "cloud", first.get("model") or self.cloud_name
+                    return o, self._cloud_chunks(o, req, first, rest)
+            else:
+                o.error = "the cloud's circuit breaker is open after repeated failures"
+            o.degraded = True
+        if conf is None and req.n == 1:
+            # No samples drawn (trained router or degraded): stream tokens as they come.
+            return o, self._edge_token_chunks(o, req, cancel)
+        choices, usage = await self._edge_fallback(req, conf, cancel)
+        if usage:
+            o.usage["edge"] = usage
+        return o, _text_chunks(choices)
+
+    async def _cloud_stream(self, req: ChatRequest, cancel):
+        kw = self._cloud_kwargs(req, True)
+        make = lambda: self.cloud.chat(self._cloud_messages(req), stream=True,  # noqa: E731
+                                       **{k: v for k, v in kw.items() if k != "n"})
+        if req.n != 1 and self.cloud_http:
+            make = lambda: self.cloud.chat(self._cloud_messages(req), stream=True,  # noqa: E731
+                                           **kw)
+        it = (threaded_stream(self.cloud_pool, make, cancel) if self.cloud_http
+              else self.cloud_q.stream(make, cancel))
+        try:
+            first = await it.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except (asyncio.CancelledError, ApiError):
+            self.breaker.release_probe()
+            await it.aclose()
+            raise
+        except Exception as e:  # noqa: BLE001
+            await it.aclose()
+            bad = self._client_error(e)
+            if bad:
+                raise bad from None
+            raise CloudFailed(self._record_cloud_error(e)) from None
+        self.breaker.record_success()
+        self.metrics.breaker_open.set(0)
+        if isinstance(first, str) or first is None:   # in-process stand-in: text pieces
+            first = {"model": self.cloud_name, "choices": [{"index": 0, "delta": {
+                "content": first or ""}, "finish_reason": None}]}
+        return first, it
+
+    async def _cloud_chunks(self, o: Outcome, req: ChatRequest, first, rest
+                            ) -> AsyncIterator[Dict[str, Any]]:
+        yield first
+        text = first["choices"][0]["delta"].get("content") or "" if first.get("choices") else ""
+        try:
+            async for item in rest:
+                if isinstance(item, str):
+                    text += item
+                    yield {"choices": [{"index": 0, "delta": {"content": item},
+                                        "finish_reason": None}]}
+                else:
+                    if item.get("usage"):
+                        o.usage["cloud"] = {"model": o.model,
+                                            "prompt_tokens": item["usage"].get("prompt_tokens", 0),
+                                            "completion_tokens":
+                                                item["usage"].get("completion_tokens", 0)}
+                    yield item
+        except Exception as e:  # noqa: BLE001 - broke off mid-answer: the client must know
+            o.error = self._record_cloud_error(e)
+            raise CloudFailed(o.error) from None
+        finally:
+            await rest.aclose()
+        if not self.cloud_http:
+            # The in-process stand-in sends bare text: close the choice, count tokens ourselves.
+            yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            o.usage["cloud"] = {"model": o.model,
+                                "prompt_tokens": len(self.cloud.prompt_tokens(req.edge_messages)),
+                                "completion_tokens": len(self.cloud.tokenize(text))}
+
+    async def _edge_token_chunks(self, o: Outcome, req: ChatRequest, cancel):
+        pieces = self.edge_q.stream(lambda: self.edge.chat(
+            req.edge_messages, n=1, max_tokens=self._answer_tokens(req), temperature=_temp(req),
+            seed=req.seed, stream=True), cancel)
+        sent = ""
+        try:
+            async for piece in pieces:
+                text, cut = truncate_at_stop(sent + piece, req.stop)
+                if len(text) > len(sent):
+                    yield {"choices": [{"index": 0, "delta": {"content": text[len(sent):]},
+                                        "finish_reason": None}]}
+                    sent = text
+                if cut:
+                    break
+        finally:
+            await pieces.aclose()
+        yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+
+
+def _text_chunks(choices) -> AsyncIterator[Dict[str, Any]]:
+    """A finished answer sent as a stream: a few words per chunk, choice after choice."""
+    async def gen():
+        for c in choices:
+            text = c["message"]["content"] or ""
+            words = text.split(" ")
+            for j in range(0, len(words), 4):
+                piece = " ".join(words[j:j + 4]) + (" " if j + 4 < len(words) else "")
+                yield {"choices": [{"index": c["index"], "delta": {"content": piece},
+                                    "finish_reason": None}]}
+            yield {"choices": [{"index": c["index"], "delta": {},
+                                "finish_reason": c["finish_reason"]}]}
+    return gen()
+
+
+def _temp(req: ChatRequest) -> float:
+    return 1.0 if req.temperature is None else req.temperature   # OpenAI's default
+
+
+def _last_user(req: ChatRequest) -> str:
+    for m in reversed(req.edge_messages):
+        if m["role"] == "user":
+            return m["content"]
+    return req.edge_messages[-1]["content"]

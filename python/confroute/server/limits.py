@@ -1,0 +1,138 @@
+"""Back-pressure and the one-thread rule for in-process models.
+
+A llama.cpp context must not be used from two threads at once, so each in-process model gets a
+:class:`WorkQueue`: one worker thread and a bounded line of waiting jobs. When the line is full
+the request is refused at once with 429 and a ``Retry-After`` estimated from recent job times,
+instead of piling up memory and latency. A job whose client has left (its ``cancel`` event is
+set) is dropped before it starts; a streaming job stops between tokens.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator, Callable, Iterator, Optional
+
+from confroute.server.errors import ApiError
+
+
+class Cancelled(Exception):
+    """The client left before its job ran to the end."""
+
+
+class WorkQueue:
+    def __init__(self, name: str, capacity: int, on_depth: Optional[Callable[[int], None]] = None):
+        if capacity < 0:
+            raise ValueError("capacity must be >= 0")
+        self.name = name
+        self.capacity = capacity           # jobs that may wait behind the running one
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"confroute-{name}")
+        self._admitted = 0                 # waiting + running; changed on the event loop only
+        self._avg_s = 1.0                  # moving average of job seconds, for Retry-After
+        self._on_depth = on_depth or (lambda d: None)
+
+    @property
+    def depth(self) -> int:
+        return self._admitted
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self._avg_s * max(1, self._admitted)))
+
+    def _admit(self) -> None:
+        if self._admitted > self.capacity:
+            raise ApiError(429, f"the {self.name} model is busy ({self._admitted} requests "
+                           "queued or running); retry later", code="queue_full",
+                           headers={"Retry-After": str(self.retry_after())})
+        self._admitted += 1
+        self._on_depth(self._admitted)
+
+    def _release(self) -> None:
+        self._admitted -= 1
+        self._on_depth(self._admitted)
+
+    def _timed(self, fn: Callable[[], Any], cancel: threading.Event) -> Any:
+        if cancel.is_set():
+            raise Cancelled()
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self._avg_s = 0.8 * self._avg_s + 0.2 * (time.perf_counter() - t0)
+
+    async def run(self, fn: Callable[[], Any], cancel: threading.Event) -> Any:
+        """fn() on the worker thread; 429 if the line is full. If the caller is cancelled
+        before the job starts, the job is dropped; the slot is freed when the job really ends."""
+        loop = asyncio.get_running_loop()
+        self._admit()
+        try:
+            cf = self._pool.submit(self._timed, fn, cancel)
+        except BaseException:
+            self._release()
+            raise
+        cf.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        return await asyncio.wrap_future(cf)
+
+    def stream(self, make_iter: Callable[[], Iterator[Any]], cancel: threading.Event
+               ) -> AsyncIterator[Any]:
+        """The items of make_iter(), produced on the worker thread; 429 if the line is full
+        (raised here, before anything is sent)."""
+        self._admit()
+        return _thread_stream(self._pool, make_iter, cancel, self._release)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_END = object()
+
+
+async def _thread_stream(pool, make_iter, cancel: threading.Event, release) -> AsyncIterator[Any]:
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue = asyncio.Queue()
+    done = threading.Event()   # this stream's own stop flag; `cancel` is the request's
+
+    def stopped():
+        return cancel.is_set() or done.is_set()
+
+    def put(item):
+        loop.call_soon_threadsafe(q.put_nowait, item)
+
+    def produce():
+        try:
+            if stopped():
+                raise Cancelled()
+            it = make_iter()
+            try:
+                for item in it:
+                    if stopped():   # client gone: stop generating now
+                        break
+                    put(item)
+            finally:
+                close = getattr(it, "close", None)
+                if close:
+                    close()              # frees the model's lock / the upstream connection
+            put(_END)
+        except BaseException as e:       # handed to the consumer, raised there
+            put(e)
+
+    cf = pool.submit(produce)
+    cf.add_done_callback(lambda _: loop.call_soon_threadsafe(release))
+    try:
+        while True:
+            item = await q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        done.set()   # the consumer stopped (finished, failed or was cancelled)
+        cf.cancel()
+
+
+def threaded_stream(pool: ThreadPoolExecutor, make_iter: Callable[[], Iterator[Any]],
+                    cancel: threading.Event) -> AsyncIterator[Any]:
+    """Like WorkQueue.stream on a shared pool without admission control (the cloud calls)."""
+    return _thread_stream(pool, make_iter, cancel, lambda: None)
