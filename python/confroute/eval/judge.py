@@ -36,16 +36,18 @@ class JudgeTemplate:
     prompt_template: str
 
 
+# No numeric example in the format instruction: small judges copy the example as their rating.
 _SYS_SINGLE = (
     "You are a careful, impartial judge of AI assistant answers. Judge helpfulness, relevance, "
     "accuracy, depth and level of detail. Explain your judgement briefly first. Then give a "
     "rating from 1 (useless or wrong) to 10 (excellent) in exactly this form: [[rating]], "
-    "for example [[6]].")
+    "with your number in place of the word rating.")
 _SYS_SINGLE_REF = (
     "You are a careful, impartial judge of AI assistant answers. Judge correctness first, "
     "then helpfulness. You are given a reference answer: compare the assistant's answer with "
     "it and point out any mistake. Explain briefly first. Then give a rating from 1 (wrong) to "
-    "10 (fully correct and clear) in exactly this form: [[rating]], for example [[6]].")
+    "10 (fully correct and clear) in exactly this form: [[rating]], with your number in "
+    "place of the word rating.")
 _MULTI_NOTE = " Grade only the assistant's answer to the second user question."
 _SYS_PAIR = (
     "You are a careful, impartial judge. Two AI assistants, A and B, answered the same user "
