@@ -96,7 +96,8 @@ def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
     prompts = list(prompts)
     if not prompts:
         raise ValueError("no prompts to label")
-    meta = {"config": asdict(config), "n_prompts": len(prompts), "graded": grade_fn is not None}
+    # the prompt count is not part of it: a job may be extended with more prompts later
+    meta = {"config": asdict(config), "graded": grade_fn is not None}
     if os.path.exists(_meta_path(out)):
         with open(_meta_path(out)) as f:
             old = json.load(f)

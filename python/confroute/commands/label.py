@@ -36,6 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="item i samples with seed+i")
     parser.add_argument("--similarity", type=float, default=0.8,
                         help="cosine above which two answers share a meaning")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per in-process model (default: the backend's). On a "
+                             "busy machine 1 can be far faster: llama.cpp threads spin-wait")
     parser.add_argument("--edge-model", default=None, help="weak model GGUF (default SmolLM2)")
     parser.add_argument("--cloud-url", default=None,
                         help="strong model's OpenAI-compatible base URL (default: Qwen in-process)")
@@ -123,18 +126,19 @@ def run(args) -> int:
     from confroute import models
     from confroute.scorer import ConfidenceScorer
 
+    threads = {} if args.threads is None else {"n_threads": args.threads}
     if args.edge_model:
-        weak = models.EdgeModel(args.edge_model)
+        weak = models.EdgeModel(args.edge_model, **threads)
     else:
         from confroute.models.store import DEFAULT_EDGE
 
-        weak = models.default_edge(name=DEFAULT_EDGE)  # GGUF's own name is a training tag
+        weak = models.default_edge(name=DEFAULT_EDGE, **threads)  # the GGUF's name is a tag
     if args.cloud_url:
         if not args.cloud_model:
             raise ValueError("--cloud-url needs --cloud-model")
         strong = models.CloudModel(args.cloud_url, args.cloud_model)
     else:
-        strong = models.default_cloud()
+        strong = models.default_cloud(**threads)
     strong_name = getattr(strong, "name", None) or args.cloud_model or "cloud"
     config = JobConfig(weak=weak.name, strong=strong_name, n=args.n,
                        max_tokens=args.max_tokens, temperature=args.temperature, tau=args.tau,

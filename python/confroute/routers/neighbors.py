@@ -33,7 +33,10 @@ class IVFIndex(VectorIndex):
     def add(self, vectors) -> np.ndarray:
         a = self._check(vectors, "vectors")
         if not self._index.is_trained:
-            self._index.train(a)
+            # k-means on a seeded sample of 64 points per cell: seconds, not minutes, at 100k
+            n_train = min(len(a), 64 * self._index.nlist)
+            pick = np.random.default_rng(0).choice(len(a), n_train, replace=False)
+            self._index.train(a[np.sort(pick)])
         return super().add(a)
 
 
@@ -47,7 +50,7 @@ def build_index(X: np.ndarray, kind: str = "auto", nprobe: int = 16) -> VectorIn
     if kind == "exact":
         index = VectorIndex(d)
     else:
-        nlist = max(1, min(n // 39, int(4 * math.sqrt(n))))  # FAISS wants >= 39 points a cell
+        nlist = max(1, min(n // 39, int(math.sqrt(n))))  # FAISS wants >= 39 points a cell
         index = IVFIndex(d, nlist, min(nprobe, nlist))
     index.add(X)
     return index

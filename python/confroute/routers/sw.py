@@ -80,7 +80,7 @@ class SWRouter(EmbeddingRouter):
                 if index_kind(self._index) == "ivf":
                     self._index._index.make_direct_map()
                 self._vectors = self._index.vectors()
-            sims = X.astype(np.float64) @ self._vectors.T.astype(np.float64)
+            sims = (X @ self._vectors.T).astype(np.float64)  # float32 product: no 2x copy
             return sw_probability(sims, self._y[None, :], self.gamma, self.scale)
         sims, ids = self._index.search(X, k)
         return sw_probability(sims, self._y[np.maximum(ids, 0)], self.gamma, self.scale)
