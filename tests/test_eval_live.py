@@ -99,3 +99,50 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="no items"):
         build_outcomes([], {"edge": Scripted("e")}, grade_gsm8k, tmp_path / "c",
                        weak="edge", strong="edge", progress=False)
+
+
+class Echo:
+    """Answers each turn with the number of messages it saw: shows the conversation grows."""
+
+    def chat(self, messages, n=1, max_tokens=64, temperature=0.0):
+        return SimpleNamespace(text=f"seen {len(messages)}: {messages[-1]['content']}", usage={})
+
+
+def test_multi_turn_items_are_judged_and_failures_left_out(tmp_path):
+    from confroute.eval.data import MTBenchQuestion
+    from confroute.eval.grading import mt_bench_grader
+    from confroute.eval.judge import Judge
+
+    qs = [MTBenchQuestion(1, "writing", ("Write a poem.", "Shorter.")),
+          MTBenchQuestion(2, "math", ("1+1?", "Times 3?"), ("2", "6")),
+          MTBenchQuestion(3, "writing", ("Joke?", "Another.")),]
+    items = [Item(str(q.question_id), q.turns[0], q, q.category, q.turns) for q in qs]
+
+    class ScriptedJudge:
+        model = "scripted"
+        prompts = []
+
+        def chat(self, messages, n=1, max_tokens=64, temperature=0.0):
+            p = messages[-1]["content"]
+            self.prompts.append(p)
+            if "Joke?" in p:
+                return SimpleNamespace(text="Funny enough.")  # no rating: a failure
+            return SimpleNamespace(text="[[8]]" if "seen 3" in p else "[[6]]")
+
+    judge = ScriptedJudge()
+    grade = mt_bench_grader(Judge(judge))
+    with pytest.warns(UserWarning, match=r"1 item\(s\) .* left out of the table: 3"):
+        t = build_outcomes(items, {"edge": Echo(), "cloud": Echo()}, grade,
+                           tmp_path / "ck.jsonl", weak="edge", strong="cloud", name="mt",
+                           grader="scripted", progress=False)
+    assert t.ids == ("1", "2") and t.prompts == ("Write a poem.", "1+1?")
+    assert t.q_weak.tolist() == [7.0, 7.0]  # turn 1 -> 6, turn 2 (3 messages seen) -> 8
+    recs = [json.loads(l) for l in (tmp_path / "ck.jsonl").read_text().splitlines()[1:]]
+    assert recs[0]["answer"] == ["seen 1: Write a poem.", "seen 3: Shorter."]
+    assert recs[0]["extracted"] == "6,8"
+    assert [r["quality"] for r in recs if r["id"] == "3"] == [None, None]
+    assert any("[Reference answer]\n2" in p for p in judge.prompts)  # math uses references
+    # The judge is part of the checkpoint's settings.
+    with pytest.raises(ValueError, match="grader: checkpoint 'scripted', now 'other'"):
+        build_outcomes(items, {"edge": Echo(), "cloud": Echo()}, grade, tmp_path / "ck.jsonl",
+                       weak="edge", strong="cloud", name="mt", grader="other", progress=False)

@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
 
     b = sub.add_parser("build", help="run an edge and a cloud model over a benchmark "
                                      "(checkpointed, resumable) and write an outcome table")
-    b.add_argument("--benchmark", choices=["gsm8k", "mmlu"], required=True)
+    b.add_argument("--benchmark", choices=["gsm8k", "mmlu", "mt-bench"], required=True)
     b.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"))
     b.add_argument("--split", default="dev")
     b.add_argument("--limit", type=int, default=None, help="first N questions only")
@@ -51,6 +51,12 @@ def add_arguments(parser) -> None:
     b.add_argument("--cloud-url", default=None, help="OpenAI-compatible base URL")
     b.add_argument("--cloud-model", default=None)
     b.add_argument("--max-tokens", type=int, default=None)
+    b.add_argument("--judge-url", default=None, help="mt-bench: the judge's base URL "
+                   "(default: the cloud model judges)")
+    b.add_argument("--judge-model", default=None)
+    b.add_argument("--judge-cache", default=None,
+                   help="mt-bench: judge cache (default: <checkpoint>.judge.jsonl)")
+    b.add_argument("--judge-prompts", default=None, help="FastChat judge_prompts.jsonl")
 
     j = sub.add_parser("judge", help="grade answers with an LLM judge (cached on disk)")
     j.add_argument("--mode", choices=["single", "pairwise", "best-of-k"], default="single")
@@ -179,7 +185,7 @@ def _pct(x) -> str:
     return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
 
 
-BUILD_DEFAULT_TOKENS = {"gsm8k": 384, "mmlu": 8}
+BUILD_DEFAULT_TOKENS = {"gsm8k": 384, "mmlu": 8, "mt-bench": 256}
 
 
 def _build(args) -> int:
@@ -192,18 +198,36 @@ def _build(args) -> int:
         raise ValueError("--data (or $CONFROUTE_DATA) is needed")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    edge, cloud = _build_models(args)
+    grader = ""
     if args.benchmark == "gsm8k":
         items, grade, prefix = gsm8k_items(args.data, args.split), grade_gsm8k, GSM8K_INSTRUCTION
-    else:
+    elif args.benchmark == "mmlu":
         items, grade, prefix = mmlu_items(args.data, args.split), grade_mmlu, MMLU_INSTRUCTION
+    else:
+        from confroute.eval.data import mt_bench_items
+        from confroute.eval.grading import mt_bench_grader
+        from confroute.eval.judge import Judge
+
+        judge_client = cloud
+        if args.judge_url:
+            from confroute.models import CloudModel
+
+            if not args.judge_model:
+                raise ValueError("--judge-url needs --judge-model")
+            judge_client = CloudModel(args.judge_url, args.judge_model)
+        judge = Judge(judge_client, model=args.judge_model,
+                      cache=args.judge_cache or args.checkpoint + ".judge.jsonl",
+                      templates=args.judge_prompts)
+        items, grade, prefix = mt_bench_items(args.data, args.split), mt_bench_grader(judge), ""
+        grader = f"judge:{judge.model}"
     items = items[: args.limit] if args.limit else items
-    edge, cloud = _build_models(args)
     names = [getattr(edge, "name", "edge"), getattr(cloud, "name", "cloud")]
     if names[0] == names[1]:
         names = [names[0] + " (edge)", names[1] + " (cloud)"]
     table = build_outcomes(items, dict(zip(names, (edge, cloud))), grade, args.checkpoint,
                            weak=names[0], strong=names[1], name=args.benchmark,
-                           prompt_prefix=prefix,
+                           prompt_prefix=prefix, grader=grader,
                            max_tokens=args.max_tokens or BUILD_DEFAULT_TOKENS[args.benchmark])
     table.save(args.out)
     for m in names:

@@ -334,12 +334,15 @@ def _rename(t: OutcomeTable, name: str) -> OutcomeTable:
 
 @dataclass(frozen=True)
 class Item:
-    """One benchmark question for a live run: the chat messages sent and the gold answer."""
+    """One benchmark question for a live run. ``reference`` is what the answer is graded
+    against (a gold number or letter; for MT-Bench the question itself, for the judge).
+    ``turns``: the user turns of a multi-turn question (the first is ``prompt``)."""
 
     id: str
     prompt: str
-    reference: str
+    reference: object
     group: str = ""
+    turns: Tuple[str, ...] = ()
 
 
 def gsm8k_items(data_dir, split: str = "dev", file: Optional[str] = None) -> List[Item]:
@@ -369,3 +372,9 @@ def mmlu_items(data_dir, split: str = "dev") -> List[Item]:
     if not out:
         raise ValueError(f"{path}: no rows")
     return out
+
+
+def mt_bench_items(data_dir, split: str = "dev") -> List[Item]:
+    """MT-Bench questions for a live run: both turns; graded by a judge."""
+    return [Item(str(q.question_id), q.turns[0], q, q.category, q.turns)
+            for q in load_mt_bench_questions(data_dir, split)]

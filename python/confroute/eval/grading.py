@@ -65,3 +65,20 @@ def extract_letter(text: str) -> Optional[str]:
 def grade_mmlu(answer: str, gold: str) -> Tuple[float, Optional[str]]:
     x = extract_letter(answer)
     return (float(x == gold), x) if x else (0.0, None)
+
+
+def mt_bench_grader(judge):
+    """A grade function for MT-Bench items: the judge rates each turn (1-10, with reference
+    answers for math/reasoning/coding); the quality is the mean over the turns, or None when
+    any rating is missing (a failed judgement is never replaced by a number)."""
+
+    def grade(answers, question):
+        answers = (answers,) if isinstance(answers, str) else tuple(answers)
+        ratings = judge.grade_mt_bench(question, answers)
+        scores = [r.score for r in ratings]
+        shown = ",".join("fail" if s is None else f"{s:g}" for s in scores)
+        if any(s is None for s in scores):
+            return None, shown
+        return sum(scores) / len(scores), shown
+
+    return grade

@@ -134,11 +134,14 @@ _HEADER_KIND = "confroute-outcomes-v1"
 
 @dataclass(frozen=True)
 class LiveRecord:
+    """One graded answer. ``answer`` is a list for a multi-turn item; ``quality`` is None when
+    the grade could not be had (a judge output without a rating)."""
+
     id: str
     model: str
-    answer: str
+    answer: object
     extracted: Optional[str]
-    quality: float
+    quality: Optional[float]
     usage: Dict[str, int] = field(default_factory=dict)
 
 
@@ -185,8 +188,9 @@ def _read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecor
     for lineno, line in enumerate(lines[1:], 2):
         try:
             o = json.loads(line)
+            q = o["quality"]
             rec = LiveRecord(str(o["id"]), str(o["model"]), o["answer"], o.get("extracted"),
-                             float(o["quality"]), dict(o.get("usage") or {}))
+                             None if q is None else float(q), dict(o.get("usage") or {}))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise ValueError(f"{path}: line {lineno}: not a valid outcome record") from None
         done[(rec.id, rec.model)] = rec
@@ -195,13 +199,19 @@ def _read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecor
 
 def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
                    name: str = "live", prompt_prefix: str = "", max_tokens: int = 256,
-                   temperature: float = 0.0, progress: bool = True) -> OutcomeTable:
+                   temperature: float = 0.0, grader: str = "",
+                   progress: bool = True) -> OutcomeTable:
     """Runs every model over every item and grades the answers, resuming from ``checkpoint``.
 
-    ``items``: objects with ``id``, ``prompt``, ``reference`` and ``group`` (see
-    :mod:`confroute.eval.data`); ``models``: name -> backend (see :func:`_ask`);
-    ``grade(answer, reference) -> (quality, extracted or None)``. Greedy decoding
-    (temperature 0) by default, so a resumed run gives the same table as an uninterrupted one.
+    ``items``: objects with ``id``, ``prompt``, ``reference``, ``group`` and optionally
+    ``turns`` (see :class:`confroute.eval.data.Item`); ``models``: name -> backend (see
+    :func:`_ask`); ``grade(answer, reference) -> (quality or None, extracted or None)``, where
+    ``answer`` is a string, or the tuple of answers for a multi-turn item (each turn is asked
+    with the model's own earlier answers in the conversation). Items whose grade is None for
+    any model (e.g. the judge gave no rating) are left out of the table with a warning; their
+    records stay in the checkpoint. Greedy decoding (temperature 0) by default, so a resumed
+    run gives the same table as an uninterrupted one. ``grader`` names the grading (e.g. the
+    judge model) in the checkpoint header, so a resumed run cannot switch judges midway.
     """
     items = list(items)
     if not items:
@@ -216,7 +226,7 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
     checkpoint = os.fspath(checkpoint)
     header = {"kind": _HEADER_KIND, "benchmark": name, "models": names,
               "prompt_prefix": prompt_prefix, "max_tokens": int(max_tokens),
-              "temperature": float(temperature)}
+              "temperature": float(temperature), "grader": grader}
     done = _read_checkpoint(checkpoint, header)
     todo = [(it, m) for it in items for m in names if (it.id, m) not in done]
     bar = None
@@ -231,10 +241,20 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
             if new_file:
                 _append(f, header)
             for it, m in todo:
-                messages = [{"role": "user", "content": prompt_prefix + it.prompt}]
-                text, usage = _ask(models[m], messages, max_tokens, temperature)
-                quality, extracted = grade(text, it.reference)
-                rec = LiveRecord(it.id, m, text, extracted, float(quality), usage)
+                turns = tuple(getattr(it, "turns", ()) or ()) or (it.prompt,)
+                messages, answers, usage = [], [], {}
+                for i, turn in enumerate(turns):
+                    messages.append({"role": "user",
+                                     "content": (prompt_prefix if i == 0 else "") + turn})
+                    text, u = _ask(models[m], messages, max_tokens, temperature)
+                    messages.append({"role": "assistant", "content": text})
+                    answers.append(text)
+                    for k, v in u.items():
+                        usage[k] = usage.get(k, 0) + v
+                answer = answers[0] if len(turns) == 1 else tuple(answers)
+                quality, extracted = grade(answer, it.reference)
+                rec = LiveRecord(it.id, m, answer if len(turns) == 1 else list(answers),
+                                 extracted, None if quality is None else float(quality), usage)
                 _append(f, rec.__dict__)
                 done[(it.id, m)] = rec
                 if bar is not None:
@@ -242,9 +262,20 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
     finally:
         if bar is not None:
             bar.close()
-    q = np.array([[done[(it.id, m)].quality for m in names] for it in items])
-    return OutcomeTable([it.prompt for it in items], names, q, weak, strong, name=name,
-                        ids=ids, groups=[getattr(it, "group", "") for it in items])
+    keep = [it for it in items if all(done[(it.id, m)].quality is not None for m in names)]
+    if len(keep) < len(items):
+        import warnings
+
+        kept = {it.id for it in keep}
+        lost = [it.id for it in items if it.id not in kept]
+        warnings.warn(f"{name}: {len(lost)} item(s) without a grade for every model are left "
+                      f"out of the table: {', '.join(lost[:10])}")
+    if not keep:
+        raise ValueError(f"{name}: no item was graded for every model (see {checkpoint})")
+    q = np.array([[done[(it.id, m)].quality for m in names] for it in keep])
+    return OutcomeTable([it.prompt for it in keep], names, q, weak, strong, name=name,
+                        ids=[it.id for it in keep],
+                        groups=[getattr(it, "group", "") for it in keep])
 
 
 def _append(f, obj: dict) -> None:
