@@ -90,3 +90,18 @@ def test_weak_not_worse_gives_null_metrics(tmp_path, capsys):
     assert m["routers"]["random"]["apgr"] is None and m["routers"]["random"]["cpt50"] is None
     assert any("not better" in n for n in m["notes"])
     assert not (tmp_path / "o" / "quality_vs_cloud_calls.png").exists()
+
+
+def test_shares_option(tmp_path, capsys):
+    t = tmp_path / "t.csv"
+    t.write_text("prompt,edge,cloud\na,0,1\nb,1,1\nc,0,0\nd,0,1\n")
+    rc, cap = _run(["eval", "replay", "--table", str(t), "--shares", "0.25,0.75", "--no-plot",
+                    "--cloud-price", "1", "--out", str(tmp_path / "o")], capsys)
+    assert rc == 0, cap.err
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert set(m["routers"]["oracle"]["quality_at"]) == {"0.25", "0.75"}
+    assert m["routers"]["oracle"]["quality_at"]["0.25"] == pytest.approx(0.5)
+    assert m["cost_per_query_at_share"] == {"0": 0.0, "0.25": 0.25, "0.75": 0.75, "1": 1.0}
+    rc, cap = _run(["eval", "replay", "--table", str(t), "--shares", "half",
+                    "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "--shares" in cap.err

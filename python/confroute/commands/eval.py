@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
                         "[,column=NAME,higher=edge], or a saved-router folder; repeatable")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--points", type=int, default=201, help="threshold quantiles (default 201)")
+    r.add_argument("--shares", default=None, metavar="S1,S2,...",
+                   help="cloud-call shares in [0, 1] to report quality (and cost) at "
+                        "(default 0.1,0.2,0.3,0.5,0.8)")
     r.add_argument("--include-contaminated", action="store_true",
                    help="keep the prompts RouteLLM marks as contaminated")
     r.add_argument("--no-plot", action="store_true")
@@ -110,7 +113,15 @@ def _replay(args) -> int:
                                include_contaminated=args.include_contaminated)
     else:
         table = load_table(args.table, weak=args.weak, strong=args.strong)
-    report = replay(table, args.router or ["random", "oracle"], n_points=args.points)
+    shares = DEFAULT_SHARES
+    if args.shares:
+        try:
+            shares = tuple(float(x) for x in args.shares.split(","))
+        except ValueError:
+            raise ValueError(f"--shares: expected numbers like 0.1,0.5, got {args.shares!r}") \
+                from None
+    report = replay(table, args.router or ["random", "oracle"], n_points=args.points,
+                    shares=shares)
     out = report.to_json()
     edge, cloud = _prices(args.edge_price, "--edge-price"), _prices(args.cloud_price,
                                                                      "--cloud-price")
@@ -120,10 +131,10 @@ def _replay(args) -> int:
         tok = [float(x) for x in args.tokens.split(",")]
         if len(tok) != 3:
             raise ValueError(f"--tokens: expected IN,EDGE_OUT,CLOUD_OUT, got {args.tokens!r}")
-        shares = (0.0,) + tuple(DEFAULT_SHARES) + (1.0,)
-        costs = cost_at_share(shares, edge or Prices(), cloud or Prices(), *tok,
+        at = sorted({0.0, 1.0, *shares})
+        costs = cost_at_share(at, edge or Prices(), cloud or Prices(), *tok,
                               edge_samples=args.edge_samples)
-        out["cost_per_query_at_share"] = {f"{s:g}": float(c) for s, c in zip(shares, costs)}
+        out["cost_per_query_at_share"] = {f"{s:g}": float(c) for s, c in zip(at, costs)}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(_clean(out), f, indent=2)
@@ -168,8 +179,9 @@ def format_table(report) -> str:
     rows = []
     for r in report.results:
         m, u = r.metrics, r.metrics["uncertainty"]
+        qa = m["quality_at"]
         rows.append([r.label, _f(m["apgr"]), _f(m["auc"]), _pct(m["cpt20"]), _pct(m["cpt50"]),
-                     _pct(m["cpt80"]), _f(m["quality_at"]["0.2"]), _f(m["quality_at"]["0.5"]),
+                     _pct(m["cpt80"]), _f(qa.get("0.2")), _f(qa.get("0.5")),
                      _f(u["auroc"]), _f(u["prr"])])
     widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
     lines = [head, "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
