@@ -1,14 +1,9 @@
 """The judge end to end against a real OpenAI-compatible server: llama-cpp-python's
-``llama_cpp.server`` serving the local Qwen GGUF on 127.0.0.1, through ``CloudModel``.
+``llama_cpp.server`` serving the local Qwen GGUF on 127.0.0.1 (the ``llama_server`` fixture of
+tests/conftest.py), through ``CloudModel``.
 A 0.5B judge is weak; what is checked is the plumbing: real calls, outputs parsed or recorded
 as failures (never a guessed number), both pairwise orders asked, and reruns served from the
 cache without a single call."""
-import os
-import socket
-import subprocess
-import sys
-import time
-
 import pytest
 
 from confroute.eval.judge import Judge, parse_best, parse_rating, parse_verdict
@@ -16,65 +11,15 @@ from confroute.eval.judge import Judge, parse_best, parse_rating, parse_verdict
 MAX_TOKENS = 48  # enough for "[[n]]" plus a short reason; keeps the test quick on 2 cores
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def judge_url(request, tmp_path_factory):
-    """The shared ``llama_server`` fixture (tests/conftest.py) when there is one; otherwise
-    start llama_cpp.server here the same way."""
-    try:
-        yield request.getfixturevalue("llama_server")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    from confroute.models import ModelError, model_path
-    from confroute.models.store import DEFAULT_CLOUD
-
-    try:
-        path = model_path(DEFAULT_CLOUD)
-    except ModelError as e:
-        pytest.skip(f"the local Qwen model is not available: {e}")
-    httpx = pytest.importorskip("httpx")
-    pytest.importorskip("llama_cpp.server.app")
-    port = _free_port()
-    # The server logs a lot to stderr: a file, not a pipe nobody drains (it would block).
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "qwen"],
-        stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("llama_cpp.server exited: " + log.read_text()[-1000:])
-            try:
-                if httpx.get(url + "/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("llama_cpp.server did not come up within 120 s")
-            time.sleep(0.25)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @pytest.fixture()
-def client(judge_url):
+def client(llama_server):
+    import httpx
+
     from confroute.models import CloudModel
 
-    c = CloudModel(judge_url, "qwen", timeout=120, max_retries=1)
+    # The judge model's name is part of the cache key: take the one the server reports.
+    model = httpx.get(llama_server + "/models", timeout=10).json()["data"][0]["id"]
+    c = CloudModel(llama_server, model, timeout=120, max_retries=1)
     yield c
     c.close()
 
