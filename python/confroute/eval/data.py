@@ -169,8 +169,9 @@ def load_table(path, models: Optional[Sequence[str]] = None, weak: Optional[str]
             continue
         prompts.append(p)
         quality.append([parse_quality(row[c], where, c) for c in cols])
-        ids.append(str(row.get("id") or f"{os.path.basename(path)}:{n}"))
-        groups.append(str(row.get("group") or ""))
+        rid, group = row.get("id"), row.get("group")
+        ids.append(f"{os.path.basename(path)}:{n}" if rid in (None, "") else str(rid))
+        groups.append("" if group is None else str(group))
     if not prompts:
         raise ValueError(f"{path}: no rows")
     q = np.array(quality, dtype=np.float64)
