@@ -40,6 +40,9 @@ class CloudConfig:
     api_key_env: Optional[str] = None  # name of the environment variable holding the key
     timeout_s: float = 60.0
     max_retries: int = 0               # the breaker, not retries, handles a failing cloud
+    # Join list-form content made only of text parts into one string before sending: for
+    # servers that take only strings (llama.cpp's chat templates fail on lists).
+    flatten_content: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class BreakerConfig:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 6060
-    api_key_env: str = "CONFROUTE_API_KEY"
+    api_key_env: str = "CONFROUTE_SERVER_API_KEY"   # not CONFROUTE_API_KEY: CloudModel reads that one
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     routers: Tuple[RouterConfig, ...] = (RouterConfig(),)

@@ -86,7 +86,8 @@ class Engine:
         self.scorer, self.metrics = scorer, metrics
         self.routers = routers or {}            # name -> loaded trained Router
         self.edge_q = WorkQueue("edge", cfg.queue_size,
-                                on_depth=lambda d: metrics.queue_depth.set(d, model="edge"))
+                                on_depth=lambda d: metrics.queue_depth.set(d, model="edge"),
+                                on_drop=lambda: metrics.dropped.inc(model="edge"))
         # An in-process cloud stand-in is a llama.cpp model too: one thread, its own queue.
         self.cloud_http = hasattr(cloud, "base_url")
         if self.cloud_http:
@@ -96,7 +97,8 @@ class Engine:
         else:
             self.cloud_pool = None
             self.cloud_q = WorkQueue("cloud", cfg.queue_size,
-                                     on_depth=lambda d: metrics.queue_depth.set(d, model="cloud"))
+                                     on_depth=lambda d: metrics.queue_depth.set(d, model="cloud"),
+                                     on_drop=lambda: metrics.dropped.inc(model="cloud"))
         self.breaker = CircuitBreaker(cfg.breaker.failures, cfg.breaker.reset_s)
         self._policies: Dict[Tuple[str, float], Any] = {}
         self.edge_name = getattr(edge, "name", "edge")
@@ -201,7 +203,17 @@ class Engine:
         return kw
 
     def _cloud_messages(self, req: ChatRequest):
-        return req.messages if self.cloud_http else req.edge_messages
+        if not self.cloud_http:
+            return req.edge_messages
+        if not self.cfg.cloud.flatten_content:
+            return req.messages
+        out = []
+        for m in req.messages:
+            c = m.get("content")
+            if isinstance(c, list) and all(p.get("type") == "text" for p in c):
+                m = {**m, "content": "\n".join(p["text"] for p in c)}
+            out.append(m)
+        return out
 
     def _record_cloud_error(self, e: BaseException) -> str:
         status = getattr(e, "status", None)

@@ -23,7 +23,8 @@ class Cancelled(Exception):
 
 
 class WorkQueue:
-    def __init__(self, name: str, capacity: int, on_depth: Optional[Callable[[int], None]] = None):
+    def __init__(self, name: str, capacity: int, on_depth: Optional[Callable[[int], None]] = None,
+                 on_drop: Optional[Callable[[], None]] = None):
         if capacity < 0:
             raise ValueError("capacity must be >= 0")
         self.name = name
@@ -32,6 +33,7 @@ class WorkQueue:
         self._admitted = 0                 # waiting + running; changed on the event loop only
         self._avg_s = 1.0                  # moving average of job seconds, for Retry-After
         self._on_depth = on_depth or (lambda d: None)
+        self._on_drop = on_drop or (lambda: None)
 
     @property
     def depth(self) -> int:
@@ -54,6 +56,7 @@ class WorkQueue:
 
     def _timed(self, fn: Callable[[], Any], cancel: threading.Event) -> Any:
         if cancel.is_set():
+            self._on_drop()
             raise Cancelled()
         t0 = time.perf_counter()
         try:
@@ -72,14 +75,19 @@ class WorkQueue:
             self._release()
             raise
         cf.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
-        return await asyncio.wrap_future(cf)
+        try:
+            return await asyncio.wrap_future(cf)
+        except asyncio.CancelledError:
+            if cf.cancel():       # still waiting in line: it will never run
+                self._on_drop()
+            raise
 
     def stream(self, make_iter: Callable[[], Iterator[Any]], cancel: threading.Event
                ) -> AsyncIterator[Any]:
         """The items of make_iter(), produced on the worker thread; 429 if the line is full
         (raised here, before anything is sent)."""
         self._admit()
-        return _thread_stream(self._pool, make_iter, cancel, self._release)
+        return _thread_stream(self._pool, make_iter, cancel, self._release, self._on_drop)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -88,7 +96,8 @@ class WorkQueue:
 _END = object()
 
 
-async def _thread_stream(pool, make_iter, cancel: threading.Event, release) -> AsyncIterator[Any]:
+async def _thread_stream(pool, make_iter, cancel: threading.Event, release,
+                         on_drop=lambda: None) -> AsyncIterator[Any]:
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
     done = threading.Event()   # this stream's own stop flag; `cancel` is the request's
@@ -102,6 +111,7 @@ async def _thread_stream(pool, make_iter, cancel: threading.Event, release) -> A
     def produce():
         try:
             if stopped():
+                on_drop()
                 raise Cancelled()
             it = make_iter()
             try:

@@ -113,6 +113,8 @@ class ServerMetrics:
                                 "by reason.")
         self.disconnects = Counter(p + "client_disconnects_total", "Requests whose client left "
                                    "before the answer was complete.")
+        self.dropped = Counter(p + "dropped_jobs_total", "Queued model jobs dropped unrun "
+                               "because their client had left.")
         self.tokens = Counter(p + "tokens_total", "Tokens by model and kind (prompt/completion).")
         self.latency = Histogram(p + "request_latency_seconds", "End-to-end latency of answered "
                                  "chat completions.", [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60])
@@ -125,7 +127,7 @@ class ServerMetrics:
                                  "model.")
         self.breaker_open = Gauge(p + "cloud_breaker_open", "1 while the cloud breaker is open.")
         self._all = [self.requests, self.routed, self.cloud_errors, self.degraded, self.rejected,
-                     self.disconnects, self.tokens, self.latency, self.se, self.score,
+                     self.disconnects, self.dropped, self.tokens, self.latency, self.se, self.score,
                      self.queue_depth, self.breaker_open]
 
     def render(self) -> str:

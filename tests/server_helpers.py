@@ -1,0 +1,226 @@
+"""Processes and stand-ins for the server tests: the real `confroute serve` process, a real
+`llama_cpp.server` process, and a small HTTP server in front of a cloud that the tests can make
+fail (forward / 500 / stall / drop the connection). Everything binds to 127.0.0.1 only."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Dict, List, Optional
+
+import httpx
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextlib.contextmanager
+def confroute_server(config: Dict, tmp_dir, api_key: Optional[str] = None,
+                     start_timeout: float = 180.0, log_level: str = "warning"):
+    """`confroute serve --port 0 --config <config>`; yields the base URL (…/v1) and the process
+    (``.proc``) once the server has printed its address. The key goes in by environment."""
+    cfg_path = os.path.join(str(tmp_dir), f"serve-{time.monotonic_ns()}.json")
+    with open(cfg_path, "w") as f:
+        json.dump(config, f)
+    env = dict(os.environ)
+    env.pop("CONFROUTE_SERVER_API_KEY", None)
+    if api_key:
+        env["CONFROUTE_SERVER_API_KEY"] = api_key
+    log_path = cfg_path + ".log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "confroute.cli", "serve", "--port", "0",
+                             "--config", cfg_path, "--log-level", log_level],
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    try:
+        url = _wait_for_address(proc, start_timeout, log_path)
+        yield Server(url, proc, log_path)
+    finally:
+        _stop(proc)
+        proc.stdout.close()
+        log.close()
+
+
+class Server:
+    def __init__(self, url: str, proc, log_path: str):
+        self.url, self.proc, self.log_path = url, proc, log_path
+        self.root = url[: -len("/v1")]
+
+    def log(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def metric(self, series: str, headers=None) -> float:
+        """The value of one /metrics series, named exactly as printed (labels included,
+        e.g. 'confroute_routed_total{route="edge"}'); 0 if it does not exist yet."""
+        text = httpx.get(self.root + "/metrics", headers=headers or {}, timeout=10).text
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == series:
+                return float(value)
+        return 0.0
+
+
+def _wait_for_address(proc, timeout: float, log_path: str) -> str:
+    # The line is printed once the socket is bound and the models are loaded.
+    result: List[str] = []
+
+    def read():
+        for line in proc.stdout:
+            if "listening on " in line:
+                result.append(line.split("listening on ", 1)[1].split()[0])
+                return
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(timeout)
+    if not result:
+        _stop(proc)
+        with open(log_path) as f:
+            raise RuntimeError(f"confroute serve did not start in {timeout:.0f}s:\n"
+                               f"{f.read()[-3000:]}")
+    return result[0]
+
+
+@contextlib.contextmanager
+def llama_cpp_server(model_path: str, n_ctx: int = 2048, start_timeout: float = 120.0):
+    """A real `python -m llama_cpp.server` on 127.0.0.1:<free port>; yields (base URL, proc).
+    One thread: on a shared, oversubscribed machine llama.cpp's spinning worker threads make
+    n_threads=2 several times slower than 1 (measured 20-68 s vs 3.7 s for 192 tokens)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+                             "--host", HOST, "--port", str(port), "--n_ctx", str(n_ctx),
+                             "--n_threads", "1", "--n_threads_batch", "1", "--verbose", "False"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://{HOST}:{port}/v1"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}")
+            try:
+                if httpx.get(url + "/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("llama_cpp.server did not come up")
+            time.sleep(0.3)
+        yield url, proc
+    finally:
+        _stop(proc)
+
+
+class FlakyCloud:
+    """An OpenAI-compatible endpoint the tests control. ``mode``:
+
+    - ``forward``: passes requests to ``target`` (a real server), streams included;
+    - ``500``: answers HTTP 500 with an error body;
+    - ``stall``: accepts the request and answers nothing for ``stall_s`` seconds;
+    - ``drop``: closes the connection without an answer.
+
+    ``bodies`` records every request body (parsed JSON); ``hits`` counts them;
+    ``aborted_streams`` counts forwarded streams whose reader went away before the end."""
+
+    def __init__(self, target: Optional[str] = None, mode: str = "forward",
+                 stall_s: float = 30.0):
+        self.target, self.mode, self.stall_s = target, mode, stall_s
+        self.bodies: List[dict] = []
+        self.authorizations: List[Optional[str]] = []
+        self.aborted_streams = 0
+        self.completed_streams = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        cloud = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self._json(200, {"object": "list", "data": [{"id": "flaky", "object": "model"}]})
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with cloud._lock:
+                    cloud.authorizations.append(self.headers.get("Authorization"))
+                    try:
+                        cloud.bodies.append(json.loads(body))
+                    except ValueError:
+                        cloud.bodies.append({"unparsed": body.decode(errors="replace")})
+                mode = cloud.mode
+                if mode == "500":
+                    return self._json(500, {"error": {"message": "the cloud is on fire"}})
+                if mode == "stall":
+                    cloud._stop.wait(cloud.stall_s)
+                    return self._json(503, {"error": {"message": "stalled"}})
+                if mode == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self._forward(body)
+
+            def _json(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _forward(self, body):
+                url = cloud.target + self.path[len("/v1"):]
+                with httpx.stream("POST", url, content=body, timeout=120,
+                                  headers={"Content-Type": "application/json"}) as r:
+                    self.send_response(r.status_code)
+                    self.send_header("Content-Type", r.headers.get("content-type", ""))
+                    self.end_headers()   # HTTP/1.0: the body ends when the connection closes
+                    try:
+                        for chunk in r.iter_raw():
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        with cloud._lock:
+                            cloud.aborted_streams += 1
+                        return
+                with cloud._lock:
+                    cloud.completed_streams += 1
+
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://{HOST}:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def hits(self) -> int:
+        with self._lock:
+            return len(self.bodies)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
