@@ -1,8 +1,10 @@
 """An in-process GGUF chat model on llama.cpp's low-level API, built for sampling n answers fast.
 
 ``sample`` decodes the prompt once into sequence 0, copies its KV cells to sequences 1..n-1
-(``llama_memory_seq_cp``; the context is made with ``kv_unified`` so the copy shares cells) and
-then runs one ``llama_decode`` per step for all live sequences. Token log-probabilities come from
+(``llama_memory_seq_cp``) and then runs one ``llama_decode`` per step for all live sequences.
+Each sequence has its own KV stream (``kv_unified = false``): with one unified pool, greedy
+parallel sequences drifted apart from the single-sequence result after a few tokens (logprob
+differences up to 0.3 nats), while separate streams reproduce it exactly. Token log-probabilities come from
 the raw logits (``llama_get_logits_ith``) through the core's ``token_logprobs`` — llama-cpp-python's
 own logprobs sort the vocabulary in Python per token and need ``logits_all``.
 
@@ -43,11 +45,11 @@ class EdgeModel:
     """Any GGUF chat model run in-process (the default edge model, and the default local
     stand-in for the cloud). Not thread-safe by itself: calls are serialized by a lock.
 
-    ``n_ctx`` is the KV capacity shared by all sequences of one call: the prompt once plus
-    ``n * max_tokens``. ``n_seq_max`` bounds ``n``."""
+    ``n_ctx`` is the context of each sequence (prompt + answer); ``n_seq_max`` bounds ``n``.
+    The KV cache holds ``n_ctx * n_seq_max`` cells (SmolLM2: 23 KB each)."""
 
-    def __init__(self, path, n_ctx: int = 4096, n_threads: Optional[int] = None,
-                 seed: Optional[int] = None, n_seq_max: int = 16, n_batch: int = 512,
+    def __init__(self, path, n_ctx: int = 2048, n_threads: Optional[int] = None,
+                 seed: Optional[int] = None, n_seq_max: int = 8, n_batch: int = 512,
                  flash_attn: bool = False, name: Optional[str] = None, verbose: bool = False):
         import llama_cpp
         from llama_cpp import _internals, _logger
@@ -71,10 +73,10 @@ class EdgeModel:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
         cp = llama_cpp.llama_context_default_params()
-        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, n_batch, min(n_batch, 512)
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx * n_seq_max, n_batch, min(n_batch, 512)
         cp.n_seq_max = n_seq_max
         cp.n_threads = cp.n_threads_batch = threads
-        cp.kv_unified = True  # one KV pool: the copied prompt is shared, not duplicated
+        cp.kv_unified = False  # a KV stream per sequence: exact (see the module doc)
         # llama.cpp's default 'auto' turns flash attention on for CPU, whose f16 accumulation
         # moved SmolLM2's logits by up to 1.5 against the plain path; off, as in `Llama`.
         cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
@@ -83,7 +85,7 @@ class EdgeModel:
         self._ctx = llama_cpp.llama_init_from_model(self._model.model, cp)
         if not self._ctx:
             raise RuntimeError(f"llama.cpp could not create a context for {path}")
-        self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
+        self.n_ctx = int(llama_cpp.llama_n_ctx_seq(self._ctx))
         self.n_seq_max = n_seq_max
         self.n_batch = n_batch
         self._batch = llama_cpp.llama_batch_init(max(n_batch, n_seq_max), 0, 1)
@@ -227,11 +229,11 @@ class EdgeModel:
         if n > self.n_seq_max:
             raise ValueError(f"n={n} exceeds this model's n_seq_max={self.n_seq_max}; "
                              "construct it with a larger n_seq_max")
-        need = len(prompt) + n * max_tokens
+        need = len(prompt) + max_tokens
         if need > self.n_ctx:
-            raise ValueError(f"prompt ({len(prompt)} tokens) + n*max_tokens ({n}*{max_tokens}) "
+            raise ValueError(f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) "
                              f"= {need} exceeds the context of {self.n_ctx} tokens: shorten "
-                             "the prompt, lower n or max_tokens, or raise n_ctx")
+                             "the prompt, lower max_tokens, or raise n_ctx")
         run = _Run([[] for _ in range(n)], [[] for _ in range(n)], ["length"] * n, len(prompt))
         row = self._prefill(prompt, len(prompt) - 1)[-1]
         mem = ll.llama_get_memory(self._ctx)
