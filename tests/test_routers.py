@@ -206,3 +206,22 @@ def test_other_bad_input(data, tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(ValueError, match="holds no label rows"):
         get_router("sw", embedder=emb).fit(str(tmp_path / "empty.jsonl"))
+
+
+def test_caching_embedder_embeds_each_text_once():
+    from confroute.routers.features import CachingEmbedder
+
+    calls = []
+
+    class Counting(TableEmbedder):
+        def embed(self, texts):
+            calls.extend(texts)
+            return super().embed(texts)
+
+    X = np.random.default_rng(0).standard_normal((10, 4))
+    c = CachingEmbedder(Counting(X), max_items=5)
+    np.testing.assert_array_equal(c.embed(["p1", "p2", "p1"]), np.float32(X[[1, 2, 1]]))
+    np.testing.assert_array_equal(c.embed(["p2", "p3"]), np.float32(X[[2, 3]]))
+    assert calls == ["p1", "p2", "p3"] and c.dim == 4
+    np.testing.assert_array_equal(c.embed(prompts(range(10))), np.float32(X))  # > max_items
+    assert len(c._cache) == 5

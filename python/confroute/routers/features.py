@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import json
 import os
+from collections import OrderedDict
 from typing import Optional, Sequence
 
 import numpy as np
@@ -22,10 +23,44 @@ from confroute.routers.base import Router
 FORMAT_VERSION = 1
 
 
-def default_embedder():
-    from confroute.models import default_embedder as make  # issue 3's MiniLM ONNX embedder
+_SHARED = None
 
-    return make()
+
+def default_embedder():
+    """One process-wide default embedder (issue 3's MiniLM ONNX model) behind a cache, so
+    routers loaded side by side (a replay of several routers) embed each prompt once."""
+    global _SHARED
+    if _SHARED is None:
+        from confroute.models import default_embedder as make
+
+        _SHARED = CachingEmbedder(make())
+    return _SHARED
+
+
+class CachingEmbedder:
+    """Wraps an embedder; remembers the vectors of up to ``max_items`` texts (oldest out)."""
+
+    def __init__(self, embedder, max_items: int = 50_000):
+        self.inner, self.max_items = embedder, max_items
+        self.name = embedder_name(embedder)
+        self.dim = getattr(embedder, "dim", None)
+        self._cache: "OrderedDict[str, np.ndarray]" = OrderedDict()
+
+    def embed(self, texts) -> np.ndarray:
+        texts = list(texts)
+        new = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for start in range(0, len(new), 256):  # batches, so a long list streams
+            chunk = new[start:start + 256]
+            for t, v in zip(chunk, np.asarray(self.inner.embed(chunk), dtype=np.float32)):
+                self._cache[t] = v
+        while len(self._cache) > self.max_items:
+            self._cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dim or 0), np.float32)
+        # texts evicted above (a list longer than the cache) are embedded again
+        missing = [t for t in texts if t not in self._cache]
+        extra = dict(zip(missing, self.inner.embed(missing))) if missing else {}
+        return np.stack([self._cache[t] if t in self._cache else extra[t] for t in texts])
 
 
 def embedder_name(embedder) -> str:
