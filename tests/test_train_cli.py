@@ -125,3 +125,19 @@ def test_accuracy_labels_from_an_outcome_table_and_from_graded_se_rows(tmp_path)
     assert main(["label", "--accuracy-of", str(se), "--out", str(out)]) == 0
     acc = read_labels(out)
     assert [r["winner_model_b"] for r in acc] == [1, 0] and acc[1]["winner_tie"] == 1
+
+
+def test_router_policy_drives_the_controller(labels, edge_model):
+    """The policy inside issue 3's Controller on a real model (SmolLM2 stands in for both
+    sides here: what is checked is the route, not the answer)."""
+    controller = pytest.importorskip("confroute.controller")
+    from confroute.routers import get_router
+
+    router = get_router("knn", k=3).fit(read_labels(labels / "labels.jsonl"))
+    policy = RouterPolicy(router, threshold=0.5)
+    c = controller.Controller(edge_model, edge_model, policy)
+    hard = c.chat([{"role": "user", "content": HARD[9]}], max_tokens=4,
+                  cloud_options={"max_tokens": 4})
+    easy = c.chat([{"role": "user", "content": EASY[9]}], max_tokens=4)
+    assert (hard.routed_to, easy.routed_to) == ("cloud", "edge")
+    assert hard.n_samples == 0 and hard.score > 0.5 >= easy.score
