@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 
 from confroute.models.types import (
-    ChatResult, Messages, Samples, check_generation, normalize_messages,
+    ChatResult, Messages, Samples, check_generation, content_text, normalize_messages,
 )
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -159,7 +159,7 @@ class CloudModel:
 
     def _payload(self, messages, n, max_tokens, temperature, extra) -> Dict[str, Any]:
         check_generation(n, max_tokens, temperature)
-        payload = {"model": self.model, "messages": normalize_messages(messages, flatten=False),
+        payload = {"model": self.model, "messages": _text_lists_flattened(messages),
                    "max_tokens": int(max_tokens), "temperature": float(temperature)}
         if n != 1:
             payload["n"] = int(n)
@@ -228,6 +228,19 @@ class CloudModel:
                        finish_reasons=tuple(finish), model=self.model,
                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                        temperature=float(temperature), seconds=time.perf_counter() - t0)
+
+
+def _text_lists_flattened(messages: Messages) -> List[Dict[str, Any]]:
+    """Checked messages; list-form content made only of text parts is sent as one string
+    (llama.cpp-based servers fail on lists), anything with other parts (images) as it is."""
+    out = normalize_messages(messages, flatten=False)
+    for m in out:
+        c = m.get("content")
+        if isinstance(c, (list, tuple)) and all(
+                isinstance(p, str) or (isinstance(p, dict) and p.get("type", "text") == "text")
+                for p in c):
+            m["content"] = content_text(c)
+    return out
 
 
 def _choice_logprobs(choice: Dict[str, Any]) -> Optional[np.ndarray]:
