@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from server_helpers import FlakyCloud, confroute_server, llama_cpp_server
+from server_helpers import FlakyCloud, confroute_server
 
 KEY = "sk-test-server-key-0123456789"
 CLOUD_KEY = "sk-test-cloud-key-abcdef"
@@ -25,12 +25,10 @@ DIVERSE = [{"role": "user", "content": "Name one random animal."}]
 
 
 @pytest.fixture(scope="module")
-def cloud():
-    from confroute.models import store
-
-    with llama_cpp_server(store.model_path(store.DEFAULT_CLOUD)) as (url, _proc):
-        with FlakyCloud(url) as proxy:
-            yield proxy
+def cloud(llama_server):
+    # conftest's session llama_cpp.server (Qwen), seen through a recording pass-through
+    with FlakyCloud(llama_server) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +114,7 @@ def test_tools_with_nested_schemas_go_to_the_cloud_untouched(client, cloud):
             "$defs": {"meta": {"type": "object", "additionalProperties": True}}}}}]
     choice = {"type": "function", "function": {"name": "book_trip"}}
     c = client.chat.completions.create(model=EDGE, tools=tools, tool_choice=choice,
-                                       max_tokens=32, messages=[
+                                       max_tokens=16, messages=[
                                            {"role": "user", "content": "Book Paris to Rome."}])
     f = facts(c)
     # Even the always-edge router sends it to the cloud: only the cloud can call tools.
