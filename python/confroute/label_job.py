@@ -33,6 +33,7 @@ class JobConfig:
     tau: float = 0.1
     kind: str = "kuhn"
     seed: int = 0
+    similarity: float = 0.8  # cosine above which two answers share a meaning (clustering)
 
     def __post_init__(self):
         if self.n < 2:

@@ -142,8 +142,8 @@ def run(args) -> int:
     strong_name = getattr(strong, "name", None) or args.cloud_model or "cloud"
     config = JobConfig(weak=weak.name, strong=strong_name, n=args.n,
                        max_tokens=args.max_tokens, temperature=args.temperature, tau=args.tau,
-                       kind=args.kind, seed=args.seed)
-    scorer = ConfidenceScorer(threshold=args.similarity)
+                       kind=args.kind, seed=args.seed, similarity=args.similarity)
+    scorer = ConfidenceScorer(threshold=config.similarity)
     se_fn = scorer_se_fn(weak, strong, scorer, config)
     res = run_label_job(prompts, args.out, config, se_fn, progress=not args.no_progress,
                         grade_fn=grade)
