@@ -225,3 +225,13 @@ def test_caching_embedder_embeds_each_text_once():
     assert calls == ["p1", "p2", "p3"] and c.dim == 4
     np.testing.assert_array_equal(c.embed(prompts(range(10))), np.float32(X))  # > max_items
     assert len(c._cache) == 5
+
+
+def test_sw_scores_in_chunks_like_in_one_block(data, monkeypatch):
+    import confroute.routers.sw as sw_module
+
+    X, y, emb = data
+    r = SWRouter().fit_embeddings(X[:300], y[:300])
+    whole = r.score_embeddings(X[300:])
+    monkeypatch.setattr(sw_module, "SIMILARITY_BUDGET", 300 * 7)  # chunks of 7 queries
+    np.testing.assert_allclose(r.score_embeddings(X[300:]), whole, rtol=1e-6)

@@ -28,6 +28,7 @@ from confroute.routers.neighbors import build_index, index_kind, load_index, sav
 
 FULL_UP_TO = 10_000
 TOP_K_LARGE = 1_000
+SIMILARITY_BUDGET = 12_500_000  # entries of one query-chunk x labelled-prompt matrix
 
 
 def sw_probability(sims: np.ndarray, y: np.ndarray, gamma: float = 10.0,
@@ -74,6 +75,11 @@ class SWRouter(EmbeddingRouter):
         self._vectors = self._index.vectors() if self.neighbours_used() == len(y) else None
 
     def _score(self, X):
+        # in chunks: a [queries x labelled prompts] similarity matrix stays under ~100 MB
+        step = max(1, SIMILARITY_BUDGET // max(1, self.neighbours_used()))
+        return np.concatenate([self._score_chunk(X[i:i + step]) for i in range(0, len(X), step)])
+
+    def _score_chunk(self, X):
         k = self.neighbours_used()
         if k == len(self._y):  # every labelled prompt: one matrix product, no search
             if self._vectors is None:  # after load: read the vectors back once
