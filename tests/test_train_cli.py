@@ -141,3 +141,23 @@ def test_router_policy_drives_the_controller(labels, edge_model):
     easy = c.chat([{"role": "user", "content": EASY[9]}], max_tokens=4)
     assert (hard.routed_to, easy.routed_to) == ("cloud", "edge")
     assert hard.n_samples == 0 and hard.score > 0.5 >= easy.score
+
+
+def test_online_se_router_on_the_edge_model(edge_model, tmp_path):
+    from confroute.routers import get_router
+    from confroute.scorer import ConfidenceScorer
+
+    r = get_router("se", edge=edge_model, n=3, max_tokens=8, seed=5)
+    prompts = ["What is the capital of France?", "Name a prime number above 100."]
+    s = r.score(prompts)
+    assert s.shape == (2,) and np.all((s >= 0) & (s < 1))
+    conf = ConfidenceScorer(threshold=0.8).score(
+        [{"role": "user", "content": prompts[0]}], edge_model, n=3, max_tokens=8,
+        temperature=0.7, seed=5)
+    assert s[0] == pytest.approx(1 - np.exp(-conf.se("kuhn")), rel=1e-9)
+    r.threshold = 0.4
+    r.save(tmp_path / "se")
+    back = Router.load(tmp_path / "se", edge=edge_model)
+    assert back.threshold == 0.4 and back.n == 3 and back.seed == 5
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        get_router("se", n=1)
