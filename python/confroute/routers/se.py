@@ -21,7 +21,8 @@ from confroute.routers.base import Router, register
 class SERouter(Router):
     def __init__(self, edge=None, scorer=None, kind: str = "kuhn", n: int = 4,
                  max_tokens: int = 24, temperature: float = 0.7, seed: int = 0,
-                 similarity: float = 0.8, threshold: Optional[float] = None):
+                 similarity: float = 0.8, threshold: Optional[float] = None,
+                 threads: Optional[int] = None):
         if kind not in ("discrete", "weighted", "kuhn"):
             raise ValueError(f"unknown SE kind {kind!r}: use discrete, weighted or kuhn")
         if n < 2:
@@ -29,14 +30,15 @@ class SERouter(Router):
         self._edge, self._scorer = edge, scorer
         self.kind, self.n, self.max_tokens = kind, int(n), int(max_tokens)
         self.temperature, self.seed, self.similarity = float(temperature), int(seed), similarity
-        self.threshold = threshold
+        self.threshold, self.threads = threshold, threads
 
     @property
     def edge(self):
         if self._edge is None:
             from confroute.models import default_edge
 
-            self._edge = default_edge()
+            self._edge = default_edge(**({} if self.threads is None else
+                                         {"n_threads": self.threads}))
         return self._edge
 
     @property
