@@ -31,8 +31,30 @@ def cloud(llama_server):
         yield proxy
 
 
+MATH = ["What is 17 times 23?", "Compute 45 divided by 9.", "What is 12 squared?",
+        "Add 381 and 942.", "What is 7 to the power 3?", "Subtract 58 from 1000."]
+CHAT = ["Hello there!", "Good morning, how are you?", "Hi, nice to meet you.",
+        "Thanks, have a nice day!", "Hey, what's up?", "Good night!"]
+
+
 @pytest.fixture(scope="module")
-def server(cloud, tmp_path_factory):
+def sw_router_dir(embedder, tmp_path_factory):
+    """A trained `sw` router (issue 5's code): arithmetic needs the strong model, small talk
+    does not; calibrated threshold 0.5 stored with it."""
+    from confroute.routers.sw import SWRouter
+
+    rows = [{"prompt": p, "model_a": "smol", "model_b": "qwen", "winner_model_a": int(not hard),
+             "winner_model_b": int(hard), "winner_tie": 0}
+            for hard, ps in ((1, MATH), (0, CHAT)) for p in ps]
+    r = SWRouter(embedder=embedder).fit(rows)
+    r.threshold = 0.5
+    d = tmp_path_factory.mktemp("sw")
+    r.save(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def server(cloud, sw_router_dir, tmp_path_factory):
     import os
 
     os.environ["CONFROUTE_TEST_CLOUD_KEY"] = CLOUD_KEY
@@ -40,7 +62,8 @@ def server(cloud, tmp_path_factory):
     cfg = {"edge": {"n_threads": 1},   # see llama_cpp_server: one thread is faster here
            "cloud": {"base_url": cloud.url, "model": "qwen", "timeout_s": 60,
                      "api_key_env": "CONFROUTE_TEST_CLOUD_KEY", "flatten_content": True},
-           "routers": [{"name": "se", "thresholds": [0, 100], "samples": 3}],
+           "routers": [{"name": "se", "thresholds": [0, 100], "samples": 3},
+                       {"name": "sw", "path": sw_router_dir}],   # calibrated threshold
            "limits": {"max_body_bytes": 65536, "max_messages": 16, "max_content_chars": 8000,
                       "max_tokens": 64, "max_n": 4},
            "queue_size": 2, "default_max_tokens": 16}
@@ -59,7 +82,34 @@ def facts(completion) -> dict:
 
 
 def test_models_lists_the_router_ids(client):
-    assert [m.id for m in client.models.list().data] == ["router-se-0", "router-se-100"]
+    assert [m.id for m in client.models.list().data] == ["router-se-0", "router-se-100",
+                                                          "router-sw-0.5"]
+
+
+def test_trained_router_decides_from_the_prompt_alone(client, cloud):
+    hard = client.chat.completions.create(model="router-sw-0.5", messages=[
+        {"role": "user", "content": MATH[0]}], max_tokens=8)
+    f = facts(hard)
+    assert f["routed_to"] == "cloud" and f["score"] > 0.5 and f["semantic_entropy"] is None
+    assert f["n_samples"] == 0 and "edge" not in f["usage"]   # no edge sampling at all
+    easy = client.chat.completions.create(model="router-sw-0.5", messages=[
+        {"role": "user", "content": CHAT[0]}], max_tokens=8)
+    f = facts(easy)
+    assert f["routed_to"] == "edge" and f["score"] <= 0.5 and easy.choices[0].message.content
+    assert f["usage"]["edge"]["completion_tokens"] <= 8
+    # Streaming an edge answer with no samples drawn: tokens as llama.cpp makes them.
+    chunks = list(client.chat.completions.create(model="router-sw-0.5", stream=True,
+                                                 max_tokens=12, messages=[
+                                                     {"role": "user", "content": CHAT[1]}]))
+    assert chunks[-1].model_extra["confroute"]["routed_to"] == "edge"
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2
+    # Another threshold on the same router, from the model name alone; out of range: 400.
+    f = facts(client.chat.completions.create(model="router-sw-1", max_tokens=4, messages=[
+        {"role": "user", "content": MATH[0]}]))
+    assert f["routed_to"] == "edge" and f["threshold"] == 1
+    with pytest.raises(openai.BadRequestError, match="threshold"):
+        client.chat.completions.create(model="router-sw-2", max_tokens=4, messages=[
+            {"role": "user", "content": MATH[0]}])
 
 
 def test_edge_answer_carries_routing_facts_in_body_and_headers(client):

@@ -47,7 +47,7 @@ def run(args) -> int:
     except OSError as e:
         raise ValueError(f"cannot listen on {cfg.host}:{cfg.port}: {e}") from None
     host, port = sock.getsockname()[:2]
-    app = build(cfg, api_key)
+    app, cfg = build(cfg, api_key)
     print(f"confroute serve: listening on http://{host}:{port}/v1 "
           f"(models: {', '.join(cfg.model_ids())}; API key "
           f"{'required' if api_key else 'not required'})", flush=True)

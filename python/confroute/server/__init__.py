@@ -42,12 +42,30 @@ def load_models(cfg):
     return edge, cloud, scorer, routers
 
 
+def resolve_thresholds(cfg, routers):
+    """cfg with each trained router's missing thresholds set to its calibrated one."""
+    import dataclasses
+
+    out = []
+    for r in cfg.routers:
+        if r.thresholds is None:
+            t = routers[r.name].threshold
+            if t is None:
+                raise ValueError(f"router {r.name!r} ({r.path}) has no calibrated threshold: "
+                                 "run `confroute calibrate` or give thresholds in the config")
+            r = dataclasses.replace(r, thresholds=(float(t),))
+        out.append(r)
+    return dataclasses.replace(cfg, routers=tuple(out))
+
+
 def build(cfg, api_key: Optional[str] = None, models=None):
-    """The ASGI app for ``cfg`` (models loaded unless given as (edge, cloud, scorer, routers))."""
+    """(ASGI app, the config with thresholds resolved) for ``cfg``; the models are loaded
+    unless given as (edge, cloud, scorer, routers)."""
     from confroute.server.app import create_app
     from confroute.server.engine import Engine
     from confroute.server.metrics import ServerMetrics
 
     edge, cloud, scorer, routers = models or load_models(cfg)
+    cfg = resolve_thresholds(cfg, routers)
     engine = Engine(cfg, edge, cloud, scorer, ServerMetrics(), routers)
-    return create_app(engine, api_key)
+    return create_app(engine, api_key), cfg

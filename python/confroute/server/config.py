@@ -48,7 +48,9 @@ class CloudConfig:
 @dataclass(frozen=True)
 class RouterConfig:
     name: str = "se"
-    thresholds: Tuple[float, ...] = (0.8,)
+    # None: 0.8 for se; for a trained router the threshold `confroute calibrate` stored with it
+    # (calibrated for a target cloud share)
+    thresholds: Optional[Tuple[float, ...]] = None
     path: Optional[str] = None          # saved trained router directory
     samples: int = 5                    # SE: edge samples per request
     sample_max_tokens: int = 48         # SE: tokens per sample
@@ -69,7 +71,7 @@ class ServerConfig:
     api_key_env: str = "CONFROUTE_SERVER_API_KEY"   # not CONFROUTE_API_KEY: CloudModel reads that one
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
-    routers: Tuple[RouterConfig, ...] = (RouterConfig(),)
+    routers: Tuple[RouterConfig, ...] = (RouterConfig(thresholds=(0.8,)),)
     limits: Limits = field(default_factory=Limits)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     queue_size: int = 16               # requests waiting for the edge beyond the one running
@@ -81,7 +83,7 @@ class ServerConfig:
         return {r.name: r for r in self.routers}
 
     def model_ids(self) -> List[str]:
-        return [f"router-{r.name}-{t:g}" for r in self.routers for t in r.thresholds]
+        return [f"router-{r.name}-{t:g}" for r in self.routers for t in (r.thresholds or ())]
 
 
 def _build(cls, data: Any, where: str):
@@ -114,7 +116,14 @@ def from_dict(data: Dict[str, Any]) -> ServerConfig:
             r = dict(_build(RouterConfig, r, f"routers[{i}]"))
             if "threshold" in r:
                 raise ValueError(f"routers[{i}]: use 'thresholds': [..]")
-            r["thresholds"] = tuple(float(t) for t in r.get("thresholds", (0.8,)))
+            if r.get("thresholds") is not None:
+                if not isinstance(r["thresholds"], list) or not all(
+                        isinstance(t, (int, float)) and not isinstance(t, bool)
+                        for t in r["thresholds"]):
+                    raise ValueError(f"routers[{i}].thresholds must be a list of numbers")
+                r["thresholds"] = tuple(float(t) for t in r["thresholds"])
+            elif r.get("name", "se") == "se":
+                r["thresholds"] = (0.8,)
             routers.append(RouterConfig(**r))
         kw["routers"] = tuple(routers)
     cfg = ServerConfig(**kw)
@@ -129,8 +138,11 @@ def check(cfg: ServerConfig) -> None:
     for r in cfg.routers:
         if not r.name.isidentifier() or r.name != r.name.lower():
             raise ValueError(f"router name {r.name!r} must be lowercase letters, digits, '_'")
-        if not r.thresholds or not all(math.isfinite(t) and t >= 0 for t in r.thresholds):
+        if r.thresholds is not None and (not r.thresholds or not all(
+                math.isfinite(t) and t >= 0 for t in r.thresholds)):
             raise ValueError(f"router {r.name!r}: thresholds must be finite numbers >= 0")
+        if r.thresholds is None and r.name == "se":
+            raise ValueError("router 'se' needs thresholds")
         if r.name != "se" and r.path is None:
             raise ValueError(f"router {r.name!r} needs 'path': a saved trained router folder")
         if r.samples < 2:
