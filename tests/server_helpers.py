@@ -137,14 +137,16 @@ class FlakyCloud:
     - ``forward``: passes requests to ``target`` (a real server), streams included;
     - ``500``: answers HTTP 500 with an error body;
     - ``stall``: accepts the request and answers nothing for ``stall_s`` seconds;
-    - ``drop``: closes the connection without an answer.
+    - ``drop``: closes the connection without an answer;
+    - ``cut``: forwards, but closes the connection after ``cut_after`` bytes of the answer.
 
     ``bodies`` records every request body (parsed JSON); ``hits`` counts them;
     ``aborted_streams`` counts forwarded streams whose reader went away before the end."""
 
     def __init__(self, target: Optional[str] = None, mode: str = "forward",
-                 stall_s: float = 30.0):
+                 stall_s: float = 30.0, cut_after: int = 400):
         self.target, self.mode, self.stall_s = target, mode, stall_s
+        self.cut_after = cut_after
         self.bodies: List[dict] = []
         self.authorizations: List[Optional[str]] = []
         self.aborted_streams = 0
@@ -178,7 +180,7 @@ class FlakyCloud:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                self._forward(body)
+                self._forward(body)   # "forward" and "cut"
 
             def _json(self, status, obj):
                 data = json.dumps(obj).encode()
@@ -195,10 +197,17 @@ class FlakyCloud:
                     self.send_response(r.status_code)
                     self.send_header("Content-Type", r.headers.get("content-type", ""))
                     self.end_headers()   # HTTP/1.0: the body ends when the connection closes
+                    sent = 0
                     try:
                         for chunk in r.iter_raw():
+                            if cloud.mode == "cut" and sent + len(chunk) > cloud.cut_after:
+                                self.wfile.write(chunk[: max(0, cloud.cut_after - sent)])
+                                self.wfile.flush()
+                                self.close_connection = True
+                                return
                             self.wfile.write(chunk)
                             self.wfile.flush()
+                            sent += len(chunk)
                     except (BrokenPipeError, ConnectionResetError):
                         with cloud._lock:
                             cloud.aborted_streams += 1

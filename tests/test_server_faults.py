@@ -98,6 +98,19 @@ def test_dropped_connection_degrades_a_stream(server, flaky):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
 
 
+def test_cloud_stream_cut_midway_ends_with_an_error_event(server, flaky):
+    flaky.mode = "cut"
+    try:
+        with pytest.raises(openai.APIError, match="broke off"):
+            for chunk in ask(server, stream=True, stream_options={"include_usage": True}):
+                f = chunk.model_extra.get("confroute")
+                assert f is None or f["routed_to"] == "cloud"   # chosen before the cut
+    finally:
+        flaky.mode = "forward"
+    text = httpx.get(server.root + "/metrics", timeout=10).text
+    assert 'confroute_requests_total{status="502"} 1' in text
+
+
 def test_killed_cloud_server_still_gets_every_request_answered(tmp_path_factory):
     from confroute.models import store
 

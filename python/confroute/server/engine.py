@@ -79,6 +79,14 @@ class CloudFailed(Exception):
     """The cloud could not give an answer (outage, timeout, 5xx, breaker open)."""
 
 
+class CloudStreamBroken(RuntimeError):
+    """The cloud's stream ended early."""
+
+
+def _finished(chunk: Dict[str, Any]) -> bool:
+    return any(c.get("finish_reason") for c in chunk.get("choices") or ())
+
+
 class Engine:
     def __init__(self, cfg: ServerConfig, edge, cloud, scorer, metrics: ServerMetrics,
                  routers: Optional[Dict[str, Any]] = None):
@@ -372,6 +380,9 @@ class Engine:
             if bad:
                 raise bad from None
             raise CloudFailed(self._record_cloud_error(e)) from None
+        if first is None and self.cloud_http:
+            raise CloudFailed(self._record_cloud_error(
+                CloudStreamBroken("the cloud's stream ended before its first chunk")))
         self.breaker.record_success()
         self.metrics.breaker_open.set(0)
         if isinstance(first, str) or first is None:   # in-process stand-in: text pieces
@@ -383,6 +394,7 @@ class Engine:
                             ) -> AsyncIterator[Dict[str, Any]]:
         yield first
         text = first["choices"][0]["delta"].get("content") or "" if first.get("choices") else ""
+        finished = _finished(first)
         try:
             async for item in rest:
                 if isinstance(item, str):
@@ -395,7 +407,13 @@ class Engine:
                                             "prompt_tokens": item["usage"].get("prompt_tokens", 0),
                                             "completion_tokens":
                                                 item["usage"].get("completion_tokens", 0)}
+                    finished = finished or _finished(item)
                     yield item
+            if self.cloud_http and not finished:
+                # A connection closed early can look like a clean end of the body: without a
+                # finish_reason the answer is incomplete, and the client must be told.
+                raise CloudStreamBroken("the cloud's stream ended before the answer was "
+                                        "complete (no finish_reason)")
         except Exception as e:  # noqa: BLE001 - broke off mid-answer: the client must know
             o.error = self._record_cloud_error(e)
             raise CloudFailed(o.error) from None
