@@ -6,7 +6,8 @@ import json
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    sub.add_parser("list", help="the registry, with each model's cache status")
+    ls = sub.add_parser("list", help="the registry, with each model's cache status")
+    ls.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("pull", help="download, join and verify models (default: the three "
                                     "defaults)")
     p.add_argument("names", nargs="*", help="model names (see `confroute models list`)")
@@ -17,7 +18,6 @@ def add_arguments(parser) -> None:
     v.add_argument("name")
     r = sub.add_parser("remove", help="delete a model's cached files")
     r.add_argument("names", nargs="+")
-    parser.add_argument("--json", action="store_true", help="print JSON (list)")
 
 
 def run(args) -> int:
@@ -28,7 +28,7 @@ def run(args) -> int:
         rows = [{"name": s.name, "description": s.description, "license": s.license,
                  "packages": s.packages, "files": store.status(s.name),
                  "dir": str(store.model_dir(s.name))} for s in store.REGISTRY.values()]
-        if args.json:
+        if getattr(args, "json", False):
             print(json.dumps(rows, indent=1))
         else:
             print(f"cache: {store.home()}")

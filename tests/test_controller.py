@@ -1,0 +1,174 @@
+"""The SE cascade on real models: SmolLM2 in-process, Qwen behind a real llama_cpp.server."""
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+import pytest
+
+import confroute
+from confroute.controller import Decision, RoutedAnswer
+from confroute.models.cloud import CloudModel
+from confroute.scorer import ConfidenceScorer
+
+CONFIDENT = "What is the opposite of hot? Answer in one word."
+UNSURE = "Who won the Tour de France in 1937?"
+
+
+@pytest.fixture(scope="module")
+def scorer(embedder):
+    return ConfidenceScorer(embedder, n=5, max_tokens=32, temperature=0.7, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cheap(embedder):
+    """Few short samples: for tests where the SE value does not matter."""
+    return ConfidenceScorer(embedder, n=3, max_tokens=10, temperature=0.7, seed=0)
+
+
+class _AlwaysCloud:
+    needs_samples = True
+
+    def decide(self, prompt, confidence):
+        return Decision("cloud", confidence.se_kuhn, 0.0)
+
+
+@pytest.fixture(scope="module")
+def controller(edge_model, llama_server, scorer):
+    cloud = CloudModel(llama_server, "qwen", timeout=120, max_retries=1)
+    return confroute.Controller(edge_model, cloud, confroute.SECascade(1.0), scorer=scorer,
+                                cloud_max_tokens=24)
+
+
+def test_confident_prompt_stays_on_the_edge_with_a_drawn_sample(controller):
+    r = controller.chat(CONFIDENT)
+    assert isinstance(r, RoutedAnswer)
+    assert r.routed_to == "edge" and not r.degraded and r.error is None
+    assert r.semantic_entropy <= 1.0 and r.score == r.confidence.se_kuhn
+    assert r.n_samples == 5 and r.threshold == 1.0
+    # No extra generation: the answer is one of the samples, and only the edge spent tokens.
+    assert r.answer in r.confidence.samples.texts and "cold" in r.answer.lower()
+    assert set(r.usage) == {"edge"} and r.usage["edge"]["completion_tokens"] > 0
+    assert r.latency_s > 0 and r.model == r.confidence.samples.model
+
+
+def test_uncertain_prompt_goes_to_the_cloud(controller):
+    r = controller.chat(UNSURE)
+    assert r.routed_to == "cloud" and not r.degraded
+    assert r.semantic_entropy > 1.0 and r.model.startswith("qwen") and r.answer.strip()
+    assert r.usage["cloud"]["completion_tokens"] > 0 and r.usage["edge"]["completion_tokens"] > 0
+    d = r.as_dict()
+    assert d["routed_to"] == "cloud" and d["confidence"]["n_samples"] == 5
+
+
+def test_multi_turn_list_content_through_the_cascade(edge_model, cheap, llama_server):
+    msgs = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi!"}]},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+            {"role": "user", "content": [{"type": "text", "text": UNSURE}]}]
+    cloud = CloudModel(llama_server, "qwen", timeout=120, max_retries=1)
+    r = confroute.Controller(edge_model, cloud, _AlwaysCloud(), scorer=cheap,
+                             cloud_max_tokens=12).chat(msgs)
+    assert r.routed_to == "cloud" and r.answer.strip() and not r.degraded
+    # The edge saw the whole conversation through its chat template.
+    assert r.usage["edge"]["prompt_tokens"] > len(edge_model.prompt_tokens(UNSURE)) + 10
+
+
+def _cascade_to(edge_model, scorer, cloud):
+    return confroute.Controller(edge_model, cloud, _AlwaysCloud(), scorer=scorer)
+
+
+def test_killed_cloud_gives_a_degraded_edge_answer(edge_model, cheap, qwen_path):
+    from conftest import free_port, start_llama_server, stop_process
+
+    port = free_port()
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
+        proc = start_llama_server(qwen_path, port, log)
+        try:
+            cloud = CloudModel(f"http://127.0.0.1:{port}/v1", "qwen", timeout=30,
+                               max_retries=1, backoff=0.01)
+            assert cloud.chat("Hi", max_tokens=2).usage["completion_tokens"] > 0  # it was up
+        finally:
+            stop_process(proc)
+    r = _cascade_to(edge_model, cheap, cloud).chat(UNSURE)
+    assert r.routed_to == "edge" and r.degraded and "CloudError" in r.error
+    assert r.answer in r.confidence.samples.texts and "cloud" not in r.usage
+
+
+def test_absent_cloud_gives_a_degraded_edge_answer(edge_model, cheap):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cloud = CloudModel(f"http://127.0.0.1:{port}", "m", timeout=2, max_retries=1, backoff=0.01)
+    r = _cascade_to(edge_model, cheap, cloud).chat(UNSURE)
+    assert r.degraded and r.routed_to == "edge" and "ConnectError" in r.error
+
+
+def test_cloud_timeout_gives_a_degraded_edge_answer(edge_model, cheap):
+    # A server that accepts the connection and never answers.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    held = []
+    t = threading.Thread(target=lambda: held.append(srv.accept()), daemon=True)
+    t.start()
+    cloud = CloudModel(f"http://127.0.0.1:{srv.getsockname()[1]}", "m", timeout=0.5,
+                       max_retries=0)
+    try:
+        r = _cascade_to(edge_model, cheap, cloud).chat(UNSURE)
+    finally:
+        for conn, _ in held:
+            conn.close()
+        srv.close()
+    assert r.degraded and "ReadTimeout" in r.error
+
+
+class _PromptOnly:
+    """A policy that judges the prompt alone (as trained routers will): pure logic."""
+
+    needs_samples = False
+
+    def __init__(self, route):
+        self.route, self.seen = route, []
+
+    def decide(self, prompt, confidence):
+        self.seen.append((prompt, confidence))
+        return Decision(self.route, 0.3, 0.5)
+
+
+def test_policy_without_samples_generates_once_on_the_edge(edge_model, scorer):
+    policy = _PromptOnly("edge")
+    msgs = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"},
+            {"role": "user", "content": CONFIDENT}]
+    r = confroute.Controller(edge_model, None, policy, scorer=scorer).chat(msgs, max_tokens=8)
+    assert policy.seen == [(CONFIDENT, None)]  # the last user message, no samples drawn
+    assert r.routed_to == "edge" and r.n_samples == 0 and r.confidence is None
+    assert r.answer.strip() and 0 < r.usage["edge"]["completion_tokens"] <= 8
+    assert r.score == 0.3 and r.threshold == 0.5
+
+
+def test_bad_input_is_a_clear_value_error(edge_model, scorer):
+    ctl = _cascade_to(edge_model, scorer, None)
+    with pytest.raises(ValueError, match="empty"):
+        ctl.chat([])
+    with pytest.raises(ValueError, match="unknown role"):
+        ctl.chat([{"role": "admin", "content": "x"}])
+    with pytest.raises(ValueError, match="n must be"):
+        ctl.chat("hi", n=0)
+    with pytest.raises(ValueError, match="threshold"):
+        confroute.SECascade(-1)
+    with pytest.raises(ValueError, match="kind"):
+        confroute.SECascade(1.0, kind="renyi")
+    with pytest.raises(ValueError, match="route"):
+        Decision("moon", 0.0, 0.0)
+    with pytest.raises(ValueError, match="policy"):
+        confroute.Controller(edge_model, None, object())
+
+
+def test_imports_stay_light():
+    code = ("import sys, confroute; confroute.Controller; confroute.SECascade; "
+            "import confroute.models; "
+            "assert 'llama_cpp' not in sys.modules and 'onnxruntime' not in sys.modules "
+            "and 'httpx' not in sys.modules, sorted(m for m in sys.modules if 'llama' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,0 +1,32 @@
+"""`confroute demo` end to end on the real models (SmolLM2 edge, Qwen in-process cloud)."""
+import json
+import subprocess
+import sys
+
+from confroute.cli import main
+
+CONFIDENT = "What is the opposite of hot? Answer in one word."
+UNSURE = "Who won the Tour de France in 1937?"
+
+
+def test_demo_json_shows_both_routes(capsys):
+    rc = main(["demo", "--json", "--prompt", CONFIDENT, "--prompt", UNSURE,
+               "--cloud-max-tokens", "16"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    rows = json.loads(out.out)
+    assert [r["prompt"] for r in rows] == [CONFIDENT, UNSURE]
+    for r in rows:
+        assert {"prompt", "routed_to", "semantic_entropy", "n_samples", "answer"} <= set(r)
+        assert r["n_samples"] == 5 and r["answer"].strip() and not r["degraded"]
+    assert [r["routed_to"] for r in rows] == ["edge", "cloud"]
+    assert rows[0]["semantic_entropy"] <= 1.0 < rows[1]["semantic_entropy"]
+    assert rows[1]["model"].startswith("qwen")
+
+
+def test_demo_table_and_options_parse():
+    r = subprocess.run([sys.executable, "-m", "confroute.cli", "demo", "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    for opt in ("--threshold", "--cloud-url", "--json", "--kind", "--n"):
+        assert opt in r.stdout

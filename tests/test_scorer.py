@@ -1,0 +1,150 @@
+"""The confidence scorer on the real edge model and MiniLM; a fake model only for pure logic."""
+import math
+
+import numpy as np
+import pytest
+
+import confroute
+from confroute.models.types import Samples
+from confroute.scorer import (
+    ConfidenceScorer, _best_index, _one_hot, extract_number, extract_option,
+)
+
+CONFIDENT = "What is the opposite of hot? Answer in one word."
+UNSURE = "Who won the Tour de France in 1937?"
+
+
+@pytest.fixture(scope="module")
+def scorer(embedder):
+    return ConfidenceScorer(embedder, n=5, max_tokens=32, temperature=0.7, seed=0)
+
+
+def test_confident_prompt_has_lower_se_than_an_unknown_fact(scorer, edge_model):
+    sure, unsure = scorer.score_many([CONFIDENT, UNSURE], edge_model)
+    for c in (sure, unsure):
+        assert c.method == "embedding" and c.n_samples == 5 and c.samples.n == 5
+        assert c.cluster_ids.shape == (5,) and c.n_clusters == len(set(c.cluster_ids))
+        for k in ("discrete", "weighted", "kuhn"):
+            assert 0 <= c.se(k) and math.isfinite(c.se(k))
+        assert c.se("discrete") <= math.log(5) + 1e-9
+        assert c.mean_token_logprob < 0 and 0 < c.max_sequence_prob <= 1
+        assert c.mean_perplexity >= 1
+        assert set(c.seconds) == {"generate", "embed", "core"}
+    assert sure.n_clusters < unsure.n_clusters
+    for k in ("discrete", "weighted", "kuhn"):
+        assert sure.se(k) < unsure.se(k)
+    assert "cold" in sure.answer.lower()
+
+
+def test_numbers_equal_the_core_on_the_same_samples(scorer, edge_model, embedder):
+    c = scorer.score(UNSURE, edge_model)
+    s = c.samples
+    lens = [len(lp) for lp in s.token_logprobs]
+    ref = confroute.confidence_batch(np.concatenate(s.token_logprobs), np.cumsum([0] + lens),
+                                     embedder.embed(list(s.texts)), [0, s.n], threshold=0.8)
+    np.testing.assert_array_equal(c.cluster_ids, ref.cluster_ids)
+    assert c.se_kuhn == pytest.approx(ref.se_kuhn[0], abs=1e-6)
+    assert c.se_weighted == pytest.approx(ref.se_weighted[0], abs=1e-6)
+    assert c.max_sequence_prob == pytest.approx(ref.max_sequence_prob[0], rel=1e-6)
+    # The chosen answer belongs to the largest cluster and is its most likely member.
+    members = np.flatnonzero(c.cluster_ids == c.cluster_ids[c.best_index])
+    assert len(members) == np.bincount(c.cluster_ids).max()
+    assert c.best_index == members[np.argmax(c.seq_logprob_mean[members])]
+
+
+def test_exact_answer_clustering(scorer, edge_model):
+    c = scorer.score_exact("What is 12 + 7? Answer with a number.", edge_model,
+                           extract="number", n=5, max_tokens=24)
+    assert c.method == "exact" and len(c.answers) == 5
+    # Equal extracted answers share a cluster; different or missing ones do not.
+    for i in range(5):
+        for j in range(5):
+            same = c.answers[i] is not None and c.answers[i] == c.answers[j]
+            assert (c.cluster_ids[i] == c.cluster_ids[j]) == (same or i == j)
+    assert c.n_clusters == len({a if a is not None else ("none", i)
+                                for i, a in enumerate(c.answers)})
+
+
+def test_multiple_choice_letter_distribution_in_one_pass(scorer, edge_model):
+    q = ("Which planet is known as the Red Planet?\nA. Venus\nB. Mars\nC. Jupiter\nD. Saturn\n"
+         "Answer with the letter only.")
+    c = scorer.score_options(q, edge_model)
+    p = np.exp(c.seq_logprob_mean)
+    assert c.method == "options" and c.answers == ("A", "B", "C", "D")
+    assert p.sum() == pytest.approx(1.0, abs=1e-9)
+    h = -(p * np.log(p)).sum()
+    assert c.se_weighted == pytest.approx(h, abs=1e-9) and 0 < h <= math.log(4)
+    assert c.answer == "ABCD"[int(np.argmax(p))]
+    with pytest.raises(ValueError, match="two distinct"):
+        scorer.score_options(q, edge_model, letters="AA")
+
+
+def test_extractors():
+    assert extract_number("so 3 + 4 = 7.\n#### 1,234") == "1234"
+    assert extract_number("The answer is 42.0 apples, not 7") == "42"
+    assert extract_number("it costs $5 or $6.50") == "6.5"
+    assert extract_number("no digits here") is None
+    assert extract_option("The answer is (C).") == "C"
+    assert extract_option("B) Mars, because it is red") == "B"
+    assert extract_option("I think it is D") == "D"
+    assert extract_option("nothing") is None
+
+
+class _Fake:
+    """A model stand-in for the pure logic: fixed texts, optional logprobs."""
+
+    name = "fake"
+
+    def __init__(self, texts, lps=None):
+        self.texts, self.lps = texts, lps
+
+    def sample(self, messages, n, max_tokens, temperature, seed):
+        lps = None if self.lps is None else tuple(np.asarray(x, float) for x in self.lps)
+        return Samples(tuple(self.texts), lps, None, ("stop",) * len(self.texts), "fake", 1,
+                       3, temperature, 0.0)
+
+
+class _OneHot:
+    dim = 3
+
+    def embed(self, texts):
+        table = {"a": 0, "b": 1, "c": 2}
+        return np.eye(3, dtype=np.float32)[[table[t] for t in texts]]
+
+
+def test_missing_logprobs_give_nan_not_a_silent_number():
+    sc = ConfidenceScorer(_OneHot(), n=4)
+    c = sc.score("q", _Fake(["a", "a", "b", "c"]))
+    assert c.se_discrete == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+    assert math.isnan(c.se_kuhn) and math.isnan(c.se_weighted)
+    assert math.isnan(c.max_sequence_prob)
+    assert c.answer == "a"  # first member of the largest cluster
+
+
+def test_best_index_prefers_the_largest_cluster_then_likelihood():
+    ids = np.array([0, 1, 1, 2, 1])
+    assert _best_index(ids, np.array([-0.1, -3.0, -0.5, -0.2, -2.0])) == 2
+    # A tie between clusters goes to the one holding the most likely sample.
+    assert _best_index(np.array([0, 0, 1, 1]), np.array([-2.0, -1.0, -0.5, -3.0])) == 2
+    emb = _one_hot(["7", None, "7", None])
+    sim = emb @ emb.T
+    assert sim[0, 2] == 1 and sim[1, 3] == 0 and sim[0, 1] == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(threshold=1.5), "cosine"), (dict(method="kmeans"), "greedy"),
+    (dict(likelihood="max"), "likelihood"),
+])
+def test_bad_scorer_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ConfidenceScorer(_OneHot(), **kwargs)
+
+
+def test_bad_prompts_are_value_errors():
+    sc = ConfidenceScorer(_OneHot())
+    with pytest.raises(ValueError, match="empty"):
+        sc.score([], _Fake(["a"]))
+    with pytest.raises(ValueError, match="list of prompts"):
+        sc.score_many("one string", _Fake(["a"]))
+    with pytest.raises(ValueError, match="extract"):
+        sc.score_exact("q", _Fake(["a"]), extract="date")
