@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from server_helpers import FlakyCloud, confroute_server
+from server_helpers import FlakyCloud, confroute_server, llama_cpp_server
 
 KEY = "sk-test-server-key-0123456789"
 CLOUD_KEY = "sk-test-cloud-key-abcdef"
@@ -25,10 +25,15 @@ DIVERSE = [{"role": "user", "content": "Name one random animal."}]
 
 
 @pytest.fixture(scope="module")
-def cloud(llama_server):
-    # conftest's session llama_cpp.server (Qwen), seen through a recording pass-through
-    with FlakyCloud(llama_server) as proxy:
-        yield proxy
+def cloud():
+    # Qwen on a real llama_cpp.server, seen through a recording pass-through. Not conftest's
+    # session `llama_server`: that one runs 2 threads, and on this shared machine a 280-token
+    # prompt then took over 60 s (spinning threads); with 1 thread, a few seconds.
+    from confroute.models import store
+
+    with llama_cpp_server(store.model_path(store.DEFAULT_CLOUD)) as (url, _proc):
+        with FlakyCloud(url) as proxy:
+            yield proxy
 
 
 MATH = ["What is 17 times 23?", "Compute 45 divided by 9.", "What is 12 squared?",
@@ -59,7 +64,7 @@ def server(cloud, sw_router_dir, tmp_path_factory):
 
     os.environ["CONFROUTE_TEST_CLOUD_KEY"] = CLOUD_KEY
     # llama_cpp.server's chat templates fail on list-form content: the server joins text parts
-    cfg = {"edge": {"n_threads": 1},   # see llama_cpp_server: one thread is faster here
+    cfg = {"edge": {"n_threads": 1, "n_ctx": 256},   # one thread: see llama_cpp_server
            "cloud": {"base_url": cloud.url, "model": "qwen", "timeout_s": 60,
                      "api_key_env": "CONFROUTE_TEST_CLOUD_KEY", "flatten_content": True},
            "routers": [{"name": "se", "thresholds": [0, 100], "samples": 3},
@@ -172,6 +177,15 @@ def test_tools_with_nested_schemas_go_to_the_cloud_untouched(client, cloud):
     assert f["n_samples"] == 0 and "edge" not in f["usage"]   # the edge was not run
     sent = cloud.bodies[-1]
     assert sent["tools"] == tools and sent["tool_choice"] == choice
+
+
+def test_a_prompt_too_long_for_the_edge_goes_to_the_cloud(client):
+    long = "Summarize: " + "the cat sat on the mat. " * 40      # ~280 tokens > n_ctx 256
+    c = client.chat.completions.create(model=EDGE, max_tokens=8, messages=[
+        {"role": "user", "content": long}])
+    f = facts(c)
+    assert f["routed_to"] == "cloud" and f["reason"].startswith("context")
+    assert f["n_samples"] == 0 and c.choices[0].message.content
 
 
 def test_n_stop_and_seed_on_the_edge(client):

@@ -193,7 +193,9 @@ def test_config_errors_name_the_setting(tmp_path):
                        ({"cloud": {"base_url": "http://x"}}, "cloud.model"),
                        ({"cloud": {"base_url": "http://x", "model": "m", "timeout_s": 0}},
                         "timeout"),
-                       ({"port": 70000}, "port"), ({"colour": 1}, "config.colour")]:
+                       ({"port": 70000}, "port"), ({"colour": 1}, "config.colour"),
+                       ({"routers": [{"name": "se", "thresholds": "0.5"}]}, "list of numbers"),
+                       ({"edge": {"n_seq_max": 4}}, "n_seq_max")]:
         with pytest.raises(ValueError, match=words.replace(".", r"\.")):
             cfgmod.from_dict(bad)
     p = tmp_path / "c.json"

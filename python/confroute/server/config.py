@@ -28,9 +28,9 @@ from confroute.server.schema import Limits
 @dataclass(frozen=True)
 class EdgeConfig:
     model: Optional[str] = None        # registry name or GGUF path; None: the default edge
-    n_ctx: int = 4096
+    n_ctx: int = 2048                  # per sequence (prompt + answer)
     n_threads: Optional[int] = None
-    n_seq_max: int = 16
+    n_seq_max: int = 8                 # parallel samples; the KV cache is n_ctx * n_seq_max
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,10 @@ def check(cfg: ServerConfig) -> None:
         raise ValueError(f"port must be in 1..65535, got {cfg.port}")
     if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.default_max_tokens < 1:
         raise ValueError("queue_size >= 0, cloud_workers >= 1, default_max_tokens >= 1 needed")
+    need = max([r.samples for r in cfg.routers] + [cfg.limits.max_n])
+    if need > cfg.edge.n_seq_max:
+        raise ValueError(f"edge.n_seq_max ({cfg.edge.n_seq_max}) must be at least the most "
+                         f"samples a request can need ({need}: router samples, limits.max_n)")
     if cfg.default_max_tokens > cfg.limits.max_tokens:
         raise ValueError("default_max_tokens exceeds limits.max_tokens")
     if cfg.cloud.base_url is not None and not cfg.cloud.model:

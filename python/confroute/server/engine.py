@@ -150,16 +150,21 @@ class Engine:
         return req.max_tokens or self.cfg.default_max_tokens
 
     def _sample_job(self, req: ChatRequest, policy):
-        """On the edge thread: n samples, their SE, the policy's decision (None if the prompt
-        does not fit the edge model's context together with the samples)."""
+        """On the edge thread: (confidence, decision) from n samples, or (None, why) when the
+        edge model cannot sample this prompt (it does not fit its context)."""
         rc = self.cfg.router_names[req.router]
         n = max(rc.samples, req.n)
         max_tokens = self._answer_tokens(req)
         n_prompt = len(self.edge.prompt_tokens(req.edge_messages))
-        if n_prompt + n * max_tokens > self.edge.n_ctx:
-            return None, None
-        conf = self.scorer.score(req.edge_messages, self.edge, n=n, max_tokens=max_tokens,
-                                 temperature=rc.sample_temperature, seed=req.seed)
+        # EdgeModel.n_ctx is each sequence's context (prompt + answer)
+        if n_prompt + max_tokens > self.edge.n_ctx:
+            return None, (f"context: the prompt ({n_prompt} tokens) and max_tokens "
+                          f"({max_tokens}) exceed the edge model's context ({self.edge.n_ctx})")
+        try:
+            conf = self.scorer.score(req.edge_messages, self.edge, n=n, max_tokens=max_tokens,
+                                     temperature=rc.sample_temperature, seed=req.seed)
+        except ValueError as e:   # the edge model's own limits (the request itself is valid)
+            return None, f"edge: {e}"
         return conf, policy.decide(_last_user(req), conf)
 
     def _decide_job(self, req: ChatRequest, policy):
@@ -271,9 +276,8 @@ class Engine:
             return Decision("cloud", float("nan"), req.threshold), None, req.cloud_only, {}
         if policy.needs_samples:
             conf, decision = await self.edge_q.run(lambda: self._sample_job(req, policy), cancel)
-            if conf is None:
-                return (Decision("cloud", float("nan"), req.threshold), None,
-                        "context: the prompt and the samples do not fit the edge model", {})
+            if conf is None:   # decision holds why the edge could not sample
+                return Decision("cloud", float("nan"), req.threshold), None, decision, {}
             s = conf.samples
             usage = {"model": s.model, "prompt_tokens": s.prompt_tokens,
                      "completion_tokens": s.completion_tokens}
