@@ -244,7 +244,9 @@ def _build(args) -> int:
     table.save(args.out)
     for m in names:
         print(f"{m}: mean quality {table.column(m).mean():.4f} over {len(table)} questions")
-    print(f"wrote {args.out} (checkpoint {args.checkpoint})")
+    print(f"wrote {args.out} (checkpoint {args.checkpoint}); replay it with:\n"
+          f"  confroute eval replay --table {args.out} --weak '{names[0]}' "
+          f"--strong '{names[1]}' --out DIR")
     return 0
 
 
