@@ -39,7 +39,7 @@ def _config(url, failures):
             "cloud": {"base_url": url, "model": "cloud", "timeout_s": 1.5},
             "routers": [{"name": "se", "thresholds": [100], "samples": 3}],
             "breaker": {"failures": failures, "reset_s": RESET_S},
-            "default_max_tokens": 8}
+            "default_max_tokens": 8, "max_inflight": 2}
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,32 @@ def test_cloud_stream_cut_midway_ends_with_an_error_event(server, flaky):
         flaky.mode = "forward"
     text = httpx.get(server.root + "/metrics", timeout=10).text
     assert 'confroute_requests_total{status="502"} 1' in text
+
+
+def test_requests_beyond_max_inflight_get_429_while_the_cloud_stalls(server, flaky):
+    import concurrent.futures as cf
+    import threading
+
+    flaky.mode = "stall"
+    start = threading.Barrier(4)
+
+    def one(_):
+        start.wait()
+        return httpx.post(server.url + "/chat/completions", timeout=60, json={
+            "model": "router-se-100", "messages": ASK, "tools": TOOLS, "max_tokens": 8})
+
+    try:
+        with cf.ThreadPoolExecutor(4) as pool:
+            rs = list(pool.map(one, range(4)))
+    finally:
+        flaky.mode = "forward"
+    codes = sorted(r.status_code for r in rs)
+    assert codes == [200, 200, 429, 429], codes   # max_inflight 2; the two served degrade
+    for r in rs:
+        if r.status_code == 429:
+            assert r.json()["error"]["code"] == "too_many_requests" and r.headers["retry-after"]
+        else:
+            assert r.json()["confroute"]["degraded"]
 
 
 def test_killed_cloud_server_still_gets_every_request_answered(tmp_path_factory):

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from confroute.server.engine import CloudFailed, Engine, Outcome
 from confroute.server.errors import ApiError
-from confroute.server.limits import Cancelled
+from confroute.server.limits import Cancelled, Slot
 from confroute.server.schema import parse_chat_request
 
 log = logging.getLogger("confroute.server")
@@ -57,6 +57,7 @@ def routing_headers(o: Outcome, router: str) -> Dict[str, str]:
 def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
     cfg, metrics = engine.cfg, engine.metrics
     key = api_key.encode() if api_key else None
+    inflight = [0]   # requests being served; changed on the event loop only
 
     def check_auth(request: Request) -> None:
         if key is None:
@@ -121,10 +122,20 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
                 return Response(status_code=400)
             req = parse_chat_request(body, cfg.limits, cfg.router_names)
             engine.check_supported(req)
+            if inflight[0] >= cfg.max_inflight:
+                raise ApiError(429, f"the server is serving {inflight[0]} requests, its limit; "
+                               "retry later", code="too_many_requests",
+                               headers={"Retry-After": "1"})
             cancel = threading.Event()
-            if req.stream:
-                return await stream_response(request, req, cancel, t0)
-            o = await _until_done_or_gone(request, engine.answer(req, cancel), cancel)
+            inflight[0] += 1
+            slot = Slot(lambda: inflight.__setitem__(0, inflight[0] - 1))
+            try:
+                if req.stream:
+                    return await stream_response(request, req, cancel, t0, slot)
+                o = await _until_done_or_gone(request, engine.answer(req, cancel), cancel)
+            finally:
+                if not req.stream:
+                    slot()
         except ApiError as e:
             metrics.requests.inc(status=str(e.status))
             metrics.rejected.inc(reason=e.code or str(e.status))
@@ -139,8 +150,13 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
                 "confroute": o.facts(req.model)}
         return JSONResponse(body, headers=routing_headers(o, req.model))
 
-    async def stream_response(request: Request, req, cancel: threading.Event, t0: float):
-        o, chunks = await _until_done_or_gone(request, engine.stream(req, cancel), cancel)
+    async def stream_response(request: Request, req, cancel: threading.Event, t0: float,
+                              slot: Slot):
+        try:
+            o, chunks = await _until_done_or_gone(request, engine.stream(req, cancel), cancel)
+        except BaseException:
+            slot()
+            raise
         cid, created = _id(), int(time.time())
 
         def event(obj) -> str:
@@ -175,12 +191,19 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
                 raise
             finally:
                 cancel.set()   # frees any work still running for this request
+                slot()
                 if status == 200:
                     finish(200, o, req.model, t0)
                 else:
                     metrics.requests.inc(status=str(status))
 
-        return StreamingResponse(sse(), media_type="text/event-stream",
+        events = sse()
+        # A stream that is never started (client gone before the first byte) still frees
+        # its in-flight slot and its work when collected.
+        slot.on_collect(events, asyncio.get_running_loop())
+        cancel_on_collect = Slot(cancel.set)
+        cancel_on_collect.on_collect(events, asyncio.get_running_loop())
+        return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           **routing_headers(o, req.model)})
 

@@ -77,6 +77,7 @@ class ServerConfig:
     queue_size: int = 16               # requests waiting for the edge beyond the one running
     default_max_tokens: int = 256      # answer length when a request names none
     cloud_workers: int = 16            # concurrent cloud calls
+    max_inflight: int = 64             # requests being served at once (all routes); 429 beyond
 
     @property
     def router_names(self) -> Dict[str, RouterConfig]:
@@ -149,8 +150,10 @@ def check(cfg: ServerConfig) -> None:
             raise ValueError(f"router {r.name!r}: samples must be >= 2 for semantic entropy")
     if not 0 < cfg.port < 65536:
         raise ValueError(f"port must be in 1..65535, got {cfg.port}")
-    if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.default_max_tokens < 1:
-        raise ValueError("queue_size >= 0, cloud_workers >= 1, default_max_tokens >= 1 needed")
+    if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.default_max_tokens < 1 \
+            or cfg.max_inflight < 1:
+        raise ValueError("queue_size >= 0, cloud_workers >= 1, default_max_tokens >= 1, "
+                         "max_inflight >= 1 needed")
     need = max([r.samples for r in cfg.routers] + [cfg.limits.max_n])
     if need > cfg.edge.n_seq_max:
         raise ValueError(f"edge.n_seq_max ({cfg.edge.n_seq_max}) must be at least the most "

@@ -430,10 +430,14 @@ class Engine:
                                 "prompt_tokens": len(self.cloud.prompt_tokens(req.edge_messages)),
                                 "completion_tokens": len(self.cloud.tokenize(text))}
 
-    async def _edge_token_chunks(self, o: Outcome, req: ChatRequest, cancel):
+    def _edge_token_chunks(self, o: Outcome, req: ChatRequest, cancel):
+        # Admitted now, not at the first chunk: a full queue is a 429 before any byte is sent.
         pieces = self.edge_q.stream(lambda: self.edge.chat(
             req.edge_messages, n=1, max_tokens=self._answer_tokens(req), temperature=_temp(req),
             seed=req.seed, stream=True), cancel)
+        return self._edge_token_gen(req, pieces)
+
+    async def _edge_token_gen(self, req: ChatRequest, pieces):
         sent = ""
         try:
             async for piece in pieces:

@@ -12,6 +12,7 @@ import asyncio
 import math
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
@@ -20,6 +21,29 @@ from confroute.server.errors import ApiError
 
 class Cancelled(Exception):
     """The client left before its job ran to the end."""
+
+
+class Slot:
+    """A release that runs once, however many paths reach it (end of stream, cancellation,
+    garbage collection of a stream that was never started)."""
+
+    def __init__(self, release: Callable[[], None]):
+        self._release, self._lock = release, threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def on_collect(self, obj, loop) -> None:
+        """Release on ``loop`` when ``obj`` is garbage collected (if nothing did before)."""
+        def later():
+            try:
+                loop.call_soon_threadsafe(self)
+            except RuntimeError:   # the loop is closed: the server is shutting down
+                pass
+        weakref.finalize(obj, later)
 
 
 class WorkQueue:
@@ -87,7 +111,10 @@ class WorkQueue:
         """The items of make_iter(), produced on the worker thread; 429 if the line is full
         (raised here, before anything is sent)."""
         self._admit()
-        return _thread_stream(self._pool, make_iter, cancel, self._release, self._on_drop)
+        slot = Slot(self._release)
+        agen = _thread_stream(self._pool, make_iter, cancel, slot, self._on_drop)
+        slot.on_collect(agen, asyncio.get_running_loop())
+        return agen
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
