@@ -302,7 +302,7 @@ class Judge:
             raise ValueError("name the judge model (model=...): it is part of the cache key")
         if isinstance(templates, (str, os.PathLike)):
             templates = load_fastchat_templates(templates)
-        self.templates = dict(templates or DEFAULT_TEMPLATES)
+        self.templates = {**DEFAULT_TEMPLATES, **(templates or {})}  # missing slots: ours
         self.cache = JudgeCache(cache) if isinstance(cache, (str, os.PathLike)) else cache
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
         self.calls = 0  # judge calls that were not answered from the cache
