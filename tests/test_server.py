@@ -373,6 +373,9 @@ def test_metrics_are_prometheus_text(server):
     assert server.metric('confroute_routed_total{route="cloud"}', AUTH) >= 1
     assert server.metric('confroute_semantic_entropy_count{router="se"}', AUTH) >= 1
     assert server.metric('confroute_rejected_total{reason="queue_full"}', AUTH) >= 1
+    # The requests that waited together in the 429 test drew their samples in one batch.
+    assert server.metric("confroute_edge_batch_requests_count", AUTH) >= 1
+    assert server.metric('confroute_edge_batch_requests_bucket{le="1"}', AUTH) == 0
     assert server.metric('confroute_requests_total{status="401"}', AUTH) >= 1
 
 

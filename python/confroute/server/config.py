@@ -28,9 +28,12 @@ from confroute.server.schema import Limits
 @dataclass(frozen=True)
 class EdgeConfig:
     model: Optional[str] = None        # registry name or GGUF path; None: the default edge
-    n_ctx: int = 2048                  # per sequence (prompt + answer)
+    n_ctx: int = 1024                  # per sequence (prompt + answer); longer: the cloud
     n_threads: Optional[int] = None
-    n_seq_max: int = 8                 # parallel samples; the KV cache is n_ctx * n_seq_max
+    # Sequences decoded together: the samples of one request, or of several waiting requests
+    # batched together. The KV cache holds n_ctx * n_seq_max cells (SmolLM2: 23 KB each).
+    n_seq_max: int = 16
+    batch: bool = True                 # batch the edge sampling of concurrent requests
 
 
 @dataclass(frozen=True)

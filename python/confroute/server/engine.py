@@ -93,9 +93,16 @@ class Engine:
         self.cfg, self.edge, self.cloud = cfg, edge, cloud
         self.scorer, self.metrics = scorer, metrics
         self.routers = routers or {}            # name -> loaded trained Router
+        from confroute.server import batching
+
+        # Concurrent SE requests share llama.cpp batches (see batching.py) when the edge
+        # model offers what that needs.
+        self.batching = cfg.edge.batch and batching.supported(edge)
         self.edge_q = WorkQueue("edge", cfg.queue_size,
                                 on_depth=lambda d: metrics.queue_depth.set(d, model="edge"),
-                                on_drop=lambda: metrics.dropped.inc(model="edge"))
+                                on_drop=lambda: metrics.dropped.inc(model="edge"),
+                                batch_fn=self._sample_batch if self.batching else None,
+                                batch_fits=self._batch_fits)
         # An in-process cloud stand-in is a llama.cpp model too: one thread, its own queue.
         self.cloud_http = hasattr(cloud, "base_url")
         if self.cloud_http:
@@ -166,6 +173,36 @@ class Engine:
         except ValueError as e:   # the edge model's own limits (the request itself is valid)
             return None, f"edge: {e}"
         return conf, policy.decide(_last_user(req), conf)
+
+    def _n_samples(self, req: ChatRequest) -> int:
+        return max(self.cfg.router_names[req.router].samples, req.n)
+
+    def _batch_fits(self, payloads) -> bool:
+        return sum(self._n_samples(req) for req, _ in payloads) <= self.edge.n_seq_max
+
+    def _sample_batch(self, payloads):
+        """On the edge thread: _sample_job for several requests, their samples drawn in shared
+        llama.cpp batches and embedded and scored in one call."""
+        from confroute.server import batching
+
+        out, jobs, where = [None] * len(payloads), [], []
+        for i, (req, policy) in enumerate(payloads):
+            max_tokens = self._answer_tokens(req)
+            prompt = self.edge.prompt_tokens(req.edge_messages)
+            if len(prompt) + max_tokens > self.edge.n_ctx:
+                out[i] = self._sample_job(req, policy)   # says why it does not fit
+                continue
+            rc = self.cfg.router_names[req.router]
+            jobs.append(batching.Job(prompt, self._n_samples(req), max_tokens,
+                                     rc.sample_temperature, req.seed))
+            where.append(i)
+        if jobs:
+            samples = batching.sample_many(self.edge, jobs)
+            self.metrics.batch_size.observe(len(jobs))
+            for i, conf in zip(where, self.scorer.score_samples(samples)):
+                req, policy = payloads[i]
+                out[i] = conf, policy.decide(_last_user(req), conf)
+        return out
 
     def _decide_job(self, req: ChatRequest, policy):
         return policy.decide(_last_user(req), None)
@@ -275,7 +312,8 @@ class Engine:
         if req.cloud_only:
             return Decision("cloud", float("nan"), req.threshold), None, req.cloud_only, {}
         if policy.needs_samples:
-            conf, decision = await self.edge_q.run(lambda: self._sample_job(req, policy), cancel)
+            conf, decision = await self.edge_q.run(lambda: self._sample_job(req, policy), cancel,
+                                                   batch=(req, policy))
             if conf is None:   # decision holds why the edge could not sample
                 return Decision("cloud", float("nan"), req.threshold), None, decision, {}
             s = conf.samples

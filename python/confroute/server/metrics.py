@@ -123,11 +123,15 @@ class ServerMetrics:
                             "(nats).", tenths)
         self.score = Histogram(p + "router_score", "Router score (what the threshold is compared "
                                "with).", tenths)
+        self.batch_size = Histogram(p + "edge_batch_requests", "Requests whose edge samples "
+                                    "were drawn in one shared llama.cpp batch.",
+                                    [1, 2, 3, 4, 6, 8, 16])
         self.queue_depth = Gauge(p + "queue_depth", "Requests queued or running per in-process "
                                  "model.")
         self.breaker_open = Gauge(p + "cloud_breaker_open", "1 while the cloud breaker is open.")
         self._all = [self.requests, self.routed, self.cloud_errors, self.degraded, self.rejected,
                      self.disconnects, self.dropped, self.tokens, self.latency, self.se, self.score,
+                     self.batch_size,
                      self.queue_depth, self.breaker_open]
 
     def render(self) -> str:
