@@ -47,3 +47,27 @@ def test_judge_against_the_local_server(client, tmp_path):
     assert j2.pairwise("What is 2 + 2?", "2 + 2 = 4.", "2 + 2 = 5.") == p
     assert j2.best_of_k("What is 2 + 2?", "4", {"edge": "5", "cloud": "4"}) == b
     assert j2.calls == 0
+
+
+def test_eval_judge_command(llama_server, client, tmp_path, capsys, monkeypatch):
+    import json
+
+    from confroute import cli
+
+    monkeypatch.setattr(cli, "COMMANDS", {"eval": cli.COMMANDS["eval"]})
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"question": "What is 3 + 4?", "answer": "7",
+                                   "reference": "7"}) + "\n")
+    argv = ["eval", "judge", "--answers", str(answers), "--judge-url", llama_server,
+            "--judge-model", client.model, "--cache", str(tmp_path / "c.jsonl"),
+            "--out", str(tmp_path / "o.jsonl"), "--max-tokens", str(MAX_TOKENS)]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().out
+    assert "1 judge calls" in first
+    row = json.loads((tmp_path / "o.jsonl").read_text())
+    assert row["score"] == parse_rating(row["judge_output"])
+    assert cli.main(argv) == 0
+    assert "0 judge calls" in capsys.readouterr().out  # served from the cache
+    answers.write_text('{"question": "q"}\n')
+    assert cli.main(argv) == 2
+    assert "line 1: missing field 'answer'" in capsys.readouterr().err
