@@ -105,6 +105,15 @@ def test_server_load_with_and_without_the_cloud(tmp_path, capsys):
             rows.append(_summary("cloud killed halfway", res, wall))
             after = [r for r in res if r["t"] > res[0]["t"] + PHASE_S / 2 + 1]
             rows[-1]["degraded_after_kill"] = sum(bool(r.get("degraded")) for r in after)
+    if os.environ.get("CONFROUTE_BENCH_COMPARE_BATCHING"):
+        # The same load with the edge sampling of concurrent requests not batched.
+        with llama_cpp_server(store.model_path(store.DEFAULT_CLOUD)) as (cloud_url, _):
+            cfg["cloud"]["base_url"] = cloud_url
+            cfg["edge"]["batch"] = False
+            with confroute_server(cfg, tmp_path) as server:
+                _run_phase(server.url, 5)
+                res, wall = _run_phase(server.url, PHASE_S)
+                rows.append(_summary("cloud up, edge batching off", res, wall))
     with capsys.disabled():
         print("\n" + json.dumps(rows, indent=1))
     for row in rows:

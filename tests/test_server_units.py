@@ -64,7 +64,8 @@ def test_images_and_tool_history_need_the_cloud():
     ({"model": "router-se-1", "messages": [{"role": "user", "content": "x", "name": 3}]}, 400,
      "messages[0].name"),
     ({"model": "router-se-1", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": "http://x"}]}]}, 400, "messages[0].content[0].image_url"),
+        {"type": "image_url", "image_url": "http://x"}]}]}, 400,
+     "messages[0].content[0].image_url"),
     ({"model": "router-se-1", "messages": [{"role": "user", "content": "x"}],
       "stream_options": {"include_usage": True}}, 400, "stream_options"),
     ({"model": "router-se-1", "messages": [{"role": "user", "content": "x"}],

@@ -71,7 +71,8 @@ class BreakerConfig:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 6060
-    api_key_env: str = "CONFROUTE_SERVER_API_KEY"   # not CONFROUTE_API_KEY: CloudModel reads that one
+    # Not CONFROUTE_API_KEY: CloudModel reads that one as the cloud's key.
+    api_key_env: str = "CONFROUTE_SERVER_API_KEY"
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     routers: Tuple[RouterConfig, ...] = (RouterConfig(thresholds=(0.8,)),)
