@@ -146,3 +146,20 @@ def test_multi_turn_items_are_judged_and_failures_left_out(tmp_path):
     with pytest.raises(ValueError, match="grader: checkpoint 'scripted', now 'other'"):
         build_outcomes(items, {"edge": Echo(), "cloud": Echo()}, grade, tmp_path / "ck.jsonl",
                        weak="edge", strong="cloud", name="mt", grader="other", progress=False)
+
+
+def test_regrade_rewrites_the_checkpoint_without_asking_models(tmp_path):
+    ck = tmp_path / "ck.jsonl"
+    _run(ck, Scripted("edge"), Scripted("cloud"))
+
+    def strict(answer, gold):  # a changed grader: everything wrong
+        return 0.0, "strict"
+
+    edge, cloud = Scripted("edge"), Scripted("cloud")
+    t = build_outcomes(ITEMS, {"edge": edge, "cloud": cloud}, strict, ck, weak="edge",
+                       strong="cloud", name="toy", progress=False, regrade=True)
+    assert edge.calls == cloud.calls == 0
+    assert t.quality.sum() == 0
+    recs = [json.loads(l) for l in ck.read_text().splitlines()[1:]]
+    assert len(recs) == 12 and {r["extracted"] for r in recs} == {"strict"}
+    assert recs[0]["answer"] == "so #### 0"  # the answers themselves are kept

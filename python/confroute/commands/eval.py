@@ -54,6 +54,8 @@ def add_arguments(parser) -> None:
     b.add_argument("--cloud-url", default=None, help="OpenAI-compatible base URL")
     b.add_argument("--cloud-model", default=None)
     b.add_argument("--max-tokens", type=int, default=None)
+    b.add_argument("--regrade", action="store_true",
+                   help="grade the checkpointed answers again (after a grader fix)")
     b.add_argument("--judge-url", default=None, help="mt-bench: the judge's base URL "
                    "(default: the cloud model judges)")
     b.add_argument("--judge-model", default=None)
@@ -239,7 +241,7 @@ def _build(args) -> int:
         names = [names[0] + " (edge)", names[1] + " (cloud)"]
     table = build_outcomes(items, dict(zip(names, (edge, cloud))), grade, args.checkpoint,
                            weak=names[0], strong=names[1], name=args.benchmark,
-                           prompt_prefix=prefix, grader=grader,
+                           prompt_prefix=prefix, grader=grader, regrade=args.regrade,
                            max_tokens=args.max_tokens or BUILD_DEFAULT_TOKENS[args.benchmark])
     table.save(args.out)
     for m in names:

@@ -22,14 +22,17 @@ def _to_number(s: str) -> Optional[float]:
         return None
 
 
+_MARKERS = re.compile(r"(?:####|\\boxed\{|answer is[:\s]*)\s*(" + _NUM + ")", re.IGNORECASE)
+
+
 def extract_number(text: str) -> Optional[float]:
-    """The final number of a GSM8K-style answer: after the last '####', else after 'answer is'
-    or in '\\boxed{}', else the last number in the text."""
-    for pattern in (r"####\s*(" + _NUM + ")", r"\\boxed\{\s*(" + _NUM + r")\s*\}",
-                    r"answer is[:\s]*(" + _NUM + ")"):
-        hits = re.findall(pattern, text, flags=re.IGNORECASE)
-        if hits:
-            return _to_number(hits[-1])
+    """The final number of a GSM8K-style answer: the *last* marked answer ('#### N',
+    '\\boxed{N}', 'the answer is N'), else the last number in the text. The last marker wins
+    because small models sometimes write a guess such as '#### 100' first and then work out
+    and state another result."""
+    hits = _MARKERS.findall(text)
+    if hits:
+        return _to_number(hits[-1])
     hits = re.findall(_NUM, text)
     return _to_number(hits[-1]) if hits else None
 

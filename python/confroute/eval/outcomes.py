@@ -199,7 +199,7 @@ def _read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecor
 
 def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
                    name: str = "live", prompt_prefix: str = "", max_tokens: int = 256,
-                   temperature: float = 0.0, grader: str = "",
+                   temperature: float = 0.0, grader: str = "", regrade: bool = False,
                    progress: bool = True) -> OutcomeTable:
     """Runs every model over every item and grades the answers, resuming from ``checkpoint``.
 
@@ -212,6 +212,8 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
     records stay in the checkpoint. Greedy decoding (temperature 0) by default, so a resumed
     run gives the same table as an uninterrupted one. ``grader`` names the grading (e.g. the
     judge model) in the checkpoint header, so a resumed run cannot switch judges midway.
+    ``regrade=True`` grades the stored answers again (after a grader fix: no model is asked)
+    and rewrites the checkpoint in one atomic step.
     """
     items = list(items)
     if not items:
@@ -228,6 +230,20 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
               "prompt_prefix": prompt_prefix, "max_tokens": int(max_tokens),
               "temperature": float(temperature), "grader": grader}
     done = _read_checkpoint(checkpoint, header)
+    if regrade and done:
+        refs = {it.id: it.reference for it in items}
+        for key, rec in list(done.items()):
+            if rec.id in refs:
+                answer = rec.answer if isinstance(rec.answer, str) else tuple(rec.answer)
+                q, extracted = grade(answer, refs[rec.id])
+                done[key] = LiveRecord(rec.id, rec.model, rec.answer, extracted,
+                                       None if q is None else float(q), rec.usage)
+        tmp = checkpoint + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            _append(f, header)
+            for rec in done.values():
+                _append(f, rec.__dict__)
+        os.replace(tmp, checkpoint)
     todo = [(it, m) for it in items for m in names if (it.id, m) not in done]
     bar = None
     if progress:
