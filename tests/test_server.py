@@ -362,6 +362,25 @@ def test_client_leaving_mid_stream_stops_the_cloud_stream(server, cloud):
     while cloud.aborted_streams == aborted and time.monotonic() < deadline:
         time.sleep(0.2)
     assert cloud.aborted_streams == aborted + 1   # the upstream connection was closed early
+    assert server.metric('confroute_streams_stopped_total{model="cloud"}', AUTH) == 1
+
+
+def test_client_leaving_mid_stream_stops_the_edge_generation(server):
+    # The trained router keeps small talk on the edge and streams its tokens as they come.
+    series = 'confroute_streams_stopped_total{model="edge"}'
+    stopped = server.metric(series, AUTH)
+    with httpx.stream("POST", server.url + "/chat/completions", headers=AUTH, timeout=60,
+                      json={"model": "router-sw-0.5", "stream": True, "max_tokens": 64,
+                            "messages": [{"role": "user", "content": CHAT[2]}]}) as r:
+        assert r.headers["x-confroute-routed-to"] == "edge"
+        for line in r.iter_lines():
+            if '"content": "' in line and '"role"' not in line:
+                break   # first piece of text: hang up
+    deadline = time.monotonic() + 20
+    while server.metric(series, AUTH) == stopped and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.metric(series, AUTH) == stopped + 1   # generation stopped between tokens
+    assert server.metric('confroute_queue_depth{model="edge"}', AUTH) == 0
 
 
 def test_metrics_are_prometheus_text(server):

@@ -101,6 +101,7 @@ class Engine:
         self.edge_q = WorkQueue("edge", cfg.queue_size,
                                 on_depth=lambda d: metrics.queue_depth.set(d, model="edge"),
                                 on_drop=lambda: metrics.dropped.inc(model="edge"),
+                                on_stop=lambda: metrics.stopped.inc(model="edge"),
                                 batch_fn=self._sample_batch if self.batching else None,
                                 batch_fits=self._batch_fits)
         # An in-process cloud stand-in is a llama.cpp model too: one thread, its own queue.
@@ -113,7 +114,8 @@ class Engine:
             self.cloud_pool = None
             self.cloud_q = WorkQueue("cloud", cfg.queue_size,
                                      on_depth=lambda d: metrics.queue_depth.set(d, model="cloud"),
-                                     on_drop=lambda: metrics.dropped.inc(model="cloud"))
+                                     on_drop=lambda: metrics.dropped.inc(model="cloud"),
+                                     on_stop=lambda: metrics.stopped.inc(model="cloud"))
         self.breaker = CircuitBreaker(cfg.breaker.failures, cfg.breaker.reset_s)
         self._policies: Dict[Tuple[str, float], Any] = {}
         self.edge_name = getattr(edge, "name", "edge")
@@ -406,7 +408,9 @@ class Engine:
         if req.n != 1 and self.cloud_http:
             make = lambda: self.cloud.chat(self._cloud_messages(req), stream=True,  # noqa: E731
                                            **kw)
-        it = (threaded_stream(self.cloud_pool, make, cancel) if self.cloud_http
+        it = (threaded_stream(self.cloud_pool, make, cancel,
+                              on_stop=lambda: self.metrics.stopped.inc(model="cloud"))
+              if self.cloud_http
               else self.cloud_q.stream(make, cancel))
         try:
             first = await it.__anext__()

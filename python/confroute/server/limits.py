@@ -138,7 +138,8 @@ class _Worker:
 
 class WorkQueue:
     def __init__(self, name: str, capacity: int, on_depth: Optional[Callable[[int], None]] = None,
-                 on_drop: Optional[Callable[[], None]] = None, batch_fn=None, batch_fits=None):
+                 on_drop: Optional[Callable[[], None]] = None, batch_fn=None, batch_fits=None,
+                 on_stop: Optional[Callable[[], None]] = None):
         if capacity < 0:
             raise ValueError("capacity must be >= 0")
         self.name = name
@@ -147,6 +148,7 @@ class WorkQueue:
         self._admitted = 0                 # waiting + running; changed on the event loop only
         self._on_depth = on_depth or (lambda d: None)
         self._on_drop = on_drop or (lambda: None)
+        self._on_stop = on_stop or (lambda: None)
 
     @property
     def depth(self) -> int:
@@ -193,7 +195,8 @@ class WorkQueue:
         (raised here, before anything is sent)."""
         self._admit()
         slot = Slot(self._release)
-        agen = _thread_stream(self._pool, make_iter, cancel, slot, self._on_drop)
+        agen = _thread_stream(self._pool, make_iter, cancel, slot, self._on_drop,
+                              self._on_stop)
         slot.on_collect(agen, asyncio.get_running_loop())
         return agen
 
@@ -205,7 +208,7 @@ _END = object()
 
 
 async def _thread_stream(pool, make_iter, cancel: threading.Event, release,
-                         on_drop=lambda: None) -> AsyncIterator[Any]:
+                         on_drop=lambda: None, on_stop=lambda: None) -> AsyncIterator[Any]:
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
     done = threading.Event()   # this stream's own stop flag; `cancel` is the request's
@@ -225,6 +228,7 @@ async def _thread_stream(pool, make_iter, cancel: threading.Event, release,
             try:
                 for item in it:
                     if stopped():   # client gone: stop generating now
+                        on_stop()
                         break
                     put(item)
             finally:
@@ -250,7 +254,7 @@ async def _thread_stream(pool, make_iter, cancel: threading.Event, release,
         cf.cancel()
 
 
-def threaded_stream(pool, make_iter: Callable[[], Iterator[Any]],
-                    cancel: threading.Event) -> AsyncIterator[Any]:
+def threaded_stream(pool, make_iter: Callable[[], Iterator[Any]], cancel: threading.Event,
+                    on_stop: Callable[[], None] = lambda: None) -> AsyncIterator[Any]:
     """Like WorkQueue.stream on a shared pool without admission control (the cloud calls)."""
-    return _thread_stream(pool, make_iter, cancel, lambda: None)
+    return _thread_stream(pool, make_iter, cancel, lambda: None, on_stop=on_stop)

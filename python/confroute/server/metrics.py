@@ -115,6 +115,8 @@ class ServerMetrics:
                                    "before the answer was complete.")
         self.dropped = Counter(p + "dropped_jobs_total", "Queued model jobs dropped unrun "
                                "because their client had left.")
+        self.stopped = Counter(p + "streams_stopped_total", "Streams (edge tokens, cloud "
+                               "chunks) stopped early: the client left, or a stop string.")
         self.tokens = Counter(p + "tokens_total", "Tokens by model and kind (prompt/completion).")
         self.latency = Histogram(p + "request_latency_seconds", "End-to-end latency of answered "
                                  "chat completions.", [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60])
@@ -130,7 +132,8 @@ class ServerMetrics:
                                  "model.")
         self.breaker_open = Gauge(p + "cloud_breaker_open", "1 while the cloud breaker is open.")
         self._all = [self.requests, self.routed, self.cloud_errors, self.degraded, self.rejected,
-                     self.disconnects, self.dropped, self.tokens, self.latency, self.se, self.score,
+                     self.disconnects, self.dropped, self.stopped, self.tokens, self.latency,
+                     self.se, self.score,
                      self.batch_size,
                      self.queue_depth, self.breaker_open]
 
