@@ -43,3 +43,9 @@ def test_out_of_the_box(server):
         client.chat.completions.create(model="router-se-0.8", messages=ASK, tools=[
             {"type": "function", "function": {"name": "f"}}])
     assert e.value.body["param"] == "tools"
+    with pytest.raises(openai.BadRequestError) as e:   # an image it could not see
+        client.chat.completions.create(model="router-se-0.8", messages=[
+            {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                         {"type": "image_url",
+                                          "image_url": {"url": "data:image/png;base64,AA=="}}]}])
+    assert e.value.body["param"] == "messages" and "content" in e.value.body["message"]

@@ -24,7 +24,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 from confroute.server.breaker import CircuitBreaker
 from confroute.server.config import ServerConfig
 from confroute.server.errors import ApiError
-from confroute.server.limits import WorkQueue, threaded_stream
+from confroute.server.limits import Cancelled, WorkQueue, threaded_stream
 from confroute.server.metrics import ServerMetrics
 from confroute.server.schema import ChatRequest
 
@@ -148,11 +148,18 @@ class Engine:
 
     def check_supported(self, req: ChatRequest) -> None:
         """Refuse up front what no configured model can do (instead of dropping it silently)."""
-        if not self.cloud_http and req.tools and req.tool_choice != "none":
+        if self.cloud_http or not req.cloud_only:
+            return
+        if req.tools and req.tool_choice != "none":
             raise ApiError(400, f"tools need a cloud model that can call them; the configured "
                            f"cloud ({self.cloud_name}) runs in-process and cannot: set "
                            "cloud.base_url in the server config", param="tools",
                            code="tools_unsupported")
+        # Tool history or image/audio/file parts: a local model would see a mangled request.
+        raise ApiError(400, f"this request needs a cloud model ({req.cloud_only}); the configured "
+                       f"cloud ({self.cloud_name}) runs in-process and cannot serve it: set "
+                       "cloud.base_url in the server config", param="messages",
+                       code="unsupported_content")
 
     # --- the edge side --------------------------------------------------------------------
     def _answer_tokens(self, req: ChatRequest) -> int:
@@ -236,9 +243,12 @@ class Engine:
             return self._edge_choices_from_samples(req, conf), {}
         try:
             r = await self.edge_q.run(lambda: self._edge_generate_job(req), cancel)
-        except ValueError as e:   # the prompt does not fit the edge model's context
+        except (ApiError, Cancelled):
+            raise
+        except Exception as e:  # noqa: BLE001 - too long for its context, a template that
+            # cannot render tool messages...: the client is told, the server goes on
             raise ApiError(503, f"the cloud is unavailable and the edge model cannot answer: "
-                           f"{e}", code="cloud_unavailable") from None
+                           f"{type(e).__name__}: {e}", code="cloud_unavailable") from None
         choices = [self._choice(i, t, f, req.stop)
                    for i, (t, f) in enumerate(zip(r.texts, r.finish_reasons or (r.finish_reason,)))]
         return choices, {"model": r.model, **r.usage}
