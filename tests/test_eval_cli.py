@@ -1,8 +1,6 @@
 """`confroute eval replay` end to end: metrics.json, curves.csv and the plot."""
 import json
-import os
 import struct
-from pathlib import Path
 
 import pytest
 

@@ -2,7 +2,6 @@
 stand-in), greedy, on a 2-question MMLU subset: a run killed with SIGKILL and resumed gives the
 same table as an uninterrupted run, with no answer lost or repeated."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,8 +1,6 @@
 """The judge's logic with a scripted client (pure logic), and its parser on real and
 real-looking judge outputs. The end-to-end run against a real server is test_judge_live.py."""
 import json
-import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

@@ -10,7 +10,7 @@ from confroute.eval.data import load_benchmark
 from confroute.eval.outcomes import OutcomeTable
 from confroute.eval.replay import replay, resolve_router
 from confroute.routers.base import Router
-from confroute.routers.baselines import OracleRouter, RandomRouter, ScoresRouter
+from confroute.routers.baselines import RandomRouter, ScoresRouter
 
 
 def _data_dir():

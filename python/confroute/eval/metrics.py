@@ -22,7 +22,6 @@ When q_s <= q_w there is no gap to recover: PGR, APGR and CPT are NaN (reported,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 

@@ -10,7 +10,7 @@ linear between the points it reaches (see :mod:`confroute.eval.metrics`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
