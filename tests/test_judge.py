@@ -47,7 +47,7 @@ def test_parse_rating_on_recorded_gpt4_judgements():
             n += 1
             want = None if o["score"] == -1 else float(o["score"])
             agree += parse_rating(o["judgment"]) == want
-    assert n == 320 and agree == n
+    assert n > 0 and agree == n
 
 
 def test_parse_verdict_and_best():
