@@ -39,7 +39,7 @@ def _config(url, failures):
             "cloud": {"base_url": url, "model": "cloud", "timeout_s": 1.5},
             "routers": [{"name": "se", "thresholds": [100], "samples": 3}],
             "breaker": {"failures": failures, "reset_s": RESET_S},
-            "default_max_tokens": 8, "max_inflight": 2}
+            "default_max_tokens": 8, "max_inflight": 2, "limits": {"body_timeout_s": 1.0}}
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,19 @@ def test_requests_beyond_max_inflight_get_429_while_the_cloud_stalls(server, fla
             assert r.json()["error"]["code"] == "too_many_requests" and r.headers["retry-after"]
         else:
             assert r.json()["confroute"]["degraded"]
+
+
+def test_a_body_that_trickles_in_gets_408(server):
+    import socket
+
+    host, port = server.root[len("http://"):].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\"")
+        t0 = time.monotonic()
+        reply = s.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 408") and "body_timeout" in reply
+    assert time.monotonic() - t0 < 10
 
 
 def test_killed_cloud_server_still_gets_every_request_answered(tmp_path_factory):

@@ -31,7 +31,6 @@ from confroute.server.limits import Cancelled, Slot
 from confroute.server.schema import parse_chat_request
 
 log = logging.getLogger("confroute.server")
-BODY_TIMEOUT_S = 30.0   # a client that trickles its body (slowloris) is cut off
 
 
 def error_response(e: ApiError) -> JSONResponse:
@@ -89,10 +88,12 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
                 chunks.append(chunk)
             return b"".join(chunks)
 
+        # A client that trickles its body (slowloris) must not hold a slot forever.
+        timeout = cfg.limits.body_timeout_s
         try:
-            return await asyncio.wait_for(collect(), BODY_TIMEOUT_S)
+            return await asyncio.wait_for(collect(), timeout)
         except asyncio.TimeoutError:
-            raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT_S:g} s",
+            raise ApiError(408, f"the request body did not arrive within {timeout:g} s",
                            code="body_timeout") from None
 
     def finish(status: int, o: Optional[Outcome], router: str, t0: float) -> None:

@@ -39,6 +39,7 @@ class Limits:
     max_tokens: int = 2048
     max_n: int = 8
     max_tools: int = 128
+    body_timeout_s: float = 30.0         # a body that trickles in slower is refused (408)
 
 
 @dataclass(frozen=True)
