@@ -104,10 +104,15 @@ def test_trained_router_decides_from_the_prompt_alone(client, cloud):
     assert f["usage"]["edge"]["completion_tokens"] <= 8
     # Streaming an edge answer with no samples drawn: tokens as llama.cpp makes them.
     chunks = list(client.chat.completions.create(model="router-sw-0.5", stream=True,
-                                                 max_tokens=12, messages=[
-                                                     {"role": "user", "content": CHAT[1]}]))
-    assert chunks[-1].model_extra["confroute"]["routed_to"] == "edge"
+                                                 max_tokens=12,
+                                                 stream_options={"include_usage": True},
+                                                 messages=[{"role": "user", "content": CHAT[1]}]))
+    f = chunks[-1].model_extra["confroute"]
+    assert f["routed_to"] == "edge"
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2
+    u = f["usage"]["edge"]
+    assert u["prompt_tokens"] > 0 and 0 < u["completion_tokens"] <= 13   # tokens re-counted
+    assert chunks[-1].usage.total_tokens == u["prompt_tokens"] + u["completion_tokens"]
     # Another threshold on the same router, from the model name alone; out of range: 400.
     f = facts(client.chat.completions.create(model="router-sw-1", max_tokens=4, messages=[
         {"role": "user", "content": MATH[0]}]))

@@ -356,6 +356,10 @@ class Engine:
         """A complete (non-streaming) answer with its routing facts."""
         decision, conf, reason, edge_usage = await self.prepare(req, cancel)
         o = self._base(req, decision, conf, reason, edge_usage)
+        return await self._complete(o, req, decision, conf, cancel)
+
+    async def _complete(self, o: Outcome, req: ChatRequest, decision, conf, cancel) -> Outcome:
+        """The answer once the route is decided: the cloud's, or the edge's."""
         if decision.route == "cloud":
             if self.breaker.allow():
                 try:
@@ -389,12 +393,12 @@ class Engine:
         o = self._base(req, decision, conf, reason, edge_usage)
         if decision.route == "cloud" and not self.cloud_http and req.n > 1:
             # The in-process stand-in streams one answer only: answer whole, send in chunks.
-            o = await self.answer(req, cancel)
+            o = await self._complete(o, req, decision, conf, cancel)
             return o, _text_chunks(o.choices)
         if decision.route == "cloud":
             if self.breaker.allow():
                 try:
-                    first, rest = await self._cloud_stream(req, cancel)
+                    first, rest = await self._cloud_stream(req, cancel, o.usage)
                 except CloudFailed as e:
                     o.error = str(e)
                 else:
@@ -411,13 +415,16 @@ class Engine:
             o.usage["edge"] = usage
         return o, _text_chunks(choices)
 
-    async def _cloud_stream(self, req: ChatRequest, cancel):
+    async def _cloud_stream(self, req: ChatRequest, cancel, usage: Dict[str, Any]):
         kw = self._cloud_kwargs(req, True)
-        make = lambda: self.cloud.chat(self._cloud_messages(req), stream=True,  # noqa: E731
-                                       **{k: v for k, v in kw.items() if k != "n"})
-        if req.n != 1 and self.cloud_http:
+        if self.cloud_http:
             make = lambda: self.cloud.chat(self._cloud_messages(req), stream=True,  # noqa: E731
-                                           **kw)
+                                           **(kw if req.n != 1 else
+                                              {k: v for k, v in kw.items() if k != "n"}))
+        else:   # text pieces, n == 1 (see stream); usage counted on the model's thread
+            kw.pop("n")
+            make = lambda: _counted(self.cloud, req.edge_messages, self.cloud.chat(  # noqa: E731
+                req.edge_messages, stream=True, **kw), usage, "cloud")
         it = (threaded_stream(self.cloud_pool, make, cancel,
                               on_stop=lambda: self.metrics.stopped.inc(model="cloud"))
               if self.cloud_http
@@ -449,12 +456,10 @@ class Engine:
     async def _cloud_chunks(self, o: Outcome, req: ChatRequest, first, rest
                             ) -> AsyncIterator[Dict[str, Any]]:
         yield first
-        text = first["choices"][0]["delta"].get("content") or "" if first.get("choices") else ""
         finished = _finished(first)
         try:
             async for item in rest:
                 if isinstance(item, str):
-                    text += item
                     yield {"choices": [{"index": 0, "delta": {"content": item},
                                         "finish_reason": None}]}
                 else:
@@ -476,17 +481,15 @@ class Engine:
         finally:
             await rest.aclose()
         if not self.cloud_http:
-            # The in-process stand-in sends bare text: close the choice, count tokens ourselves.
+            # The in-process stand-in sends bare text: close the choice (its usage was counted
+            # by _counted on its own thread).
             yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            o.usage["cloud"] = {"model": o.model,
-                                "prompt_tokens": len(self.cloud.prompt_tokens(req.edge_messages)),
-                                "completion_tokens": len(self.cloud.tokenize(text))}
 
     def _edge_token_chunks(self, o: Outcome, req: ChatRequest, cancel):
         # Admitted now, not at the first chunk: a full queue is a 429 before any byte is sent.
-        pieces = self.edge_q.stream(lambda: self.edge.chat(
+        pieces = self.edge_q.stream(lambda: _counted(self.edge, req.edge_messages, self.edge.chat(
             req.edge_messages, n=1, max_tokens=self._answer_tokens(req), temperature=_temp(req),
-            seed=req.seed, stream=True), cancel)
+            seed=req.seed, stream=True), o.usage, "edge"), cancel)
         return self._edge_token_gen(req, pieces)
 
     async def _edge_token_gen(self, req: ChatRequest, pieces):
@@ -503,6 +506,20 @@ class Engine:
         finally:
             await pieces.aclose()
         yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+
+
+def _counted(model, messages, pieces, usage: Dict[str, Any], key: str):
+    """Passes a local model's text pieces through, then records its token usage under
+    ``usage[key]`` — on the model's own thread, where its tokenizer may be used."""
+    text = ""
+    try:
+        for piece in pieces:
+            text += piece
+            yield piece
+        usage[key] = {"model": model.name, "prompt_tokens": len(model.prompt_tokens(messages)),
+                      "completion_tokens": len(model.tokenize(text))}
+    finally:
+        pieces.close()   # a stream stopped early releases the model at once
 
 
 def _text_chunks(choices) -> AsyncIterator[Dict[str, Any]]:
