@@ -190,6 +190,12 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
                 status = 499
                 metrics.disconnects.inc()
                 raise
+            except Exception:  # noqa: BLE001 - headers are sent: tell the client in-stream
+                status = 500
+                log.exception("stream failed after its first chunk")
+                yield event({"error": {"message": "the answer broke off (internal error)",
+                                       "type": "server_error", "param": None,
+                                       "code": "stream_failed"}})
             finally:
                 cancel.set()   # frees any work still running for this request
                 slot()
