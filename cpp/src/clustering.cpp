@@ -1,5 +1,6 @@
 #include "confroute/clustering.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -60,20 +61,26 @@ int32_t cluster_query(const F* rows, const double* inv_norms, std::size_t n, std
   return k;
 }
 
-template <class F>
-void cluster_by_similarity(const F* emb, std::size_t S, std::size_t D,
-                           const int64_t* sample_offsets, std::size_t B, double threshold,
-                           Method method, int32_t* out, int n_threads) {
+std::size_t check_cluster_args(std::size_t S, std::size_t D, const int64_t* sample_offsets,
+                               std::size_t B, double threshold) {
   if (!(threshold >= -1.0 && threshold <= 1.0))
     throw std::invalid_argument("threshold must lie in [-1, 1], got " +
                                 std::to_string(threshold));
   if (D == 0) throw std::invalid_argument("embeddings have no columns (D = 0)");
   check_offsets(sample_offsets, B + 1, static_cast<int64_t>(S), "sample_offsets", "samples",
                 true);
-  std::vector<double> inv_norms(S);
   std::size_t max_n = 0;
   for (std::size_t b = 0; b < B; ++b)
     max_n = std::max<std::size_t>(max_n, sample_offsets[b + 1] - sample_offsets[b]);
+  return max_n;
+}
+
+template <class F>
+void cluster_by_similarity(const F* emb, std::size_t S, std::size_t D,
+                           const int64_t* sample_offsets, std::size_t B, double threshold,
+                           Method method, int32_t* out, int n_threads) {
+  const std::size_t max_n = check_cluster_args(S, D, sample_offsets, B, threshold);
+  std::vector<double> inv_norms(S);
   const std::size_t threads = resolve_threads(n_threads, B);
   parallel_for(B, threads, 64, [&](std::size_t begin, std::size_t end) {
     std::vector<int32_t> scratch(max_n);

@@ -7,12 +7,27 @@
 namespace confroute {
 namespace detail {
 
-// float: Taylor degree 7 on |r| <= ln2/2, relative error ~2e-8 (below float eps).
-inline float exp_nonpos(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float k = static_cast<float>(static_cast<int32_t>(x * 1.44269504f - 0.5f));
-  const float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-  float p = 1.0f / 5040;
+// Eight floats as one value (GCC/Clang vector extensions): two SSE registers on the
+// baseline, one AVX2 register in the AVX2 clone. The loops over logits use it because GCC
+// turns the scalar exp's clamp into a branch and leaves such a loop scalar.
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+inline int32_t to_int(float x) { return static_cast<int32_t>(x); }
+inline float to_float(int32_t k) { return static_cast<float>(k); }
+inline v8i to_int(v8f x) { return __builtin_convertvector(x, v8i); }
+inline v8f to_float(v8i k) { return __builtin_convertvector(k, v8f); }
+
+// float (F = float or v8f, I its int32 twin): Taylor degree 7 on |r| <= ln2/2, relative
+// error ~2e-8 (below float eps); inputs below -87 give exp(-87) rather than a denormal.
+template <class F, class I>
+__attribute__((always_inline)) inline F exp_nonpos_f32(F x) {
+  const F lo = F{} - 87.0f;
+  x = x < lo ? lo : x;
+  const I ki = to_int(x * 1.44269504f - 0.5f);  // round to nearest, since x <= 0
+  const F k = to_float(ki);
+  const F r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+  F p = F{} + 1.0f / 5040;
   p = p * r + 1.0f / 720;
   p = p * r + 1.0f / 120;
   p = p * r + 1.0f / 24;
@@ -20,11 +35,13 @@ inline float exp_nonpos(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-  float scale;
+  const I bits = (ki + 127) << 23;  // 2^k
+  F scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
+inline float exp_nonpos(float x) { return exp_nonpos_f32<float, int32_t>(x); }
+inline v8f exp_nonpos(v8f x) { return exp_nonpos_f32<v8f, v8i>(x); }
 
 // double: Taylor degree 12 on |r| <= ln2/2, relative error ~1e-15.
 inline double exp_nonpos(double x) {

@@ -64,32 +64,6 @@ CONFROUTE_CLONES bool max_finite(const double* a, std::size_t n, double* mx) {
   return max_finite_impl(a, n, mx);
 }
 
-// GCC/Clang vector extensions: 8 floats per step whatever the target (two SSE registers on
-// the baseline, one AVX2 register in the AVX2 clone). Written out because GCC turns the
-// scalar exp's clamp into a branch and leaves the loop scalar.
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-__attribute__((always_inline)) static inline v8f exp_nonpos8(v8f x) {
-  const v8f lo = v8f{} - 87.0f;
-  x = x < lo ? lo : x;
-  const v8i ki = __builtin_convertvector(x * 1.44269504f - 0.5f, v8i);  // round, x <= 0
-  const v8f k = __builtin_convertvector(ki, v8f);
-  const v8f r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-  v8f p = v8f{} + 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  v8f scale;
-  const v8i bits = (ki + 127) << 23;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
 CONFROUTE_CLONES double sum_exp_shifted(const float* row, std::size_t n, float mx, float scale) {
   double s = 0;
   std::size_t i = 0;
@@ -100,7 +74,7 @@ CONFROUTE_CLONES double sum_exp_shifted(const float* row, std::size_t n, float m
     for (; i < end; i += 8) {
       v8f x;
       std::memcpy(&x, row + i, sizeof x);
-      acc += exp_nonpos8((x - mx) * scale);
+      acc += exp_nonpos((x - mx) * scale);
     }
     for (int l = 0; l < 8; ++l) s += acc[l];
   }

@@ -18,17 +18,9 @@ ConfidenceBatch confidence_batch(const F* tlp, std::size_t T, const int64_t* tok
                                  const int64_t* sample_offsets, std::size_t B,
                                  double threshold, Method method, Reduce likelihood,
                                  int n_threads) {
-  if (!(threshold >= -1.0 && threshold <= 1.0))
-    throw std::invalid_argument("threshold must lie in [-1, 1], got " +
-                                std::to_string(threshold));
-  if (D == 0) throw std::invalid_argument("embeddings have no columns (D = 0)");
-  check_offsets(sample_offsets, B + 1, static_cast<int64_t>(S), "sample_offsets", "samples",
-                true);
+  const std::size_t max_n = check_cluster_args(S, D, sample_offsets, B, threshold);
   check_offsets(token_offsets, S + 1, static_cast<int64_t>(T), "token_offsets", "tokens",
                 false);
-  std::size_t max_n = 0;
-  for (std::size_t b = 0; b < B; ++b)
-    max_n = std::max<std::size_t>(max_n, sample_offsets[b + 1] - sample_offsets[b]);
 
   ConfidenceBatch r;
   r.cluster_ids.resize(S);

@@ -20,6 +20,11 @@ void cluster_by_similarity(const F* embeddings, std::size_t S, std::size_t D,
                            const int64_t* sample_offsets, std::size_t B, double threshold,
                            Method method, int32_t* out, int n_threads = 0);
 
+// Checks what every clustering call needs (a threshold in [-1, 1], D > 0, non-empty queries
+// covering all S rows) and returns the largest query's sample count.
+std::size_t check_cluster_args(std::size_t S, std::size_t D, const int64_t* sample_offsets,
+                               std::size_t B, double threshold);
+
 // One query's clustering, for callers that loop themselves (no checks of the inputs;
 // inv_norms[s] = 1/||row s||). Returns the number of clusters.
 template <class F>
