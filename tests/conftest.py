@@ -22,6 +22,9 @@ import time
 import pytest
 
 LLAMA_SERVER_MODEL = "qwen"
+# llama.cpp threads spin-wait; on a machine shared with other jobs CONFROUTE_N_THREADS=1 is
+# several times faster than 2.
+THREADS = int(os.environ.get("CONFROUTE_N_THREADS") or 2)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +44,7 @@ def cloud_model_path(qwen_path):
 def edge_model():
     from confroute.models import default_edge
 
-    m = default_edge(n_ctx=2048, n_threads=2)
+    m = default_edge(n_ctx=2048, n_threads=THREADS)
     yield m
     m.close()
 
@@ -66,7 +69,8 @@ def start_llama_server(model_path, port: int, log_file, alias: str = LLAMA_SERVE
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+         "--n_threads", str(THREADS),
          "--model_alias", alias],
         stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"

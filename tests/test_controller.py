@@ -53,6 +53,13 @@ def test_confident_prompt_stays_on_the_edge_with_a_drawn_sample(controller):
     assert r.latency_s > 0 and r.model == r.confidence.samples.model
 
 
+def test_decide_alone_matches_chat(controller):
+    # The routing step on its own (a server streams the cloud answer itself after it).
+    decision, confidence = controller.decide(CONFIDENT)
+    assert decision.route == "edge" and decision.score == confidence.se_kuhn
+    assert "cold" in confidence.answer.lower()
+
+
 def test_uncertain_prompt_goes_to_the_cloud(controller):
     r = controller.chat(UNSURE)
     assert r.routed_to == "cloud" and not r.degraded
@@ -72,7 +79,7 @@ def test_multi_turn_list_content_through_the_cascade(edge_model, cheap, llama_se
                              cloud_max_tokens=12).chat(msgs)
     assert r.routed_to == "cloud" and r.answer.strip() and not r.degraded
     # The edge saw the whole conversation through its chat template.
-    assert r.usage["edge"]["prompt_tokens"] > len(edge_model.prompt_tokens(UNSURE)) + 10
+    assert r.usage["edge"]["prompt_tokens"] == len(edge_model.prompt_tokens(msgs))
 
 
 def _cascade_to(edge_model, scorer, cloud):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from confroute.models.types import Messages, last_user_text, normalize_messages
 from confroute.scorer import KINDS, Confidence, ConfidenceScorer
@@ -109,22 +109,31 @@ class Controller:
         self.scorer = scorer or ConfidenceScorer()
         self.cloud_max_tokens = cloud_max_tokens
 
+    def decide(self, messages: Messages, **gen_options
+               ) -> Tuple[Decision, Optional[Confidence]]:
+        """Only the routing step: the policy's decision and the edge confidence (None when the
+        policy needs no samples). For callers that answer themselves, e.g. a server that
+        streams the cloud answer with ``CloudModel.chat(stream=True)``; when the route is
+        'edge', ``confidence.answer`` is the answer."""
+        flat = normalize_messages(messages)
+        confidence = None
+        if self.policy.needs_samples:
+            confidence = self.scorer.score(flat, self.edge, **gen_options)
+        return self.policy.decide(last_user_text(flat), confidence), confidence
+
     def chat(self, messages: Messages, **gen_options) -> RoutedAnswer:
         """Routes one conversation. ``gen_options`` (n, max_tokens, temperature, seed) set the
         edge sampling; ``cloud_options`` (a dict) goes to ``cloud.chat``."""
         t0 = time.perf_counter()
         cloud_options = dict(gen_options.pop("cloud_options", None) or {})
         msgs = normalize_messages(messages, flatten=False)
-        prompt = last_user_text(msgs)
         flat = normalize_messages(msgs)
-        confidence = None
         usage: Dict[str, Dict[str, int]] = {}
-        if self.policy.needs_samples:
-            confidence = self.scorer.score(flat, self.edge, **gen_options)
+        decision, confidence = self.decide(flat, **gen_options)
+        if confidence is not None:
             s = confidence.samples
             usage["edge"] = {"prompt_tokens": s.prompt_tokens,
                              "completion_tokens": s.completion_tokens}
-        decision = self.policy.decide(prompt, confidence)
         n = confidence.n_samples if confidence is not None else 0
         common = dict(score=decision.score, threshold=decision.threshold, n_samples=n,
                       decision=decision, confidence=confidence)

@@ -71,7 +71,10 @@ class EdgeModel:
                                             verbose=verbose)
         self._vocab = self._model.vocab
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        # llama.cpp's threads spin-wait: on a busy machine fewer threads can be much faster,
+        # hence the CONFROUTE_N_THREADS override.
+        threads = (n_threads or int(os.environ.get("CONFROUTE_N_THREADS") or 0)
+                   or max(1, min(os.cpu_count() or 1, 8)))
         cp = llama_cpp.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx * n_seq_max, n_batch, min(n_batch, 512)
         cp.n_seq_max = n_seq_max
@@ -371,5 +374,8 @@ class EdgeModel:
             raise ValueError(f"token ids must lie in [0, {self.n_vocab})")
         prompt = self.prompt_tokens(messages)
         with self._lock:
-            row = self._prefill(prompt, len(prompt) - 1)[-1]
-        return token_logprobs(np.broadcast_to(row, (ids.size, self.n_vocab)), ids, 1.0)
+            row = self._prefill(prompt, len(prompt) - 1)[-1][-1]
+        # One core call gives the log-normalizer of the row (lse = logit - logprob); every
+        # candidate then costs a subtraction, however many there are.
+        lse = float(row[ids[0]]) - float(token_logprobs(row[None, :], ids[:1], 1.0)[0])
+        return row[ids].astype(np.float64) - lse

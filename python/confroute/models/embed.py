@@ -87,16 +87,19 @@ class MiniLMEmbedder:
 
 
 class LlamaEmbedder:
-    """Embeddings from a GGUF model through llama.cpp (mean pooling unless the model says
-    otherwise). Prefer a real embedding model; a chat model's pooled states cluster meaning
+    """Embeddings from a GGUF model through llama.cpp, mean-pooled. Prefer a real embedding model; a chat model's pooled states cluster meaning
     poorly (SmolLM2: paraphrase 0.955 vs unrelated 0.728)."""
 
     def __init__(self, path, n_ctx: int = 512, n_threads: Optional[int] = None):
+        import llama_cpp
         from llama_cpp import Llama
 
         if not os.path.isfile(path):
             raise ValueError(f"model file {path!r} does not exist")
+        # Mean pooling gives one vector per text also for generative models, whose GGUF names
+        # no pooling of its own.
         self._llm = Llama(model_path=os.fspath(path), embedding=True, n_ctx=n_ctx,
+                          pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
                           n_threads=n_threads or min(os.cpu_count() or 1, 8), verbose=False)
         self.dim = int(self._llm.n_embd())
         self.name = os.path.basename(os.fspath(path))
