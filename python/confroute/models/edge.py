@@ -129,13 +129,13 @@ class EdgeModel:
                                    bos_token=text_of(m.token_bos()), add_generation_prompt=True)
 
     def format_prompt(self, messages: Messages) -> str:
-        """The prompt text the model sees: the GGUF's own chat template, or a plain
-        'role: content' transcript for models without one (base models)."""
+        """The prompt text the model sees: the GGUF's own chat template; for a model without
+        one (a base model, e.g. Gemma 3 270M) the messages' texts joined by newlines, so a
+        few-shot prompt reaches it verbatim."""
         msgs = normalize_messages(messages)
         if self._formatter is not None:
             return self._formatter(messages=msgs).prompt
-        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in msgs]
-        return "\n".join(lines) + "\nAssistant:"
+        return "\n".join(m["content"] for m in msgs)
 
     def tokenize(self, text: str, special: bool = False, add_bos: bool = False) -> List[int]:
         return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
