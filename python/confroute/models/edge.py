@@ -4,9 +4,10 @@
 (``llama_memory_seq_cp``) and then runs one ``llama_decode`` per step for all live sequences.
 Each sequence has its own KV stream (``kv_unified = false``): with one unified pool, greedy
 parallel sequences drifted apart from the single-sequence result after a few tokens (logprob
-differences up to 0.3 nats), while separate streams reproduce it exactly. Token log-probabilities come from
-the raw logits (``llama_get_logits_ith``) through the core's ``token_logprobs`` — llama-cpp-python's
-own logprobs sort the vocabulary in Python per token and need ``logits_all``.
+differences up to 0.3 nats), while separate streams reproduce it exactly.
+Token log-probabilities come from the raw logits (``llama_get_logits_ith``) through the core's
+``token_logprobs`` — llama-cpp-python's own logprobs sort the vocabulary in Python per token and
+need ``logits_all``.
 
 Logprobs are under the **model** (temperature 1), not under the sampling temperature: semantic
 entropy estimates the model's own distribution over meanings, and the sampling temperature is

@@ -87,8 +87,9 @@ class MiniLMEmbedder:
 
 
 class LlamaEmbedder:
-    """Embeddings from a GGUF model through llama.cpp, mean-pooled. Prefer a real embedding model; a chat model's pooled states cluster meaning
-    poorly (SmolLM2: paraphrase 0.955 vs unrelated 0.728)."""
+    """Embeddings from a GGUF model through llama.cpp, mean-pooled. Prefer a real embedding
+    model; a chat model's pooled states cluster meaning poorly (SmolLM2: paraphrase 0.955 vs
+    unrelated 0.728)."""
 
     def __init__(self, path, n_ctx: int = 512, n_threads: Optional[int] = None):
         import llama_cpp
