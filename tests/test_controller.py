@@ -179,3 +179,14 @@ def test_imports_stay_light():
             "assert 'llama_cpp' not in sys.modules and 'onnxruntime' not in sys.modules "
             "and 'httpx' not in sys.modules, sorted(m for m in sys.modules if 'llama' in m)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_router_strings_pick_the_policy(edge_model, scorer):
+    ctl = confroute.Controller(edge_model, None, "router-se-0.8", scorer=scorer)
+    assert isinstance(ctl.policy, confroute.SECascade) and ctl.policy.threshold == 0.8
+    with pytest.raises(ValueError, match="not a number"):
+        confroute.Controller(edge_model, None, "router-se-high", scorer=scorer)
+    with pytest.raises(ValueError, match="unknown router"):
+        confroute.Controller(edge_model, None, "router-nosuch-0.3", scorer=scorer)
+    with pytest.raises(ValueError, match="outside"):
+        confroute.Controller(edge_model, None, "router-sw-1.5", scorer=scorer)

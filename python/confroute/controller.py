@@ -96,13 +96,32 @@ class RoutedAnswer:
                 "confidence": self.confidence.as_dict() if self.confidence else None}
 
 
+def policy_from_string(spec: str) -> Policy:
+    """A router string as the server's model names: ``router-se-0.8`` is the online cascade
+    with an SE threshold of 0.8 nats; anything else (``router-sw-0.35``, ``router-<folder>``)
+    is a trained router with a threshold on its [0, 1] score (confroute.routers.policy)."""
+    se_prefix = "router-se-"
+    if spec.startswith(se_prefix):
+        try:
+            threshold = float(spec[len(se_prefix):])
+        except ValueError:
+            raise ValueError(f"{spec!r}: the SE threshold after 'router-se-' is not a number")
+        return SECascade(threshold)
+    from confroute.routers.policy import RouterPolicy
+
+    return RouterPolicy.from_string(spec)
+
+
 class Controller:
     """``Controller(edge, cloud, policy)``: ``edge`` needs ``sample`` and ``generate`` (an
-    EdgeModel); ``cloud`` needs ``chat`` (a CloudModel, or an in-process model). ``scorer``
-    defaults to a :class:`ConfidenceScorer` on the MiniLM embedder."""
+    EdgeModel); ``cloud`` needs ``chat`` (a CloudModel, or an in-process model); ``policy`` is
+    a policy object or a router string (:func:`policy_from_string`). ``scorer`` defaults to a
+    :class:`ConfidenceScorer` on the MiniLM embedder."""
 
     def __init__(self, edge, cloud, policy, scorer: Optional[ConfidenceScorer] = None,
                  cloud_max_tokens: int = 512):
+        if isinstance(policy, str):
+            policy = policy_from_string(policy)
         if not hasattr(policy, "decide") or not hasattr(policy, "needs_samples"):
             raise ValueError("policy needs a 'needs_samples' attribute and a 'decide' method")
         self.edge, self.cloud, self.policy = edge, cloud, policy
