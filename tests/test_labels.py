@@ -91,14 +91,14 @@ def test_label_file_errors(tmp_path):
     with pytest.raises(ValueError, match="holds no label rows"):
         read_labels(_write(tmp_path / "empty.jsonl", []))
     two = {**make_row("p", "w", "s", "strong"), "winner_model_a": 1}
-    with pytest.raises(ValueError, match=r"two\.jsonl:2: exactly one of"):
+    with pytest.raises(ValueError, match=r"two\.jsonl: line 2: exactly one of"):
         read_labels(_write(tmp_path / "two.jsonl", [make_row("q", "w", "s", "tie"), two]))
     with pytest.raises(ValueError, match="lacks winner_tie"):
         bad = make_row("p", "w", "s", "tie")
         del bad["winner_tie"]
         read_labels(_write(tmp_path / "missing.jsonl", [bad]))
     (tmp_path / "notjson.jsonl").write_text("{oops\n")
-    with pytest.raises(ValueError, match="notjson.jsonl:1: not JSON"):
+    with pytest.raises(ValueError, match="notjson.jsonl: line 1: not valid JSON"):
         read_labels(tmp_path / "notjson.jsonl")
     with pytest.raises(ValueError, match="no label file"):
         read_labels(tmp_path / "absent.jsonl")
@@ -110,7 +110,7 @@ def test_read_prompts(tmp_path):
     (tmp_path / "t.txt").write_text("x\n\ny\n")
     assert read_prompts(tmp_path / "t.txt") == ["x", "y"]
     (tmp_path / "bad.jsonl").write_text('{"text": "a"}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1: no 'prompt'"):
+    with pytest.raises(ValueError, match="bad.jsonl: line 1: no 'prompt'"):
         read_prompts(tmp_path / "bad.jsonl")
 
 

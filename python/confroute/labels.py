@@ -18,12 +18,13 @@ The labelling job (sampling both models, resumable) is :mod:`confroute.label_job
 from __future__ import annotations
 
 import csv
-import re
-import json
 import os
+import re
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from confroute.eval.data import read_jsonl
 
 WINNER_KEYS = ("winner_model_a", "winner_model_b", "winner_tie")
 REQUIRED_KEYS = ("prompt", "model_a", "model_b") + WINNER_KEYS
@@ -138,16 +139,9 @@ def read_labels(path) -> List[dict]:
     if not os.path.exists(path):
         raise ValueError(f"no label file at {path}")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not JSON ({e.msg})") from None
-            check_row(row, f"{path}:{i}")
-            rows.append(row)
+    for i, row in read_jsonl(path):
+        check_row(row, f"{path}: line {i}")
+        rows.append(row)
     if not rows:
         raise ValueError(f"{path} holds no label rows")
     return rows
@@ -203,15 +197,8 @@ def read_prompts(path, field: Optional[str] = None) -> List[str]:
         raise ValueError(f"no prompt file at {path}")
     out: List[str] = []
     if path.endswith(".jsonl"):
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{i}: not JSON ({e.msg})") from None
-                out.append(_prompt_of(obj, field, f"{path}:{i}"))
+        for i, obj in read_jsonl(path):
+            out.append(_prompt_of(obj, field, f"{path}: line {i}"))
     elif path.endswith(".csv"):
         with open(path, newline="", encoding="utf-8") as f:
             for i, obj in enumerate(csv.DictReader(f), 2):
