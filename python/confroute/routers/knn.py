@@ -9,11 +9,11 @@ import numpy as np
 
 from confroute.routers.base import register
 from confroute.routers.features import EmbeddingRouter
-from confroute.routers.neighbors import build_index, load_index, save_index
+from confroute.routers.neighbors import IndexedLabels, build_index
 
 
 @register("knn")
-class KNNRouter(EmbeddingRouter):
+class KNNRouter(IndexedLabels, EmbeddingRouter):
     def __init__(self, embedder=None, threshold: Optional[float] = None, k: int = 1,
                  index: str = "auto"):
         super().__init__(embedder, threshold)
@@ -35,14 +35,3 @@ class KNNRouter(EmbeddingRouter):
     def _params(self):
         return {"k": self.k, "index": self.index_kind}
 
-    def _arrays(self):
-        return {"y": self._y}
-
-    def _save_extra(self, directory):
-        save_index(self._index, directory)
-
-    def _restore(self, arrays, directory):
-        self._y = arrays["y"]
-        self._index = load_index(directory)
-        if self._index.dim != self.dim or len(self._index) != len(self._y):
-            raise ValueError(f"{directory}: index.faiss does not match router.json/arrays.npz")

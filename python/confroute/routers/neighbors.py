@@ -66,3 +66,21 @@ def load_index(directory: str) -> VectorIndex:
 
 def index_kind(index: VectorIndex) -> str:
     return "ivf" if "IVF" in type(index._index).__name__ else "exact"
+
+
+class IndexedLabels:
+    """Persistence for routers that keep the labelled prompts' targets ``_y`` beside a vector
+    index ``_index`` of their embeddings (kNN and SW): arrays.npz holds y, index.faiss the
+    index, and a pair that does not match is refused on load."""
+
+    def _arrays(self):
+        return {"y": self._y}
+
+    def _save_extra(self, directory):
+        save_index(self._index, directory)
+
+    def _restore(self, arrays, directory):
+        self._y = arrays["y"]
+        self._index = load_index(directory)
+        if self._index.dim != self.dim or len(self._index) != len(self._y):
+            raise ValueError(f"{directory}: index.faiss does not match router.json/arrays.npz")

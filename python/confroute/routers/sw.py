@@ -24,7 +24,7 @@ import numpy as np
 
 from confroute.routers.base import register
 from confroute.routers.features import EmbeddingRouter
-from confroute.routers.neighbors import build_index, index_kind, load_index, save_index
+from confroute.routers.neighbors import IndexedLabels, build_index, index_kind
 
 FULL_UP_TO = 10_000
 TOP_K_LARGE = 1_000
@@ -51,7 +51,7 @@ def sw_probability(sims: np.ndarray, y: np.ndarray, gamma: float = 10.0,
 
 
 @register("sw")
-class SWRouter(EmbeddingRouter):
+class SWRouter(IndexedLabels, EmbeddingRouter):
     def __init__(self, embedder=None, threshold: Optional[float] = None, gamma: float = 10.0,
                  top_k: Optional[int] = None, scale: str = "query", index: str = "auto"):
         super().__init__(embedder, threshold)
@@ -95,15 +95,6 @@ class SWRouter(EmbeddingRouter):
         return {"gamma": self.gamma, "top_k": self.top_k, "scale": self.scale,
                 "index": self.index_kind}
 
-    def _arrays(self):
-        return {"y": self._y}
-
-    def _save_extra(self, directory):
-        save_index(self._index, directory)
-
     def _restore(self, arrays, directory):
-        self._y = arrays["y"]
-        self._index = load_index(directory)
+        super()._restore(arrays, directory)
         self._vectors = None
-        if self._index.dim != self.dim or len(self._index) != len(self._y):
-            raise ValueError(f"{directory}: index.faiss does not match router.json/arrays.npz")
