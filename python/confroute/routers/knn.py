@@ -34,4 +34,3 @@ class KNNRouter(IndexedLabels, EmbeddingRouter):
 
     def _params(self):
         return {"k": self.k, "index": self.index_kind}
-
