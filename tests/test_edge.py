@@ -45,6 +45,42 @@ def test_parallel_greedy_sequences_equal_the_single_sequence(edge_model):
         np.testing.assert_array_equal(lp, one.token_logprobs[0])
 
 
+def test_sample_many_equals_separate_sample_calls(edge_model):
+    # Two prompts in shared batches (one by messages, one by token ids) draw exactly what
+    # each draws alone: greedy texts and logprobs equal bit for bit.
+    from confroute.models.types import SampleRequest
+
+    other = "Write a story about a dragon."
+    alone = [edge_model.sample(Q, n=2, max_tokens=16, temperature=0),
+             edge_model.sample(other, n=3, max_tokens=20, temperature=0)]
+    together = edge_model.sample_many([
+        SampleRequest(Q, n=2, max_tokens=16, temperature=0),
+        SampleRequest(edge_model.prompt_tokens(other), n=3, max_tokens=20, temperature=0)])
+    assert len(together) == 2
+    for a, b in zip(alone, together):
+        assert a.texts == b.texts and a.finish_reasons == b.finish_reasons
+        assert a.prompt_tokens == b.prompt_tokens and a.completion_tokens == b.completion_tokens
+        for x, y, ix, iy in zip(a.token_logprobs, b.token_logprobs, a.token_ids, b.token_ids):
+            np.testing.assert_array_equal(ix, iy)
+            np.testing.assert_array_equal(x, y)
+    assert edge_model.sample_many([]) == []
+
+
+def test_sample_many_refuses_more_sequences_than_n_seq_max(edge_model):
+    from confroute.models.types import SampleRequest
+
+    half = edge_model.n_seq_max // 2 + 1
+    with pytest.raises(ValueError, match="n_seq_max"):
+        edge_model.sample_many([SampleRequest(Q, n=half), SampleRequest(Q, n=half)])
+    with pytest.raises(ValueError, match="request 1: .* exceeds the context"):
+        edge_model.sample_many([SampleRequest(Q, n=1),
+                                SampleRequest(Q, n=1, max_tokens=edge_model.n_ctx)])
+    with pytest.raises(ValueError, match="token ids"):
+        edge_model.sample_many([SampleRequest([1, edge_model.n_vocab], n=1)])
+    with pytest.raises(ValueError, match="SampleRequest"):
+        edge_model.sample_many([(Q, 2)])
+
+
 def test_parallel_samples_differ_and_seed_reproduces(edge_model):
     a = edge_model.sample("Tell me a fun fact.", n=5, max_tokens=12, temperature=1.0, seed=7)
     b = edge_model.sample("Tell me a fun fact.", n=5, max_tokens=12, temperature=1.0, seed=7)

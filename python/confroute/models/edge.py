@@ -2,6 +2,9 @@
 
 ``sample`` decodes the prompt once into sequence 0, copies its KV cells to sequences 1..n-1
 (``llama_memory_seq_cp``) and then runs one ``llama_decode`` per step for all live sequences.
+``sample_many`` does the same for several prompts at once (each on its own block of sequences,
+all advanced by the same ``llama_decode``); ``sample`` is its one-prompt case, so there is one
+decode loop (``_steps``).
 Each sequence has its own KV stream (``kv_unified = false``): with one unified pool, greedy
 parallel sequences drifted apart from the single-sequence result after a few tokens (logprob
 differences up to 0.3 nats), while separate streams reproduce it exactly.
@@ -27,7 +30,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 
 from confroute.models.types import (
-    ChatResult, Messages, Samples, check_generation, normalize_messages,
+    ChatResult, Messages, SampleRequest, Samples, check_generation, normalize_messages,
 )
 
 
@@ -188,17 +191,20 @@ class EdgeModel:
                                  for i in range(rows)])
         return np.ctypeslib.as_array(first, shape=(rows, self.n_vocab))
 
-    def _prefill(self, tokens: Sequence[int], logits_from: int) -> List[np.ndarray]:
-        """Decodes ``tokens`` into sequence 0 from position 0 in chunks of n_batch; returns the
-        logits (copies) of every position >= logits_from (always at least the last)."""
-        mem = self._ll.llama_get_memory(self._ctx)
-        self._ll.llama_memory_clear(mem, True)
+    def _clear_kv(self) -> None:
+        self._ll.llama_memory_clear(self._ll.llama_get_memory(self._ctx), True)
+
+    def _prefill(self, tokens: Sequence[int], logits_from: int, seq: int = 0
+                 ) -> List[np.ndarray]:
+        """Decodes ``tokens`` into sequence ``seq`` (which must be empty) from position 0 in
+        chunks of n_batch; returns the logits (copies) of every position >= logits_from (always
+        at least the last)."""
         rows = []
         last = len(tokens) - 1
         logits_from = min(logits_from, last)
         for start in range(0, len(tokens), self.n_batch):
             chunk = range(start, min(start + self.n_batch, len(tokens)))
-            self._decode([(tokens[p], p, 0, p >= logits_from) for p in chunk])
+            self._decode([(tokens[p], p, seq, p >= logits_from) for p in chunk])
             k = sum(1 for p in chunk if p >= logits_from)
             if k:
                 rows.append(self._logits(k, len(chunk) - k).copy())
@@ -224,78 +230,141 @@ class EdgeModel:
         return chain
 
     # --- generation ----------------------------------------------------------------------------
-    def _steps(self, prompt: List[int], n: int, max_tokens: int, temperature: float,
-               top_k: int, top_p: float, min_p: float, seed) -> Iterator[_Run]:
-        """Generates n answers in parallel; yields the run after every step (for streaming)."""
-        from confroute import token_logprobs
-
-        ll = self._ll
-        if n > self.n_seq_max:
-            raise ValueError(f"n={n} exceeds this model's n_seq_max={self.n_seq_max}; "
-                             "construct it with a larger n_seq_max")
-        need = len(prompt) + max_tokens
-        if need > self.n_ctx:
-            raise ValueError(f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) "
-                             f"= {need} exceeds the context of {self.n_ctx} tokens: shorten "
-                             "the prompt, lower max_tokens, or raise n_ctx")
-        run = _Run([[] for _ in range(n)], [[] for _ in range(n)], ["length"] * n, len(prompt))
-        row = self._prefill(prompt, len(prompt) - 1)[-1]
-        mem = ll.llama_get_memory(self._ctx)
-        for s in range(1, n):
-            ll.llama_memory_seq_cp(mem, 0, s, -1, -1)
-        chain = self._sampler(temperature, top_k, top_p, min_p, seed)
-        try:
-            # Step 0 samples every sequence from the prompt's last logits (batch index = the
-            # last token of the last prefill chunk).
-            idx = (len(prompt) - 1) % self.n_batch
-            toks = [ll.llama_sampler_sample(chain, self._ctx, idx) for _ in range(n)]
-            lps = token_logprobs(np.broadcast_to(row, (n, self.n_vocab)), toks, 1.0)
-            live = self._accept(run, list(range(n)), toks, lps, max_tokens)
-            yield run
-            while live:
-                self._decode([(run.tokens[s][-1], len(prompt) + len(run.tokens[s]) - 1, s, True)
-                              for s in live])
-                toks = [ll.llama_sampler_sample(chain, self._ctx, j) for j in range(len(live))]
-                lps = token_logprobs(self._logits(len(live)), toks, 1.0)
-                live = self._accept(run, live, toks, lps, max_tokens)
-                yield run
-        finally:
-            ll.llama_sampler_free(chain)
-
-    def _accept(self, run: _Run, live, toks, lps, max_tokens) -> List[int]:
-        still = []
-        for s, tok, lp in zip(live, toks, lps):
-            if self._ll.llama_vocab_is_eog(self._vocab, tok):
-                run.finish[s] = "stop"
-                continue
-            run.tokens[s].append(int(tok))
-            run.logprobs[s].append(float(lp))
-            if len(run.tokens[s]) < max_tokens:
-                still.append(s)
-        return still
-
     def sample(self, messages: Messages, n: int = 5, max_tokens: int = 64,
                temperature: float = 1.0, seed: Optional[int] = None, top_k: int = 0,
                top_p: float = 1.0, min_p: float = 0.0) -> Samples:
         """n answers drawn at ``temperature`` (0 = greedy) as parallel sequences of one batch,
         each with its per-token log-probabilities under the model (see the module doc).
         ``top_k``/``top_p``/``min_p`` truncate the sampling distribution (off by default, so
-        the samples follow the model); ``seed`` makes the draw reproducible."""
-        check_generation(n, max_tokens, temperature)
-        prompt = self.prompt_tokens(messages)
+        the samples follow the model); ``seed`` makes the draw reproducible. ``messages`` may
+        also be the prompt's token ids (see ``SampleRequest``)."""
+        return self.sample_many([SampleRequest(messages, n, max_tokens, temperature, seed,
+                                               top_k, top_p, min_p)])[0]
+
+    def sample_many(self, requests: Sequence[SampleRequest]) -> List[Samples]:
+        """One Samples per request, the same as ``sample`` draws for it alone, with all the
+        requests' samples drawn together: each prompt is decoded once into the first of its
+        own n sequences and copied to the others, then one ``llama_decode`` per step advances
+        every live sequence of every request. Decode of a small model on a CPU is
+        compute-bound per step, so one step for 15 sequences costs far less than three steps
+        of 5. All requests together may use at most ``n_seq_max`` sequences (one per sample),
+        and each prompt + max_tokens must fit ``n_ctx``; otherwise ValueError."""
+        requests = list(requests)
+        if not requests:
+            return []
+        prompts = self._checked_prompts(requests)
         with self._lock:
-            run = None
-            for run in self._steps(prompt, n, max_tokens, temperature, top_k, top_p, min_p,
-                                   seed):
+            runs = []
+            for runs in self._steps(prompts, requests):
                 pass
-            texts = tuple(self.detokenize(t) for t in run.tokens)
+            texts = [tuple(self.detokenize(t) for t in run.tokens) for run in runs]
+        return [self._samples(run, r, txt) for run, r, txt in zip(runs, requests, texts)]
+
+    def _samples(self, run: _Run, req: SampleRequest, texts) -> Samples:
         return Samples(
             texts=texts,
             token_logprobs=tuple(np.asarray(lp, dtype=np.float64) for lp in run.logprobs),
             token_ids=tuple(np.asarray(t, dtype=np.int32) for t in run.tokens),
-            finish_reasons=tuple(run.finish), model=self.name, prompt_tokens=len(prompt),
-            completion_tokens=sum(len(t) for t in run.tokens), temperature=float(temperature),
-            seconds=time.perf_counter() - run.started)
+            finish_reasons=tuple(run.finish), model=self.name, prompt_tokens=run.n_prompt,
+            completion_tokens=sum(len(t) for t in run.tokens),
+            temperature=float(req.temperature), seconds=time.perf_counter() - run.started)
+
+    def _checked_prompts(self, requests: Sequence[SampleRequest]) -> List[List[int]]:
+        """The requests' prompt tokens, after checking that together they fit this model."""
+        prompts = []
+        for i, r in enumerate(requests):
+            if not isinstance(r, SampleRequest):
+                raise ValueError(f"requests[{i}] must be a SampleRequest, got "
+                                 f"{type(r).__name__}")
+            check_generation(r.n, r.max_tokens, r.temperature)
+            prompts.append(self._prompt_ids(r.prompt))
+        total = sum(r.n for r in requests)
+        if total > self.n_seq_max:
+            what = f"n={total}" if len(requests) == 1 else \
+                f"{len(requests)} requests with n summing to {total}"
+            raise ValueError(f"{what} need {total} sequences (one per sample), more than this "
+                             f"model's n_seq_max={self.n_seq_max}; construct it with a larger "
+                             "n_seq_max")
+        for i, (p, r) in enumerate(zip(prompts, requests)):
+            need = len(p) + r.max_tokens
+            if need > self.n_ctx:
+                which = "" if len(requests) == 1 else f"request {i}: "
+                raise ValueError(f"{which}prompt ({len(p)} tokens) + max_tokens "
+                                 f"({r.max_tokens}) = {need} exceeds the context of "
+                                 f"{self.n_ctx} tokens: shorten the prompt, lower max_tokens, "
+                                 "or raise n_ctx")
+        return prompts
+
+    def _prompt_ids(self, prompt) -> List[int]:
+        """Chat messages through the chat template; token ids as given, range-checked."""
+        if not _is_token_ids(prompt):
+            return self.prompt_tokens(prompt)
+        ids = [int(t) for t in prompt]
+        if min(ids) < 0 or max(ids) >= self.n_vocab:
+            raise ValueError(f"prompt token ids must lie in [0, {self.n_vocab})")
+        return ids
+
+    def _steps(self, prompts: List[List[int]], requests: Sequence[SampleRequest]
+               ) -> Iterator[List[_Run]]:
+        """The decode loop: every request's n answers as parallel sequences (request k on
+        sequences base_k .. base_k + n_k - 1); yields the runs after every step (for
+        streaming). The caller holds the lock and has checked the requests."""
+        from confroute import token_logprobs
+
+        ll = self._ll
+        runs = [_Run([[] for _ in range(r.n)], [[] for _ in range(r.n)], ["length"] * r.n,
+                     len(p)) for p, r in zip(prompts, requests)]
+        base = [sum(r.n for r in requests[:k]) for k in range(len(requests))]
+        self._clear_kv()
+        chains = []
+        try:
+            live = []   # (request, sample) of each sequence still generating, in batch order
+            for k, (p, r) in enumerate(zip(prompts, requests)):
+                chains.append(self._sampler(r.temperature, r.top_k, r.top_p, r.min_p, r.seed))
+                live += [(k, s) for s in self._first_step(runs[k], p, r, chains[k], base[k])]
+            yield runs
+            while live:
+                self._decode([(runs[k].tokens[s][-1], runs[k].n_prompt + len(runs[k].tokens[s])
+                               - 1, base[k] + s, True) for k, s in live])
+                # Each request's own sampler chain, drawn for its sequences in order: the same
+                # draws as for the request alone.
+                toks = [ll.llama_sampler_sample(chains[k], self._ctx, i)
+                        for i, (k, _) in enumerate(live)]
+                lps = token_logprobs(self._logits(len(live)), toks, 1.0)
+                live = [(k, s) for (k, s), tok, lp in zip(live, toks, lps)
+                        if self._accept(runs[k], s, tok, lp, requests[k].max_tokens)]
+                yield runs
+        finally:
+            for chain in chains:
+                ll.llama_sampler_free(chain)
+
+    def _first_step(self, run: _Run, prompt: List[int], req: SampleRequest, chain,
+                    base: int) -> List[int]:
+        """Decodes the prompt into sequence ``base``, copies its KV cells to the request's
+        other sequences and samples every sequence's first token from the prompt's last
+        logits — before the next prompt's decode replaces them. Returns the samples that go
+        on."""
+        from confroute import token_logprobs
+
+        ll = self._ll
+        row = self._prefill(prompt, len(prompt) - 1, base)[-1]
+        mem = ll.llama_get_memory(self._ctx)
+        for s in range(1, req.n):
+            ll.llama_memory_seq_cp(mem, base, base + s, -1, -1)
+        idx = (len(prompt) - 1) % self.n_batch   # the last token of the last prefill chunk
+        toks = [ll.llama_sampler_sample(chain, self._ctx, idx) for _ in range(req.n)]
+        lps = token_logprobs(np.broadcast_to(row, (req.n, self.n_vocab)), toks, 1.0)
+        return [s for s, tok, lp in zip(range(req.n), toks, lps)
+                if self._accept(run, s, tok, lp, req.max_tokens)]
+
+    def _accept(self, run: _Run, s: int, tok, lp, max_tokens: int) -> bool:
+        """Appends sample s's new token; False once the sample has ended."""
+        if self._ll.llama_vocab_is_eog(self._vocab, tok):
+            run.finish[s] = "stop"
+            return False
+        run.tokens[s].append(int(tok))
+        run.logprobs[s].append(float(lp))
+        return len(run.tokens[s]) < max_tokens
 
     def generate(self, messages: Messages, max_tokens: int = 256, temperature: float = 0.0,
                  seed: Optional[int] = None, **sampling) -> ChatResult:
@@ -327,16 +396,14 @@ class EdgeModel:
                           seconds=s.seconds)
 
     def _stream(self, messages, max_tokens, temperature, seed, sampling) -> Iterator[str]:
-        check_generation(1, max_tokens, temperature)
-        prompt = self.prompt_tokens(messages)
+        req = SampleRequest(messages, 1, max_tokens, temperature, seed, **sampling)
+        prompts = self._checked_prompts([req])
 
         def pieces():
             with self._lock:
                 sent = ""
-                for run in self._steps(prompt, 1, max_tokens, temperature,
-                                       sampling.get("top_k", 0), sampling.get("top_p", 1.0),
-                                       sampling.get("min_p", 0.0), seed):
-                    text = self.detokenize(run.tokens[0])
+                for runs in self._steps(prompts, [req]):
+                    text = self.detokenize(runs[0].tokens[0])
                     # Hold back a trailing partial UTF-8 character until it is complete.
                     if text.endswith("\ufffd"):
                         continue
@@ -360,6 +427,7 @@ class EdgeModel:
             raise ValueError(f"{len(prompt)} prompt + {len(ids)} tokens exceed n_ctx "
                              f"{self.n_ctx}")
         with self._lock:
+            self._clear_kv()
             rows = self._prefill(prompt + ids[:-1], len(prompt) - 1)
         return token_logprobs(np.concatenate(rows), np.asarray(ids, np.int32), 1.0)
 
@@ -375,8 +443,17 @@ class EdgeModel:
             raise ValueError(f"token ids must lie in [0, {self.n_vocab})")
         prompt = self.prompt_tokens(messages)
         with self._lock:
+            self._clear_kv()
             row = self._prefill(prompt, len(prompt) - 1)[-1][-1]
         # One core call gives the log-normalizer of the row (lse = logit - logprob); every
         # candidate then costs a subtraction, however many there are.
         lse = float(row[ids[0]]) - float(token_logprobs(row[None, :], ids[:1], 1.0)[0])
         return row[ids].astype(np.float64) - lse
+
+
+def _is_token_ids(prompt) -> bool:
+    """A non-empty list of integers (token ids), as opposed to chat messages."""
+    return (not isinstance(prompt, (str, dict)) and isinstance(prompt, (Sequence, np.ndarray))
+            and len(prompt) > 0
+            and all(isinstance(t, (int, np.integer)) and not isinstance(t, bool)
+                    for t in prompt))

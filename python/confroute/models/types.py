@@ -58,6 +58,22 @@ Message = Dict[str, Any]
 Messages = Union[str, Sequence[Message]]
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """One prompt's share of ``EdgeModel.sample_many``: ``prompt`` is chat messages (as
+    ``sample`` takes them) or the already-tokenized prompt (a list of token ids, e.g. from
+    ``EdgeModel.prompt_tokens``); the other fields are ``sample``'s arguments."""
+
+    prompt: Union[Messages, Sequence[int]]
+    n: int = 5
+    max_tokens: int = 64
+    temperature: float = 1.0
+    seed: Optional[int] = None
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+
+
 def content_text(content: Any, where: str = "content") -> str:
     """A message's content as plain text: a string, or OpenAI's list form
     ``[{"type": "text", "text": ...}, ...]`` whose text parts are joined."""
