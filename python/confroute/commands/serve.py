@@ -48,6 +48,9 @@ def run(args) -> int:
         raise ValueError(f"cannot listen on {cfg.host}:{cfg.port}: {e}") from None
     host, port = sock.getsockname()[:2]
     app, cfg = build(cfg, api_key)
+    # Listen before saying so: connections that come before uvicorn's loop runs wait in the
+    # backlog instead of being refused (the tests connect as soon as the line is printed).
+    sock.listen(2048)
     print(f"confroute serve: listening on http://{host}:{port}/v1 "
           f"(models: {', '.join(cfg.model_ids())}; API key "
           f"{'required' if api_key else 'not required'})", flush=True)
