@@ -2,7 +2,6 @@
 tiny local HTTP server that fails on purpose for the retry logic."""
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -69,10 +68,8 @@ def _free_port():
 def test_unreachable_url_is_a_clear_error_after_retries():
     port = _free_port()  # nothing listens there
     c = CloudModel(f"http://127.0.0.1:{port}/v1", "m", timeout=2, max_retries=2, backoff=0.01)
-    t0 = time.perf_counter()
     with pytest.raises(CloudError, match=r"failed after 3 tries \(ConnectError"):
         c.chat(Q)
-    assert time.perf_counter() - t0 < 10
 
 
 class _Flaky(BaseHTTPRequestHandler):
