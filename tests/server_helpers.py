@@ -16,23 +16,10 @@ from typing import Dict, List, Optional
 
 import httpx
 
+import processes
+from processes import stop_process
+
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -56,7 +43,7 @@ def confroute_server(config: Dict, tmp_dir, api_key: Optional[str] = None,
         url = _wait_for_address(proc, start_timeout, log_path)
         yield Server(url, proc, log_path)
     finally:
-        _stop(proc)
+        stop_process(proc)
         proc.stdout.close()
         log.close()
 
@@ -95,40 +82,18 @@ def _wait_for_address(proc, timeout: float, log_path: str) -> str:
     t.start()
     t.join(timeout)
     if not result:
-        _stop(proc)
+        stop_process(proc)
         with open(log_path) as f:
             raise RuntimeError(f"confroute serve did not start in {timeout:.0f}s:\n"
                                f"{f.read()[-3000:]}")
     return result[0]
 
 
-@contextlib.contextmanager
-def llama_cpp_server(model_path: str, n_ctx: int = 2048, start_timeout: float = 120.0):
-    """A real `python -m llama_cpp.server` on 127.0.0.1:<free port>; yields (base URL, proc).
-    One thread: on a shared, oversubscribed machine llama.cpp's spinning worker threads make
-    n_threads=2 several times slower than 1 (measured 20-68 s vs 3.7 s for 192 tokens)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
-                             "--host", HOST, "--port", str(port), "--n_ctx", str(n_ctx),
-                             "--n_threads", "1", "--n_threads_batch", "1", "--verbose", "False"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://{HOST}:{port}/v1"
-    try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}")
-            try:
-                if httpx.get(url + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not come up")
-            time.sleep(0.3)
-        yield url, proc
-    finally:
-        _stop(proc)
+def llama_cpp_server(model_path: str, start_timeout: float = 120.0):
+    """A real `python -m llama_cpp.server` (yields base URL, proc) with one thread: on a shared,
+    oversubscribed machine llama.cpp's spinning worker threads make n_threads=2 several times
+    slower than 1 (measured 20-68 s vs 3.7 s for 192 tokens)."""
+    return processes.llama_cpp_server(model_path, threads=1, timeout=start_timeout)
 
 
 class FlakyCloud:

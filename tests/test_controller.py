@@ -87,7 +87,7 @@ def _cascade_to(edge_model, scorer, cloud):
 
 
 def test_killed_cloud_gives_a_degraded_edge_answer(edge_model, cheap, qwen_path):
-    from conftest import free_port, start_llama_server, stop_process
+    from processes import free_port, start_llama_server, stop_process
 
     port = free_port()
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
