@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from confroute.eval.data import read_jsonl
 from confroute.labels import check_row, se_row
 
 SEFn = Callable[[str, str, int], Tuple[float, str]]
@@ -69,20 +70,15 @@ def _existing(out: str, prompts: Sequence[str]) -> set:
         if cut != len(data):
             f.truncate(cut)
     done = set()
-    for i, line in enumerate(data[:cut].decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{out}:{i}: not JSON ({e.msg})") from None
-        check_row(row, f"{out}:{i}")
+    for i, row in read_jsonl(out):
+        where = f"{out}: line {i}"
+        check_row(row, where)
         j = row.get("id")
         if not isinstance(j, int) or not 0 <= j < len(prompts) or prompts[j] != row["prompt"]:
-            raise ValueError(f"{out}:{i}: row id {j!r} does not match this prompt list "
+            raise ValueError(f"{where}: row id {j!r} does not match this prompt list "
                              f"(another job's file? use a new --out)")
         if j in done:
-            raise ValueError(f"{out}:{i}: id {j} appears twice")
+            raise ValueError(f"{where}: id {j} appears twice")
         done.add(j)
     return done
 
