@@ -83,18 +83,12 @@ def _existing(out: str, prompts: Sequence[str]) -> set:
     return done
 
 
-def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
-                  progress: bool = True,
-                  grade_fn: Optional[Callable[[int, str], float]] = None) -> JobResult:
-    """Labels every prompt not yet in ``out``; returns what was done. ``grade_fn(i,
-    response)``, where the prompts have known answers, adds each response's quality
-    (``quality_weak``/``quality_strong``): accuracy labels for the same prompts and samples."""
-    out = os.fspath(out)
-    prompts = list(prompts)
+def open_job(out: str, prompts: Sequence[str], config: JobConfig, graded: bool) -> set:
+    """Checks or writes ``out``'s options file; returns the ids already labelled in ``out``."""
     if not prompts:
         raise ValueError("no prompts to label")
     # the prompt count is not part of it: a job may be extended with more prompts later
-    meta = {"config": asdict(config), "graded": grade_fn is not None}
+    meta = {"config": asdict(config), "graded": graded}
     if os.path.exists(_meta_path(out)):
         with open(_meta_path(out)) as f:
             old = json.load(f)
@@ -107,7 +101,18 @@ def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with open(_meta_path(out), "w") as f:
             json.dump(meta, f)
-    done = _existing(out, prompts)
+    return _existing(out, prompts)
+
+
+def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
+                  progress: bool = True,
+                  grade_fn: Optional[Callable[[int, str], float]] = None) -> JobResult:
+    """Labels every prompt not yet in ``out``; returns what was done. ``grade_fn(i,
+    response)``, where the prompts have known answers, adds each response's quality
+    (``quality_weak``/``quality_strong``): accuracy labels for the same prompts and samples."""
+    out = os.fspath(out)
+    prompts = list(prompts)
+    done = open_job(out, prompts, config, graded=grade_fn is not None)
     todo = [i for i in range(len(prompts)) if i not in done]
     t0 = time.perf_counter()
     bar = None
@@ -117,16 +122,7 @@ def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
         bar = tqdm(total=len(prompts), initial=len(done), unit="prompt", desc="labelling")
     with open(out, "a", encoding="utf-8") as f:
         for i in todo:
-            t = time.perf_counter()
-            se_w, resp_w = se_fn("weak", prompts[i], config.seed + i)
-            se_s, resp_s = se_fn("strong", prompts[i], config.seed + i)
-            extra = {}
-            if grade_fn is not None:
-                extra = {"quality_weak": float(grade_fn(i, resp_w)),
-                         "quality_strong": float(grade_fn(i, resp_s))}
-            row = se_row(prompts[i], config.weak, config.strong, se_w, se_s, config.tau,
-                         resp_w, resp_s, kind=config.kind, id=i,
-                         seconds=round(time.perf_counter() - t, 3), **extra)
+            row = label_item(i, prompts[i], config, se_fn, grade_fn)
             f.write(json.dumps(row) + "\n")  # one write per row: a kill loses at most this one
             f.flush()
             os.fsync(f.fileno())
@@ -135,6 +131,21 @@ def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
     if bar is not None:
         bar.close()
     return JobResult(out, len(prompts), len(done), len(todo), time.perf_counter() - t0)
+
+
+def label_item(i: int, prompt: str, config: JobConfig, se_fn: SEFn,
+               grade_fn: Optional[Callable[[int, str], float]] = None) -> dict:
+    """The label row of prompt ``i`` (sampled with seed ``config.seed + i``): the one unit of
+    work, run by this job and by each replica of the distributed one."""
+    t = time.perf_counter()
+    se_w, resp_w = se_fn("weak", prompt, config.seed + i)
+    se_s, resp_s = se_fn("strong", prompt, config.seed + i)
+    extra = {}
+    if grade_fn is not None:
+        extra = {"quality_weak": float(grade_fn(i, resp_w)),
+                 "quality_strong": float(grade_fn(i, resp_s))}
+    return se_row(prompt, config.weak, config.strong, se_w, se_s, config.tau, resp_w, resp_s,
+                  kind=config.kind, id=i, seconds=round(time.perf_counter() - t, 3), **extra)
 
 
 def scorer_se_fn(weak_model, strong_model, scorer, config: JobConfig) -> SEFn:

@@ -48,6 +48,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weak", default=None, help="--outcomes: the weak model's column")
     parser.add_argument("--strong", default=None, help="--outcomes: the strong model's column")
     parser.add_argument("--no-progress", action="store_true")
+    from confroute.distributed import add_ray_arguments
+
+    add_ray_arguments(parser)
 
 
 def _write_rows(rows, out) -> None:
@@ -111,7 +114,7 @@ def run(args) -> int:
         print(f"{len(rows)} accuracy labels -> {args.out}: {label_counts(rows)}")
         return 0
 
-    from confroute.label_job import JobConfig, run_label_job, scorer_se_fn
+    from confroute.label_job import run_label_job
 
     if args.start < 0 or (args.limit is not None and args.limit < 1):
         raise ValueError("--start must be >= 0 and --limit >= 1")
@@ -123,33 +126,119 @@ def run(args) -> int:
     golds = _gold_answers(args.prompts, args.field)
     grade = _grader(golds[args.start:end]) if golds else None
 
-    from confroute import models
-    from confroute.scorer import ConfidenceScorer
+    if args.ray:
+        return _run_ray(args, prompts, golds[args.start:end] if golds else None)
+    weak, strong, strong_name = _models(args.edge_model, args.cloud_url, args.cloud_model,
+                                        args.threads)
+    config = _config(args, weak.name, strong_name)
+    se_fn = _se_fn(weak, strong, config)
+    res = run_label_job(prompts, args.out, config, se_fn, progress=not args.no_progress,
+                        grade_fn=grade)
+    _summary(args.out, res.written, res.done_before, res.seconds)
+    return 0
 
-    threads = {} if args.threads is None else {"n_threads": args.threads}
-    if args.edge_model:
-        weak = models.EdgeModel(args.edge_model, **threads)
+
+def _models(edge_model, cloud_url, cloud_model, threads):
+    """The weak and strong model of an SE label job, and the strong model's name."""
+    from confroute import models
+
+    threads = {} if threads is None else {"n_threads": threads}
+    if edge_model:
+        weak = models.EdgeModel(edge_model, **threads)
     else:
         from confroute.models.store import DEFAULT_EDGE
 
         weak = models.default_edge(name=DEFAULT_EDGE, **threads)  # the GGUF's name is a tag
-    if args.cloud_url:
-        if not args.cloud_model:
+    if cloud_url:
+        if not cloud_model:
             raise ValueError("--cloud-url needs --cloud-model")
-        strong = models.CloudModel(args.cloud_url, args.cloud_model)
+        strong = models.CloudModel(cloud_url, cloud_model)
     else:
         strong = models.default_cloud(**threads)
-    strong_name = getattr(strong, "name", None) or args.cloud_model or "cloud"
-    config = JobConfig(weak=weak.name, strong=strong_name, n=args.n,
-                       max_tokens=args.max_tokens, temperature=args.temperature, tau=args.tau,
-                       kind=args.kind, seed=args.seed, similarity=args.similarity)
+    return weak, strong, getattr(strong, "name", None) or cloud_model or "cloud"
+
+
+def _config(args, weak: str, strong: str):
+    from confroute.label_job import JobConfig
+
+    return JobConfig(weak=weak, strong=strong, n=args.n, max_tokens=args.max_tokens,
+                     temperature=args.temperature, tau=args.tau, kind=args.kind,
+                     seed=args.seed, similarity=args.similarity)
+
+
+def _se_fn(weak, strong, config):
+    from confroute.label_job import scorer_se_fn
+    from confroute.scorer import ConfidenceScorer
+
     scorer = ConfidenceScorer(threshold=config.similarity)
-    se_fn = scorer_se_fn(weak, strong, scorer, config)
-    res = run_label_job(prompts, args.out, config, se_fn, progress=not args.no_progress,
-                        grade_fn=grade)
-    rows = read_labels(args.out)
+    scorer.embedder  # load it now: a missing embedder fails before any sampling
+    return scorer_se_fn(weak, strong, scorer, config)
+
+
+def _summary(out, written, done_before, seconds) -> None:
+    from confroute.labels import label_counts, read_labels
+
+    rows = read_labels(out)
     secs = sum(r.get("seconds", 0.0) for r in rows)
-    print(f"{res.written} new rows ({res.done_before} already there) -> {args.out}: "
-          f"{label_counts(rows)}; this run {res.seconds:.1f} s, all rows {secs:.1f} s of "
+    print(f"{written} new rows ({done_before} already there) -> {out}: "
+          f"{label_counts(rows)}; this run {seconds:.1f} s, all rows {secs:.1f} s of "
           f"sampling")
+
+
+class _LabelReplica:
+    """What each Ray replica runs once: load the two models and the embedder, then label
+    prompts with :func:`confroute.label_job.label_item`, the single-process job's own step."""
+
+    def __init__(self, args, golds):
+        self.models = (args.edge_model, args.cloud_url, args.cloud_model,
+                       args.threads or max(1, int(args.cpus_per_replica)))
+        self.args, self.golds = args, golds
+
+    def __call__(self):
+        from confroute.label_job import label_item
+
+        weak, strong, strong_name = _models(*self.models)
+        config = _config(self.args, weak.name, strong_name)
+        se_fn = _se_fn(weak, strong, config)
+        grade = _grader(self.golds) if self.golds else None
+        return ((lambda i, prompt: label_item(i, prompt, config, se_fn, grade)),
+                {"weak": config.weak, "strong": config.strong})
+
+
+def _run_ray(args, prompts, golds) -> int:
+    """The SE label job on Ray: blocks of prompts committed under ``<out>.blocks/``, then
+    every row written to ``out`` in id order, as the single-process job writes them."""
+    import time
+
+    from confroute.distributed import BlockStore, RayJob, import_ray, ray_options
+    from confroute.label_job import open_job
+
+    import_ray()  # the install hint before any work
+    out = os.fspath(args.out)
+    t0 = time.perf_counter()
+    with RayJob(_LabelReplica(args, golds), ray_options(args)) as job:
+        config = _config(args, job.info["weak"], job.info["strong"])
+        done = open_job(out, prompts, config, graded=golds is not None)
+        store = BlockStore(out + ".blocks")
+        tasks = [(i, p) for i, p in enumerate(prompts) if i not in done]
+        rows = job.run(tasks, store, progress=not args.no_progress, desc="labelling",
+                       unit="prompt", initial=len(done))
+    lines = {}
+    if os.path.exists(out):  # rows a single-process run (or an earlier one) wrote
+        with open(out, encoding="utf-8") as f:
+            for line in f:
+                lines[json.loads(line)["id"]] = line
+    lines.update((i, json.dumps(r) + "\n") for i, r in rows.items())
+    with open(out + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(lines[i] for i in sorted(lines))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(out + ".tmp", out)
+    store.remove()
+    if job.resumed:
+        print(f"{job.resumed} rows came from the blocks an earlier run committed")
+    _summary(out, len(rows) - job.resumed, len(done), time.perf_counter() - t0)
+    if job.deaths:
+        print(f"{len(job.deaths)} replica(s) lost and replaced, their blocks redone: "
+              + "; ".join(job.deaths))
     return 0
