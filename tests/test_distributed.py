@@ -122,7 +122,8 @@ def test_label_on_ray_gives_the_single_process_rows(ray_local, prompts, referenc
     assert not os.path.exists(str(out) + ".blocks")  # the blocks are folded into the file
     err = capsys.readouterr().err
     bars = [line for line in re.split(r"[\r\n]", err) if line.startswith("labelling")]
-    assert bars and "8/8" in bars[-1] and "prompt/s" in bars[-1]  # one bar, rate and ETA
+    # one bar over both replicas, with the elapsed time, the ETA and the rate
+    assert re.search(r"8/8 \[[\d:]+<[\d:]+, +[\d.]+(prompt/s|s/prompt)\]", bars[-1]), bars
     # a rerun finds every row done
     assert main(argv) == 0 and untimed(out) == reference
     assert "0 new rows (8 already there)" in capsys.readouterr().out
