@@ -24,7 +24,7 @@ NQ = os.path.join(DATA, "nq_open", "dev.jsonl")
 N_PROMPTS = int(os.environ.get("BENCH_PROMPTS", "8"))
 GROUP = f"SE label job, {N_PROMPTS} NQ-open prompts, n=4, 24 tokens"
 OVERHEAD = "Ray per block (block of 1 item that costs nothing) vs the commit alone"
-pytestmark = pytest.mark.skipif(not os.path.exists(NQ), reason="no shared/data/nq_open")
+needs_nq = pytest.mark.skipif(not os.path.exists(NQ), reason="no shared/data/nq_open")
 
 
 def _args():
@@ -65,6 +65,7 @@ def _rate(benchmark, n):
     _load(benchmark)
 
 
+@needs_nq
 @pytest.mark.benchmark(group=GROUP)
 def test_label_single_process_reference(benchmark, prompts):
     from confroute.commands import label
@@ -84,6 +85,7 @@ def test_label_single_process_reference(benchmark, prompts):
     _rate(benchmark, len(prompts))
 
 
+@needs_nq
 @pytest.mark.parametrize("replicas", [1, 2])
 @pytest.mark.benchmark(group=GROUP)
 def test_label_ray(benchmark, session, prompts, replicas):
