@@ -55,14 +55,14 @@ def session():
     ray.shutdown()
 
 
-def _load(benchmark):
-    benchmark.extra_info["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
+def _load(benchmark, when="before"):
+    benchmark.extra_info[f"load_average_{when}"] = [round(x, 2) for x in os.getloadavg()]
 
 
 def _rate(benchmark, n):
     benchmark.extra_info["prompts_per_s"] = round(n / benchmark.stats.stats.median, 4)
     benchmark.extra_info["seconds_per_prompt"] = round(benchmark.stats.stats.median / n, 3)
-    _load(benchmark)
+    _load(benchmark, "after")
 
 
 @needs_nq
