@@ -197,7 +197,8 @@ class _Replica:
         import ray
 
         where = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "ip": ray.util.get_node_ip_address()}
+                 "ip": ray.util.get_node_ip_address(),
+                 "node": ray.get_runtime_context().get_node_id()[:8]}
         try:
             self._work, info = self._factory()
         except Exception as e:  # noqa: BLE001 -- reported to the driver with where it happened
@@ -317,10 +318,12 @@ class RayJob:
             slot, _ = self._starting.pop(ref)
             try:
                 where, result = ray.get(ref)
-            except self._lost_errors() as e:
-                raise RuntimeError(f"{slot.name} died while loading its models: {e}") from None
+            except self._lost_errors() as e:  # e.g. confroute is not installed on its node
+                last = [x for x in str(e).splitlines() if x.strip()][-1:] or [type(e).__name__]
+                raise ValueError(f"{slot.name} could not start (is confroute installed on "
+                                 f"every node?): {last[0].strip()}") from None
             slot.name = (f"replica {slot.number} (pid {where['pid']} on {where['host']}, "
-                         f"{where['ip']})")
+                         f"{where['ip']}, node {where['node']})")
             if "error" in result:
                 raise ValueError(f"{slot.name} could not load its models: {result['error']}")
             if self.info is None:
@@ -387,7 +390,8 @@ class RayJob:
                     self._collect(slot, queue, done, store)
                 if bar is not None:
                     n = initial + len(done) + sum(s.done_in_block for s in self._slots if s.block)
-                    bar.update(n - bar.n)
+                    if n != bar.n:
+                        bar.update(n - bar.n)
         finally:
             if bar is not None:
                 bar.close()
