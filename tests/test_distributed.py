@@ -223,3 +223,33 @@ def _parse(argv):
 
     label.add_arguments(sub.add_parser("label"))
     return parser.parse_args(argv)
+
+
+# ------------------------------------------------------------------ eval build --ray
+
+DATA = os.environ.get("CONFROUTE_DATA") or os.path.join(os.path.dirname(__file__), "..", "..",
+                                                         "shared", "data")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "gsm8k", "test_dev.jsonl")),
+                    reason="no shared/data/gsm8k")
+def test_eval_build_on_ray_gives_the_single_process_table(ray_local, tmp_path, capsys):
+    saved = cli.COMMANDS
+    cli.COMMANDS = {"eval": saved["eval"]}
+    try:
+        def build(name, *extra):
+            return cli.main(["eval", "build", "--benchmark", "gsm8k", "--data", DATA,
+                             "--limit", "3", "--max-tokens", "4", "--no-progress",
+                             "--checkpoint", str(tmp_path / f"{name}.ckpt"),
+                             "--out", str(tmp_path / f"{name}.csv"), *extra])
+
+        assert build("single") == 0
+        assert build("ray", "--ray", "--replicas", "2", "--block-size", "2") == 0
+        for ext in ("csv", "ckpt"):  # the same table, and the same checkpoint line by line
+            assert untimed(tmp_path / f"ray.{ext}") == untimed(tmp_path / f"single.{ext}")
+        assert not (tmp_path / "ray.ckpt.blocks").exists()
+        capsys.readouterr()
+        assert build("ray", "--ray", "--replicas", "1") == 0  # all done: a rerun asks nothing
+        assert untimed(tmp_path / "ray.ckpt") == untimed(tmp_path / "single.ckpt")
+    finally:
+        cli.COMMANDS = saved

@@ -62,6 +62,10 @@ def add_arguments(parser) -> None:
     b.add_argument("--judge-cache", default=None,
                    help="mt-bench: judge cache (default: <checkpoint>.judge.jsonl)")
     b.add_argument("--judge-prompts", default=None, help="FastChat judge_prompts.jsonl")
+    b.add_argument("--no-progress", action="store_true")
+    from confroute.distributed import add_ray_arguments
+
+    add_ray_arguments(b)
 
     j = sub.add_parser("judge", help="grade answers with an LLM judge (cached on disk)")
     j.add_argument("--mode", choices=["single", "pairwise", "best-of-k"], default="single")
@@ -203,16 +207,31 @@ BUILD_DEFAULT_TOKENS = {"gsm8k": 384, "mmlu": 8, "mt-bench": 256}
 
 
 def _build(args) -> int:
-    from confroute.eval.data import gsm8k_items, mmlu_items
-    from confroute.eval.grading import (GSM8K_INSTRUCTION, MMLU_INSTRUCTION, grade_gsm8k,
-                                        grade_mmlu)
     from confroute.eval.outcomes import build_outcomes
 
     if not args.data:
         raise ValueError("--data (or $CONFROUTE_DATA) is needed")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.ray:
+        return _build_ray(args)
     edge, cloud = _build_models(args)
+    items, grade, prefix, grader = _benchmark(args, cloud)
+    names = _model_names(edge, cloud)
+    table = build_outcomes(items, dict(zip(names, (edge, cloud))), grade, args.checkpoint,
+                           weak=names[0], strong=names[1], name=args.benchmark,
+                           prompt_prefix=prefix, grader=grader, regrade=args.regrade,
+                           max_tokens=args.max_tokens or BUILD_DEFAULT_TOKENS[args.benchmark])
+    return _saved(args, table, names)
+
+
+def _benchmark(args, cloud):
+    """(items, grade, prompt prefix, grader name) of --benchmark; mt-bench's judge is
+    --judge-url, else the cloud model."""
+    from confroute.eval.data import gsm8k_items, mmlu_items
+    from confroute.eval.grading import (GSM8K_INSTRUCTION, MMLU_INSTRUCTION, grade_gsm8k,
+                                        grade_mmlu)
+
     grader = ""
     if args.benchmark == "gsm8k":
         items, grade, prefix = gsm8k_items(args.data, args.split), grade_gsm8k, GSM8K_INSTRUCTION
@@ -236,13 +255,17 @@ def _build(args) -> int:
         items, grade, prefix = mt_bench_items(args.data, args.split), mt_bench_grader(judge), ""
         grader = f"judge:{judge.model}"
     items = items[: args.limit] if args.limit else items
+    return items, grade, prefix, grader
+
+
+def _model_names(edge, cloud):
     names = [getattr(edge, "name", "edge"), getattr(cloud, "name", "cloud")]
     if names[0] == names[1]:
         names = [names[0] + " (edge)", names[1] + " (cloud)"]
-    table = build_outcomes(items, dict(zip(names, (edge, cloud))), grade, args.checkpoint,
-                           weak=names[0], strong=names[1], name=args.benchmark,
-                           prompt_prefix=prefix, grader=grader, regrade=args.regrade,
-                           max_tokens=args.max_tokens or BUILD_DEFAULT_TOKENS[args.benchmark])
+    return names
+
+
+def _saved(args, table, names) -> int:
     table.save(args.out)
     for m in names:
         print(f"{m}: mean quality {table.column(m).mean():.4f} over {len(table)} questions")
@@ -250,6 +273,70 @@ def _build(args) -> int:
           f"  confroute eval replay --table {args.out} --weak '{names[0]}' "
           f"--strong '{names[1]}' --out DIR")
     return 0
+
+
+class _BuildReplica:
+    """What each Ray replica runs once: load the edge and cloud models, then answer and grade
+    (item, model) pairs with :func:`confroute.eval.outcomes.live_record`, the builder's own
+    step."""
+
+    def __init__(self, args, grade, prefix, max_tokens):
+        self.args, self.grade, self.prefix, self.max_tokens = args, grade, prefix, max_tokens
+
+    def __call__(self):
+        from confroute.eval.outcomes import live_record
+
+        edge, cloud = _build_models(self.args)
+        names = _model_names(edge, cloud)
+        models = dict(zip(names, (edge, cloud)))
+
+        def work(key, pair):
+            item, name = pair
+            return live_record(item, name, models[name], self.grade, self.prefix,
+                               self.max_tokens, 0.0).__dict__
+
+        return work, {"names": names}
+
+
+def _build_ray(args) -> int:
+    """The builder on Ray: the answers not yet in the checkpoint are computed in blocks
+    (committed under ``<checkpoint>.blocks/``), then appended to the checkpoint in the order
+    the single-process builder writes them, which then makes the table from it."""
+    from confroute.distributed import BlockStore, RayJob, import_ray, ray_options
+    from confroute.eval.outcomes import LiveRecord, build_outcomes
+
+    if args.benchmark == "mt-bench":
+        raise ValueError("--ray builds gsm8k and mmlu tables; mt-bench's judge keeps one "
+                         "cache file, so build it without --ray")
+    import_ray()  # the install hint before any work
+    items, grade, prefix, grader = _benchmark(args, None)
+    max_tokens = args.max_tokens or BUILD_DEFAULT_TOKENS[args.benchmark]
+    threads = os.environ.get("CONFROUTE_N_THREADS") or str(max(1, int(args.cpus_per_replica)))
+    store = BlockStore(args.checkpoint + ".blocks")
+    with RayJob(_BuildReplica(args, grade, prefix, max_tokens),
+                ray_options(args, env={"CONFROUTE_N_THREADS": threads})) as job:
+        names = job.info["names"]
+        grid = {(it.id, m): k for k, (it, m) in enumerate((it, m) for it in items
+                                                           for m in names)}
+
+        def runner(todo):
+            tasks = [(grid[(it.id, m)], (it, m)) for it, m in todo]
+            results = job.run(tasks, store, progress=not args.no_progress,
+                              desc=f"{args.benchmark} outcomes", unit="answer",
+                              initial=len(grid) - len(todo))
+            return [LiveRecord(**results[k]) for k, _ in tasks]
+
+        table = build_outcomes(items, dict.fromkeys(names), grade, args.checkpoint,
+                               weak=names[0], strong=names[1], name=args.benchmark,
+                               prompt_prefix=prefix, grader=grader, regrade=args.regrade,
+                               max_tokens=max_tokens, progress=False, runner=runner)
+    store.remove()
+    if job.resumed:
+        print(f"{job.resumed} answers came from the blocks an earlier run committed")
+    if job.deaths:
+        print(f"{len(job.deaths)} replica(s) lost and replaced, their blocks redone: "
+              + "; ".join(job.deaths))
+    return _saved(args, table, names)
 
 
 def _build_models(args):

@@ -200,7 +200,7 @@ def _read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecor
 def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
                    name: str = "live", prompt_prefix: str = "", max_tokens: int = 256,
                    temperature: float = 0.0, grader: str = "", regrade: bool = False,
-                   progress: bool = True) -> OutcomeTable:
+                   progress: bool = True, runner=None) -> OutcomeTable:
     """Runs every model over every item and grades the answers, resuming from ``checkpoint``.
 
     ``items``: objects with ``id``, ``prompt``, ``reference``, ``group`` and optionally
@@ -213,7 +213,10 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
     run gives the same table as an uninterrupted one. ``grader`` names the grading (e.g. the
     judge model) in the checkpoint header, so a resumed run cannot switch judges midway.
     ``regrade=True`` grades the stored answers again (after a grader fix: no model is asked)
-    and rewrites the checkpoint in one atomic step.
+    and rewrites the checkpoint in one atomic step. ``runner(todo)``, given the (item, model
+    name) pairs not yet in the checkpoint, returns their records in that order, computed
+    elsewhere (``confroute eval build --ray``); by default they are computed here with
+    :func:`live_record`.
     """
     items = list(items)
     if not items:
@@ -256,23 +259,12 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
         with open(checkpoint, "a", encoding="utf-8") as f:
             if new_file:
                 _append(f, header)
-            for it, m in todo:
-                turns = tuple(getattr(it, "turns", ()) or ()) or (it.prompt,)
-                messages, answers, usage = [], [], {}
-                for i, turn in enumerate(turns):
-                    messages.append({"role": "user",
-                                     "content": (prompt_prefix if i == 0 else "") + turn})
-                    text, u = _ask(models[m], messages, max_tokens, temperature)
-                    messages.append({"role": "assistant", "content": text})
-                    answers.append(text)
-                    for k, v in u.items():
-                        usage[k] = usage.get(k, 0) + v
-                answer = answers[0] if len(turns) == 1 else tuple(answers)
-                quality, extracted = grade(answer, it.reference)
-                rec = LiveRecord(it.id, m, answer if len(turns) == 1 else list(answers),
-                                 extracted, None if quality is None else float(quality), usage)
+            records = runner(todo) if runner is not None else (
+                live_record(it, m, models[m], grade, prompt_prefix, max_tokens, temperature)
+                for it, m in todo)
+            for rec in records:
                 _append(f, rec.__dict__)
-                done[(it.id, m)] = rec
+                done[(rec.id, rec.model)] = rec
                 if bar is not None:
                     bar.update(1)
     finally:
@@ -292,6 +284,25 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
     return OutcomeTable([it.prompt for it in keep], names, q, weak, strong, name=name,
                         ids=[it.id for it in keep],
                         groups=[getattr(it, "group", "") for it in keep])
+
+
+def live_record(item, name: str, model, grade, prompt_prefix: str, max_tokens: int,
+                temperature: float) -> LiveRecord:
+    """Model ``name``'s graded answer to one item: the unit of work of the builder, here and
+    in each replica of ``confroute eval build --ray``."""
+    turns = tuple(getattr(item, "turns", ()) or ()) or (item.prompt,)
+    messages, answers, usage = [], [], {}
+    for i, turn in enumerate(turns):
+        messages.append({"role": "user", "content": (prompt_prefix if i == 0 else "") + turn})
+        text, u = _ask(model, messages, max_tokens, temperature)
+        messages.append({"role": "assistant", "content": text})
+        answers.append(text)
+        for k, v in u.items():
+            usage[k] = usage.get(k, 0) + v
+    answer = answers[0] if len(turns) == 1 else tuple(answers)
+    quality, extracted = grade(answer, item.reference)
+    return LiveRecord(item.id, name, answer if len(turns) == 1 else list(answers), extracted,
+                      None if quality is None else float(quality), usage)
 
 
 def _append(f, obj: dict) -> None:
