@@ -3,6 +3,7 @@ its plumbing as pure logic: rounds of samples for an adaptive policy, hidden sta
 meaning of `router-se-X` (nats) wherever a router string is read."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -190,3 +191,40 @@ def test_the_comparison_rule_and_bad_policies():
 
     with pytest.raises(ValueError, match="must return a Decision"):
         routing.decide(Sloppy(), q, EdgeSupplier(Nothing(), scorer=None))
+
+
+def test_the_modules_form_no_cycle():
+    # routing is the leaf: the policies import it, the Controller and the server import both.
+    import subprocess
+    import sys
+
+    code = ("import sys, confroute.routing as r; "
+            "assert not any(m.startswith(('confroute.routers', 'confroute.controller', "
+            "'confroute.server')) for m in sys.modules), sorted(sys.modules); "
+            "import confroute.routers.policy; assert 'confroute.controller' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_route_request_fields():
+    from confroute.server.errors import ApiError
+    from confroute.server.schema import Limits, parse_route_request
+
+    routers = {"se": None, "sw": None}
+
+    def parse(obj):
+        return parse_route_request(json.dumps(obj).encode(), Limits(), routers)
+
+    msgs = [{"role": "user", "content": "hi"}]
+    r = parse({"model": "router-se", "threshold": 0.8, "messages": msgs, "seed": 3})
+    assert (r.router, r.threshold, r.seed, r.stream) == ("se", 0.8, 3, False)
+    assert parse({"model": "router-sw-0.3", "threshold": 0.3, "messages": msgs}).threshold == 0.3
+    assert parse({"model": "router-se-1", "messages": msgs, "stream": False}).threshold == 1
+    for body, status, param in [
+            ({"model": "router-se", "threshold": True, "messages": msgs}, 400, "threshold"),
+            ({"model": "router-se", "threshold": 1e999, "messages": msgs}, 400, "threshold"),
+            ({"model": "router-se-1", "threshold": 2, "messages": msgs}, 400, "threshold"),
+            ({"model": "router-se-1", "stream": True, "messages": msgs}, 400, "stream"),
+            ({"model": "router-se", "messages": msgs}, 404, "model")]:
+        with pytest.raises(ApiError) as e:
+            parse(body)
+        assert (e.value.status, e.value.param) == (status, param), body
