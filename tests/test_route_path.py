@@ -49,14 +49,14 @@ class _TwoRounds(Policy):
 
 
 def test_router_se_x_is_nats_wherever_the_string_is_read(edge, scorer):
-    # The SE of a real prompt, then a threshold t between the two readings the string once had:
-    # 1 - exp(-SE) <= t < SE. In nats the request goes to the cloud; read as a threshold on
-    # 1 - exp(-SE) (the old RouterPolicy.from_string) it would have stayed on the edge.
+    # The SE of a real prompt, then a threshold t in [0, 1] between the two readings the
+    # string once had: 1 - exp(-SE) < t < SE. In nats the request goes to the cloud; read as a
+    # threshold on 1 - exp(-SE) (the old RouterPolicy.from_string) it stayed on the edge.
     d0, conf = Controller(edge, None, "router-se-0", scorer=scorer).decide(DIVERSE, **OPTS)
     se = conf.se("kuhn")
     assert se > 0, "4 samples of a random animal at T=1 should disagree (pick another seed)"
     assert d0.semantic_entropy == se and d0.route == "cloud"
-    t = round((se + (1 - math.exp(-se))) / 2, 6)
+    t = round((min(se, 1.0) + (1 - math.exp(-se))) / 2, 6)
     assert 1 - math.exp(-se) < t < se
     spec = f"router-se-{t}"
     ev = Evidence(confidence=conf)

@@ -86,10 +86,10 @@ class RouterPolicy(Policy):
     @classmethod
     def from_string(cls, spec: str, embedder=None) -> "RouterPolicy":
         """A trained router's string; ``router-se-X`` is not one (use policy_from_string)."""
-        name, t = parse_router_string(spec)
-        if name == SE:
+        if isinstance(spec, str) and (spec == PREFIX + SE or spec.startswith(PREFIX + SE + "-")):
             raise ValueError(f"{spec!r} is the online SE cascade (threshold in nats), not a "
                              "trained router: use confroute.routers.policy.policy_from_string")
+        name, t = parse_router_string(spec)
         return cls(load_router(name, embedder), t)
 
     def score(self, prompt) -> float:
