@@ -17,6 +17,7 @@ from confroute import routing
 from confroute.models.types import Messages
 from confroute.routing import Decision, Policy, SECascade  # noqa: F401 - the public names
 from confroute.scorer import Confidence, ConfidenceScorer
+from confroute.supply import EdgeSupplier
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Controller:
         self.edge, self.cloud, self.policy = edge, cloud, policy
         self.scorer = scorer or ConfidenceScorer()
         self.cloud_max_tokens = cloud_max_tokens
-        self._supplier = routing.EdgeSupplier(edge, self.scorer)
+        self._supplier = EdgeSupplier(edge, self.scorer)
 
     def _query(self, messages: Messages, gen_options: Dict[str, Any],
                cloud_only: Optional[str] = None) -> routing.Query:

@@ -26,6 +26,7 @@ from confroute.server.errors import ApiError
 from confroute.server.limits import Cancelled, WorkQueue, threaded_stream
 from confroute.server.metrics import ServerMetrics
 from confroute.server.schema import ChatRequest
+from confroute.supply import EdgeSupplier
 
 # Cloud HTTP statuses that mean "your request is wrong", not "the cloud is down": these go back
 # to the client as 400 and do not count against the breaker.
@@ -97,8 +98,8 @@ class Engine:
         # Concurrent SE requests share llama.cpp batches (see batching.py) when the edge
         # model offers what that needs.
         self.batching = cfg.edge.batch and batching.supported(edge)
-        self.supplier = routing.EdgeSupplier(edge, scorer, batch=self.batching,
-                                             on_batch=metrics.batch_size.observe)
+        self.supplier = EdgeSupplier(edge, scorer, batch=self.batching,
+                                     on_batch=metrics.batch_size.observe)
         self.edge_q = WorkQueue("edge", cfg.queue_size,
                                 on_depth=lambda d: metrics.queue_depth.set(d, model="edge"),
                                 on_drop=lambda: metrics.dropped.inc(model="edge"),
