@@ -144,6 +144,29 @@ def test_hidden_state_is_fetched_once_and_given_to_the_policy():
         routing.decide(_Probe(), q, EdgeSupplier(object(), scorer=None))
 
 
+def test_a_saved_router_that_reads_the_edge_gets_what_it_declares():
+    # A router (as a saved `sep` probe would be) that needs the prompt's hidden state: served
+    # through RouterPolicy like any trained router, the path fetches the state for it.
+    from confroute.routers.base import Router
+
+    class ProbeRouter(Router):
+        name = "probe"
+        needs = Need(hidden=True)
+
+        def score(self, prompts):
+            raise AssertionError("a probe scores from the edge's evidence")
+
+        def score_evidence(self, prompts, evidences):
+            return np.array([float(e.hidden.mean()) / 2 for e in evidences])
+
+    edge = _Recorder()
+    policy = make_policy("probe", 0.4, ProbeRouter())   # how the server builds it
+    d, ev = routing.decide(policy, routing.make_query("Hi", Sampling()),
+                           EdgeSupplier(edge, scorer=None))
+    assert len(edge.hidden_calls) == 1 and ev.hidden is not None
+    assert (d.route, d.score, d.reason) == ("cloud", 0.5, "router score 0.500 > threshold 0.4")
+
+
 def test_cloud_only_requests_never_reach_the_edge_or_the_policy():
     class Untouchable(Policy):
         threshold = 0.7

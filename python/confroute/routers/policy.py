@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 
 from confroute.models.types import last_user_text
 from confroute.routers.base import REGISTRY, Router, _load_builtin_routers, get_router
-from confroute.routing import Decision, Policy, SECascade
+from confroute.routing import Decision, Need, Policy, SECascade
 
 PREFIX = "router-"
 SE = "se"   # the online cascade's name in router strings: its threshold is in nats
@@ -72,7 +72,10 @@ def load_router(name: str, embedder=None) -> Router:
 
 
 class RouterPolicy(Policy):
-    """A trained router as a policy: cloud where router.score(prompt) > threshold."""
+    """A trained router as a policy: cloud where router.score(prompt) > threshold. A router
+    that reads the edge (a hidden-state probe) says so with a ``needs`` attribute (a
+    :class:`~confroute.routing.Need`) and scores with ``score_evidence(prompts, evidences)``;
+    the path then supplies what it needs. Most routers need nothing."""
 
     def __init__(self, router: Router, threshold: Optional[float] = None):
         t = router.threshold if threshold is None else threshold
@@ -92,11 +95,17 @@ class RouterPolicy(Policy):
         name, t = parse_router_string(spec)
         return cls(load_router(name, embedder), t)
 
-    def score(self, prompt) -> float:
-        return float(self.router.score([last_user_text(prompt)])[0])
+    def need(self, evidence, sampling) -> Need:
+        return getattr(self.router, "needs", Need())
+
+    def score(self, prompt, evidence=None) -> float:
+        texts = [last_user_text(prompt)]
+        if getattr(self.router, "needs", Need()) != Need():
+            return float(self.router.score_evidence(texts, [evidence])[0])
+        return float(self.router.score(texts)[0])
 
     def decide(self, prompt, evidence=None) -> Decision:
-        return Decision.compare(self.score(prompt), self.threshold, "router score")
+        return Decision.compare(self.score(prompt, evidence), self.threshold, "router score")
 
     def __repr__(self):
         return f"RouterPolicy({self.router.name!r}, threshold={self.threshold:g})"
