@@ -106,6 +106,9 @@ def _grader(golds):
 def run(args) -> int:
     from confroute.labels import accuracy_rows_from, label_counts, read_labels, read_prompts
 
+    if args.ray and not args.prompts:
+        raise ValueError("--ray runs the SE label job (--prompts); --outcomes and "
+                         "--accuracy-of sample nothing")
     if args.outcomes:
         return _outcomes(args)
     if args.accuracy_of:
