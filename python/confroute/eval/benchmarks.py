@@ -125,33 +125,34 @@ def item_seed(seed: int, item_id: str) -> int:
     return zlib.crc32(f"{int(seed)}/{item_id}".encode()) & 0x7FFFFFFF
 
 
-def stratified_sample(items: Sequence[Item], n: int, seed: int = 0) -> List[Item]:
-    """``n`` items drawn without replacement, stratified by ``item.group``: each group gets
-    its proportional share (largest remainders, ties broken by the seeded generator), the
-    members drawn at random within the group. Returned in the original order."""
-    items = list(items)
-    if n < 1:
-        raise ValueError(f"the sample size must be >= 1, got {n}")
-    if n >= len(items):
-        return items
+def stratified_order(items: Sequence[Item], seed: int = 0) -> List[Item]:
+    """All items in a seeded order whose every prefix is a sample stratified by
+    ``item.group``: systematic sampling within each group (a random permutation of the
+    group, member k at key (k + u_g) / size_g with one random offset u_g per group), the
+    groups merged by key. The first n items hold within 2 (1 + groups * size_g / N) of
+    n * size_g / N of each group."""
     rng = np.random.default_rng(seed)
     groups: Dict[str, List[int]] = {}
     for i, it in enumerate(items):
         groups.setdefault(it.group, []).append(i)
-    names = list(groups)
-    sizes = np.array([len(groups[g]) for g in names], dtype=np.float64)
-    exact = n * sizes / sizes.sum()
-    quota = np.floor(exact).astype(int)
-    left = n - int(quota.sum())
-    if left:
-        # largest remainder first; equal remainders in a seeded random order
-        order = np.lexsort((rng.random(len(names)), -(exact - quota)))
-        quota[order[:left]] += 1
-    chosen = []
-    for g, q in zip(names, quota):
-        if q:
-            chosen += rng.choice(groups[g], size=int(q), replace=False).tolist()
-    return [items[i] for i in sorted(chosen)]
+    keys = np.empty(len(items))
+    for g, members in groups.items():
+        perm = rng.permutation(len(members))
+        u = rng.random()
+        for k, j in enumerate(perm):
+            keys[members[j]] = (k + u) / len(members)
+    tie = rng.random(len(items))
+    return [items[i] for i in np.lexsort((tie, keys))]
+
+
+def stratified_sample(items: Sequence[Item], n: int, seed: int = 0) -> List[Item]:
+    """``n`` items drawn without replacement, stratified by ``item.group``: the first n of
+    :func:`stratified_order`. Samples of one seed are nested (the sample of 150 is the first
+    half of the sample of 300), and they come in that order, so a run stopped early has
+    answered a stratified sample too."""
+    if n < 1:
+        raise ValueError(f"the sample size must be >= 1, got {n}")
+    return stratified_order(items, seed)[:n]
 
 
 # ------------------------------------------------------------------------------- GSM8K
@@ -224,7 +225,7 @@ class MMLU(Benchmark):
     name = "mmlu"
     options = "ABCD"
     max_tokens = 8
-    sample_tokens = 4
+    sample_tokens = 1  # the answer after the cue is one letter: samples from the same pass
     CUE = "Answer:"
 
     def __init__(self, shots: int = 5, shot_chars: int = 3000, seed: int = 0):

@@ -103,16 +103,19 @@ def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
     sig: Dict[str, float] = {}
     extra: Dict[str, object] = {}
     requests = []
+    one_pass = bool(bench.options) and settings.sampled_tokens(bench) == 1
     if bench.options:
-        answer, osig, extra = _option_answer(bench, model, ids)
+        answer, osig, extra, row = _option_answer(bench, model, ids, full_row=one_pass)
         if signals:
             sig.update(osig)
     else:
         requests.append(SampleRequest(ids, 1, settings.answer_tokens(bench),
                                       settings.temperature, item_seed(settings.seed, item.id)))
-    if signals and settings.samples:
+    if signals and settings.samples and not one_pass:
         requests.append(_sample_request(bench, ids, item, settings))
     out = model.sample_many(requests) if requests else []
+    if signals and settings.samples and one_pass:
+        out.append(_samples_from_row(model, row, item, settings))
     usage = {"prompt_tokens": len(ids), "completion_tokens": 0}
     if not bench.options:
         answer = p.cue + out[0].texts[0] if p.cue else out[0].texts[0]
@@ -161,9 +164,32 @@ def _chat_answer(model, p, turns, max_tokens, temperature):
     return answers, usage
 
 
-def _option_answer(bench, model, ids) -> Tuple[str, Dict[str, float], Dict[str, object]]:
+def _samples_from_row(model, row, item, settings):
+    """One-token answers drawn from the next-token distribution that the option pass already
+    computed: what ``sample(max_tokens=1)`` draws, without a second pass over the prompt.
+    Logprobs are under the model (temperature 1), as in ``EdgeModel.sample``."""
+    from confroute.models.types import Samples
+
+    t = settings.sample_temperature
+    rng = np.random.default_rng(item_seed(settings.seed + 1, item.id))
+    if t == 0:
+        toks = np.full(settings.samples, int(np.argmax(row)))
+    else:
+        z = row / t
+        p = np.exp(z - np.logaddexp.reduce(z))
+        toks = rng.choice(row.size, size=settings.samples, p=p / p.sum())
+    texts = tuple(model.detokenize([int(k)]) for k in toks)
+    return Samples(texts=texts, token_logprobs=tuple(np.array([row[k]]) for k in toks),
+                   token_ids=tuple(np.array([k], np.int32) for k in toks),
+                   finish_reasons=("length",) * len(toks), model=model.name,
+                   prompt_tokens=0, completion_tokens=len(toks), temperature=float(t),
+                   seconds=0.0)
+
+
+def _option_answer(bench, model, ids, full_row: bool = False):
     """The most likely option letter right after the prompt + cue (each letter with and
-    without a leading space, which tokenize differently)."""
+    without a leading space, which tokenize differently): (letter, signals, extra, the full
+    next-token logprob row or None)."""
     letters = list(bench.options)
     tok, owner = [], []
     for c, letter in enumerate(letters):
@@ -173,7 +199,12 @@ def _option_answer(bench, model, ids) -> Tuple[str, Dict[str, float], Dict[str, 
                 owner.append(c)
         if c not in owner:
             raise ValueError(f"option {letter!r} is not a single token for {model.name}")
-    lp = np.asarray(model.next_token_logprobs(ids, tok), np.float64)
+    row = None
+    if full_row:
+        row = np.asarray(model.next_token_logprobs(ids, np.arange(model.n_vocab)), np.float64)
+        lp = row[tok]
+    else:
+        lp = np.asarray(model.next_token_logprobs(ids, tok), np.float64)
     owner = np.asarray(owner)
     per = np.array([np.logaddexp.reduce(lp[owner == c]) for c in range(len(letters))])
     total = float(np.logaddexp.reduce(per))
@@ -184,7 +215,7 @@ def _option_answer(bench, model, ids) -> Tuple[str, Dict[str, float], Dict[str, 
            "top_letter_prob": float(probs[best])}
     extra = {"letter_probs": {L: float(q) for L, q in zip(letters, probs)},
              "letter_mass": float(np.exp(total))}
-    return letters[best], sig, extra
+    return letters[best], sig, extra, row
 
 
 def _sampled_signals(bench, item, samples, settings, scorer):
