@@ -84,10 +84,9 @@ def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
     p = bench.prompt(item)
     turns = tuple(getattr(item, "turns", ()) or ())
     in_process = hasattr(model, "sample_many") and hasattr(model, "prompt_tokens")
-    if bench.options and not in_process:
-        raise ValueError(f"{bench.name}: the answer is read from the next-token letter "
-                         f"distribution, which needs an in-process model (EdgeModel)")
     if len(turns) > 1 or not in_process:
+        # a chat-only backend (a cloud API) answers in text: no letter distribution, no cue
+        # (APIs do not reliably continue an assistant prefix); the grader extracts the answer
         answer, usage = _chat_answer(model, p, turns, settings.answer_tokens(bench),
                                      settings.temperature)
         sig, extra = {}, {}
@@ -148,10 +147,7 @@ def _chat_answer(model, p, turns, max_tokens, temperature):
 
     messages = [dict(m) for m in p.messages]
     if len(turns) <= 1:
-        if p.cue:
-            messages.append({"role": "assistant", "content": p.cue})
-        text, usage = _ask(model, messages, max_tokens, temperature)
-        return (p.cue + " " + text if p.cue else text), usage
+        return _ask(model, messages, max_tokens, temperature)
     answers, usage = [], {}
     for i, turn in enumerate(turns):
         if i:

@@ -415,10 +415,13 @@ def _table(items, names, recorded, done, weak, strong, name, benchmark, settings
               for k in signals}
     secs = {m: float(np.mean([done[(it.id, m)].seconds for it in keep]))
             for m in names if m not in recorded}
+    tokens = {m: {k: float(np.mean([done[(it.id, m)].usage.get(k, 0) for it in keep]))
+                  for k in ("prompt_tokens", "completion_tokens", "sample_tokens")}
+              for m in names if m not in recorded}
     meta = {"benchmark": name, "models": {m: ("recorded" if m in recorded else "live")
                                           for m in names},
             "edge": weak, "cloud": strong, "signals_from": signals_from,
-            "signal_higher": higher, "seconds_per_prompt": secs,
+            "signal_higher": higher, "seconds_per_prompt": secs, "mean_tokens": tokens,
             "n_items": len(items), "n_kept": len(keep), "checkpoint": checkpoint,
             "settings": {k: v for k, v in header.items() if k != "kind"}}
     return OutcomeTable([it.prompt for it in keep], names, q, weak, strong, name=name,
