@@ -43,8 +43,9 @@ def add_arguments(parser) -> None:
     r.add_argument("--edge-price", default=None, metavar="CALL[,IN,OUT]",
                    help="edge price per call, per input token, per output token")
     r.add_argument("--cloud-price", default=None, metavar="CALL[,IN,OUT]")
-    r.add_argument("--tokens", default="0,0,0", metavar="IN,EDGE_OUT,CLOUD_OUT",
-                   help="mean tokens per query for the cost estimate")
+    r.add_argument("--tokens", default=None, metavar="IN,EDGE_OUT,CLOUD_OUT",
+                   help="mean tokens per query for the cost estimate (default: a live "
+                        "table's own means for IN and EDGE_OUT, per answer; else 0)")
     r.add_argument("--edge-samples", type=int, default=None,
                    help="answers the edge model draws per query (SE routing: e.g. 5; default: "
                         "the table's edge samples + 1 for a live table, else 1)")
@@ -182,14 +183,25 @@ def _replay(args) -> int:
     if edge or cloud:
         from confroute.eval.metrics import Prices
 
-        tok = [float(x) for x in args.tokens.split(",")]
-        if len(tok) != 3:
-            raise ValueError(f"--tokens: expected IN,EDGE_OUT,CLOUD_OUT, got {args.tokens!r}")
-        at = sorted({0.0, 1.0, *shares})
+        live = (table.meta.get("settings") or {}).get("live") or {}
         samples = args.edge_samples
         if samples is None:
-            live = (table.meta.get("settings") or {}).get("live") or {}
             samples = int(live.get("samples", 0)) + 1 if table.meta.get("signals_from") else 1
+        if args.tokens is None:
+            # a live table knows its edge's mean prompt and answer lengths (per answer drawn)
+            t = (table.meta.get("mean_tokens") or {}).get(table.weak) or {}
+            out_tok = (t.get("completion_tokens", 0) + t.get("sample_tokens", 0)) / samples
+            tok = [float(t.get("prompt_tokens", 0)), float(out_tok), 0.0]
+        else:
+            try:
+                tok = [float(x) for x in args.tokens.split(",")]
+            except ValueError:
+                tok = []
+            if len(tok) != 3:
+                raise ValueError(f"--tokens: expected IN,EDGE_OUT,CLOUD_OUT numbers, got "
+                                 f"{args.tokens!r}")
+        out["cost_tokens"] = {"input": tok[0], "edge_output": tok[1], "cloud_output": tok[2]}
+        at = sorted({0.0, 1.0, *shares})
         costs = cost_at_share(at, edge or Prices(), cloud or Prices(), *tok,
                               edge_samples=samples)
         out["cost_edge_samples"] = samples
