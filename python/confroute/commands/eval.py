@@ -347,8 +347,8 @@ def _build(args) -> int:
         print(f"signals: {', '.join(sorted(table.signals))}")
     print(f"wrote {args.out} (+{os.path.basename(args.out)}.meta.json; checkpoint "
           f"{args.checkpoint}); replay it with:\n"
-          f"  confroute eval replay --table {args.out} --router random --router signals "
-          f"--out DIR")
+          f"  confroute eval replay --table {args.out} --router random --router oracle"
+          + (" --router signals" if table.signals else "") + " --out DIR")
     return 0
 
 

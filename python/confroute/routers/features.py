@@ -35,7 +35,10 @@ def default_embedder():
     if _SHARED is None:
         from confroute.models import default_embedder as make
 
-        _SHARED = CachingEmbedder(make(), disk=disk_cache_dir())
+        # CONFROUTE_N_THREADS caps onnxruntime's threads too: on a busy machine its spinning
+        # pool costs more than it gives (as llama.cpp's does)
+        threads = int(os.environ.get("CONFROUTE_N_THREADS") or 0) or None
+        _SHARED = CachingEmbedder(make(n_threads=threads), disk=disk_cache_dir())
     return _SHARED
 
 
