@@ -437,7 +437,8 @@ class EdgeModel:
 
     def next_token_logprobs(self, messages: Messages, token_ids: Sequence[int]) -> np.ndarray:
         """float64 log-probabilities of candidate next tokens right after the prompt (one
-        forward pass, no sampling): the basis of the multiple-choice letter distribution."""
+        forward pass, no sampling): the basis of the multiple-choice letter distribution.
+        ``messages`` may also be the prompt's token ids (as in ``sample``)."""
         from confroute import token_logprobs
 
         ids = np.asarray([int(t) for t in token_ids], np.int32)
@@ -445,7 +446,7 @@ class EdgeModel:
             raise ValueError("token_ids is empty")
         if ids.min() < 0 or ids.max() >= self.n_vocab:
             raise ValueError(f"token ids must lie in [0, {self.n_vocab})")
-        prompt = self.prompt_tokens(messages)
+        prompt = self._prompt_ids(messages)  # messages, or token ids (a prompt + answer cue)
         with self._lock:
             self._clear_kv()
             row = self._prefill(prompt, len(prompt) - 1)[-1][-1]
