@@ -216,7 +216,8 @@ PYBIND11_MODULE(_core, m) {
 shape [M, V]; a max-shifted log-sum-exp, so any finite logits are safe.)doc");
   m.def("sequence_logprobs", &sequence_logprobs_py, py::arg("token_logprobs"),
         py::arg("token_offsets"), py::arg("reduce") = "mean", R"doc(Per sample: the sum of its token logprobs, or their mean (the length-normalized
-log-likelihood; 0 for a sample with no tokens).)doc");
+log-likelihood). Every sample needs at least one token (a finished answer's end-of-generation
+token): an empty sample has no likelihood and raises ValueError.)doc");
   m.def("cluster_by_similarity", &cluster_py, py::arg("embeddings"), py::arg("sample_offsets"),
         py::arg("threshold"), py::arg("method") = "greedy", py::arg("n_threads") = 0, R"doc(Groups each query's samples by the cosine similarity of their embeddings ([S, D], normalized
 inside). ``greedy``: Kuhn et al.'s procedure, a sample joins the first cluster whose first

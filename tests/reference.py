@@ -15,10 +15,9 @@ def sequence_logprobs(token_lp, token_offsets, reduce="mean"):
     out = []
     for s in range(len(token_offsets) - 1):
         seg = np.asarray(token_lp[token_offsets[s]:token_offsets[s + 1]], dtype=np.float64)
-        if reduce == "sum":
-            out.append(seg.sum())
-        else:
-            out.append(seg.mean() if len(seg) else 0.0)
+        if len(seg) == 0:  # no likelihood: not even the end-of-generation token
+            raise ValueError(f"sample {s} has no tokens")
+        out.append(seg.sum() if reduce == "sum" else seg.mean())
     return np.array(out)
 
 
@@ -122,7 +121,7 @@ def random_batch(rng, B, n_max=10, t_max=20, D=8, n_meanings=3):
     n = rng.integers(1, n_max + 1, size=B)
     sample_offsets = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
     S = int(sample_offsets[-1])
-    t = rng.integers(0, t_max + 1, size=S)
+    t = rng.integers(1, t_max + 1, size=S)  # every sample has at least its stop token
     token_offsets = np.concatenate([[0], np.cumsum(t)]).astype(np.int64)
     token_lp = -rng.exponential(1.0, size=int(token_offsets[-1]))
     centres = rng.normal(size=(n_meanings, D))

@@ -103,7 +103,9 @@ class FlakyCloud:
     - ``500``: answers HTTP 500 with an error body;
     - ``stall``: accepts the request and answers nothing for ``stall_s`` seconds;
     - ``drop``: closes the connection without an answer;
-    - ``cut``: forwards, but closes the connection after ``cut_after`` bytes of the answer.
+    - ``cut``: forwards, but closes the connection after ``cut_after`` bytes of the answer;
+    - ``no_logprobs``: forwards a non-streamed answer without its choices' logprobs, as a
+      server that offers none sends it.
 
     ``bodies`` records every request body (parsed JSON); ``hits`` counts them;
     ``aborted_streams`` counts forwarded streams whose reader went away before the end."""
@@ -145,7 +147,17 @@ class FlakyCloud:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                if mode == "no_logprobs":
+                    return self._without_logprobs(body)
                 self._forward(body)   # "forward" and "cut"
+
+            def _without_logprobs(self, body):
+                r = httpx.post(cloud.target + self.path[len("/v1"):], content=body,
+                               timeout=120, headers={"Content-Type": "application/json"})
+                data = r.json()
+                for c in data.get("choices") or []:
+                    c["logprobs"] = None
+                self._json(r.status_code, data)
 
             def _json(self, status, obj):
                 data = json.dumps(obj).encode()

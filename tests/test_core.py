@@ -100,9 +100,22 @@ def test_weighted_and_kuhn_hand_worked():
 
 def test_sequence_logprobs_hand_worked():
     lp = [-1.0, -2.0, -3.0, -4.0]
-    off = [0, 3, 3, 4]  # the middle sample is empty: sum 0, mean 0
-    np.testing.assert_allclose(confroute.sequence_logprobs(lp, off, "sum"), [-6, 0, -4])
-    np.testing.assert_allclose(confroute.sequence_logprobs(lp, off, "mean"), [-2, 0, -4])
+    off = [0, 3, 4]
+    np.testing.assert_allclose(confroute.sequence_logprobs(lp, off, "sum"), [-6, -4])
+    np.testing.assert_allclose(confroute.sequence_logprobs(lp, off, "mean"), [-2, -4])
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_an_empty_sample_has_no_likelihood(reduce):
+    # An empty sample used to score 0 (probability 1) and outweigh every real answer. A
+    # finished answer always holds its end-of-generation token, so an empty one is an error.
+    with pytest.raises(ValueError, match="sample 1 has no tokens"):
+        confroute.sequence_logprobs([-1.0, -2.0, -3.0, -4.0], [0, 3, 3, 4], reduce)
+    with pytest.raises(ValueError, match="sample 1 has no tokens"):
+        confroute.confidence_batch([-1.0, -2.0], [0, 1, 1, 2], EMB, [0, 3], 0.5,
+                                   likelihood=reduce)
+    with pytest.raises(ValueError, match="sample 1 has no tokens"):
+        ref.sequence_logprobs([-1.0, -2.0], [0, 1, 1, 2], reduce)
 
 
 def test_greedy_and_components_differ_on_a_chain():
@@ -217,8 +230,8 @@ BAD_CASES = [
     ("outside \\[0, 2\\)", lambda: confroute.semantic_entropy([0, 2], [0, 2])),
     ("outside \\[0, 2\\)", lambda: confroute.semantic_entropy([0, -1], [0, 2])),
     ("token_offsets has 2 entries", lambda: confroute.confidence_batch([-1.0], [0, 1], EMB, [0, 3], 0.5)),
-    ("NaN or infinite", lambda: confroute.confidence_batch([np.nan], [0, 1, 1, 1], EMB, [0, 3], 0.5)),
-    ("unknown kind", lambda: confroute.confidence_batch([-1.0], [0, 1, 1, 1], EMB, [0, 3], 0.5).se("x")),
+    ("NaN or infinite", lambda: confroute.confidence_batch([np.nan, -1, -1], [0, 1, 2, 3], EMB, [0, 3], 0.5)),
+    ("unknown kind", lambda: confroute.confidence_batch([-1.0] * 3, [0, 1, 2, 3], EMB, [0, 3], 0.5).se("x")),
 ]
 
 

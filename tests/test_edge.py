@@ -14,6 +14,13 @@ def test_samples_have_finite_nonpositive_logprobs_matching_teacher_forcing(edge_
         assert np.all(np.isfinite(lp)) and np.all(lp <= 0)
         assert fin in ("stop", "length") and (fin == "stop" or len(ids) == 12)
         assert edge_model.detokenize(ids) == text
+        # a stopped answer ends with its end-of-generation token (in ids and logprobs, scored
+        # by teacher forcing below too), which the text leaves out
+        import llama_cpp
+        assert (fin == "stop") == bool(llama_cpp.llama_vocab_is_eog(edge_model._vocab,
+                                                                   int(ids[-1])))
+        if fin == "stop":
+            assert edge_model.detokenize(ids[:-1]) == text
         # The same tokens scored by one teacher-forced pass of a single sequence. The first
         # token comes from the same prompt logits (exact); later ones go through llama.cpp's
         # multi-token kernels, whose rounding differs from one-token decoding (measured up to

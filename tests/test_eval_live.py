@@ -88,8 +88,10 @@ def test_records_keep_the_answers(tmp_path):
     ck = tmp_path / "ck.jsonl"
     _run(ck, Scripted("edge"), Scripted("cloud"))
     recs = [json.loads(l) for l in ck.read_text().splitlines()[1:]]
+    assert recs[0].pop("seconds") >= 0
     assert recs[0] == {"id": "q0", "model": "edge", "answer": "so #### 0", "extracted": "0",
-                       "quality": 1.0, "usage": {"completion_tokens": 3}}
+                       "quality": 1.0, "usage": {"completion_tokens": 3}, "signals": {},
+                       "extra": {}}
 
 
 def test_bad_arguments(tmp_path):

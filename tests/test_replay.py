@@ -118,8 +118,9 @@ def test_scores_router_reads_a_file(tmp_path):
     lp = ScoresRouter(path=str(p), column="logprob", higher="edge")
     assert np.argsort(lp.score(["a", "b", "c", "d"])).tolist() == [3, 0, 2, 1]
     rep = replay(_toy(), {"se": f"scores:path={p},column=se", "oracle": "oracle"})
-    assert rep.results[0].metrics["apgr"] == pytest.approx(
-        M.apgr(rep.results[0].curve.share, rep.results[0].curve.quality, 0.5, 0.75))
+    # By hand: b, c, a, d go to the cloud in turn, so PGR (gap 0.5 -> 0.75) is 0, 1, 2, 2, 1
+    # at shares 0, .25, .5, .75, 1; trapezoids: .25 * (.5 + 1.5 + 2 + 1.5) = 1.375.
+    assert rep.results[0].metrics["apgr"] == pytest.approx(1.375)
     with pytest.raises(ValueError, match=r"no score for 1 of 2 prompts"):
         r.score(["a", "zzz"])
     with pytest.raises(ValueError, match="missing column 'nope'"):

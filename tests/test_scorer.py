@@ -6,9 +6,7 @@ import pytest
 
 import confroute
 from confroute.models.types import Samples
-from confroute.scorer import (
-    ConfidenceScorer, _best_index, _one_hot, extract_number, extract_option,
-)
+from confroute.scorer import ConfidenceScorer, _best_index, _one_hot
 
 CONFIDENT = "What is the opposite of hot? Answer in one word."
 UNSURE = "Who won the Tour de France in 1937?"
@@ -52,6 +50,29 @@ def test_numbers_equal_the_core_on_the_same_samples(scorer, edge_model, embedder
     assert c.best_index == members[np.argmax(c.seq_logprob_mean[members])]
 
 
+def test_empty_edge_answers_count_their_stop_token_and_are_never_the_answer(scorer, edge_model):
+    # The assistant turn already holds its answer, so most samples stop at once: empty texts.
+    import llama_cpp
+
+    ids = edge_model.prompt_tokens(CONFIDENT) + edge_model.tokenize("Cold.")
+    s = edge_model.sample(ids, n=6, max_tokens=12, temperature=1.0, seed=1)
+    empty = [i for i, t in enumerate(s.texts) if t == ""]
+    assert 2 <= len(empty) < s.n   # this seeded draw: three empty, three not
+    for i in empty:
+        # the answer is its end-of-generation token: one token, with the model's probability
+        # of stopping right there (no longer 0 tokens and log-probability 0)
+        assert s.finish_reasons[i] == "stop" and len(s.token_ids[i]) == 1
+        assert llama_cpp.llama_vocab_is_eog(edge_model._vocab, int(s.token_ids[i][0]))
+        assert len(s.token_logprobs[i]) == 1 and -20 < s.token_logprobs[i][0] < 0
+    c = scorer.score_samples([s])[0]
+    # The empty answers are the largest cluster, and the most likely: still not the answer.
+    assert np.bincount(c.cluster_ids).max() == len(empty)
+    assert len({c.cluster_ids[i] for i in empty}) == 1
+    assert c.answer.strip() and c.best_index not in empty
+    np.testing.assert_array_equal(c.seq_logprob_mean[empty], [s.token_logprobs[i][0] for i in empty])
+    assert math.isfinite(c.se_kuhn) and math.isfinite(c.se_weighted)
+
+
 def test_exact_answer_clustering(scorer, edge_model):
     c = scorer.score_exact("What is 12 + 7? Answer with a number.", edge_model,
                            extract="number", n=5, max_tokens=24)
@@ -77,17 +98,6 @@ def test_multiple_choice_letter_distribution_in_one_pass(scorer, edge_model):
     assert c.answer == "ABCD"[int(np.argmax(p))]
     with pytest.raises(ValueError, match="two distinct"):
         scorer.score_options(q, edge_model, letters="AA")
-
-
-def test_extractors():
-    assert extract_number("so 3 + 4 = 7.\n#### 1,234") == "1234"
-    assert extract_number("The answer is 42.0 apples, not 7") == "42"
-    assert extract_number("it costs $5 or $6.50") == "6.5"
-    assert extract_number("no digits here") is None
-    assert extract_option("The answer is (C).") == "C"
-    assert extract_option("B) Mars, because it is red") == "B"
-    assert extract_option("I think it is D") == "D"
-    assert extract_option("nothing") is None
 
 
 class _Fake:
@@ -129,6 +139,25 @@ def test_best_index_prefers_the_largest_cluster_then_likelihood():
     emb = _one_hot(["7", None, "7", None])
     sim = emb @ emb.T
     assert sim[0, 2] == 1 and sim[1, 3] == 0 and sim[0, 1] == 0
+
+
+def test_an_empty_answer_is_never_chosen_over_a_real_one():
+    # The empty samples form the largest cluster and are the most likely: still not chosen.
+    ids, mean = np.array([0, 0, 0, 1, 2]), np.array([-0.1, -0.1, -0.2, -1.0, -2.0])
+    assert _best_index(ids, mean, ["", "", "  \n", "Paris", "Lyon"]) == 3
+    assert _best_index(ids, None, ["", "", "", "Lyon", "Paris"]) == 3
+    # Only empty answers: the most likely of them (nothing better exists).
+    assert _best_index(np.array([0, 0]), np.array([-2.0, -1.0]), ["", ""]) == 1
+
+
+def test_an_empty_sample_without_logprobs_makes_the_likelihoods_unknown():
+    # A server that leaves the stop token out gives an empty answer no logprobs at all: its
+    # likelihood is unknown, so the SE kinds that need it are NaN, not a made-up number.
+    sc = ConfidenceScorer(_OneHot(), n=3)
+    c = sc.score("q", _Fake(["a", "a", "b"], [[-0.5], [], [-0.1, -0.2]]))
+    assert math.isnan(c.se_kuhn) and math.isnan(c.se_weighted)
+    assert np.isnan(c.seq_logprob_mean).all()
+    assert c.se_discrete == pytest.approx(-(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3)))
 
 
 @pytest.mark.parametrize("kwargs, match", [

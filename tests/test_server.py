@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import re
+import socket
 import threading
 import time
 
@@ -329,28 +330,49 @@ def test_full_queue_answers_429_with_retry_after(server):
             assert int(r.headers["retry-after"]) >= 1
 
 
+def _post_and_hold(server, body) -> socket.socket:
+    """A chat request on a raw socket, left open: the test decides when the client leaves."""
+    url = httpx.URL(server.url + "/chat/completions")
+    data = json.dumps(body).encode()
+    sock = socket.create_connection((url.host, url.port), timeout=30)
+    sock.sendall(b"POST " + url.raw_path + b" HTTP/1.1\r\nHost: " + url.host.encode()
+                 + b"\r\nAuthorization: Bearer " + KEY.encode()
+                 + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                 + str(len(data)).encode() + b"\r\n\r\n" + data)
+    return sock
+
+
+def _wait_for(cond, what: str, timeout: float = 120.0) -> None:
+    """Polls cond() until it holds; the timeout bounds a failure, it never passes a test."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+
+
 def test_clients_that_leave_free_their_queued_work(server):
     before = server.metric('confroute_dropped_jobs_total{model="edge"}', AUTH)
     gone_before = server.metric("confroute_client_disconnects_total", AUTH)
     body = {"model": EDGE, "messages": [{"role": "user", "content": "Tell me a story."}],
             "max_tokens": 64}
-
-    def one(_):
-        try:
-            httpx.post(server.url + "/chat/completions", json=body, headers=AUTH, timeout=0.5)
-        except httpx.TimeoutException:
-            return "left"
-        return "answered"
-
-    with cf.ThreadPoolExecutor(3) as pool:
-        assert list(pool.map(one, range(3))) == ["left"] * 3
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (
-            server.metric("confroute_queue_depth{model=\"edge\"}", AUTH) > 0):
-        time.sleep(0.2)
-    assert server.metric("confroute_queue_depth{model=\"edge\"}", AUTH) == 0
+    depth = 'confroute_queue_depth{model="edge"}'
+    # One request alone first: the idle edge worker takes it at once (sent together, the
+    # three would be sampled as one batch and none would wait in line). Then two behind it.
+    socks = [_post_and_hold(server, body)]
+    try:
+        _wait_for(lambda: server.metric(depth, AUTH) == 1, "the first request admitted")
+        socks += [_post_and_hold(server, body) for _ in range(2)]
+        _wait_for(lambda: server.metric(depth, AUTH) == 3, "two requests in line")
+        for sock in socks:
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)   # no answer yet: each client leaves before its answer
+    finally:
+        for sock in socks:
+            sock.close()
     # The running job finishes (llama.cpp cannot be interrupted mid-sample); queued ones drop.
-    assert server.metric('confroute_dropped_jobs_total{model="edge"}', AUTH) - before >= 1
+    _wait_for(lambda: server.metric(depth, AUTH) == 0, "the edge queue drained")
+    assert server.metric('confroute_dropped_jobs_total{model="edge"}', AUTH) - before == 2
     assert server.metric("confroute_client_disconnects_total", AUTH) - gone_before == 3
 
 

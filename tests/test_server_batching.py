@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -59,23 +60,30 @@ def test_waiting_jobs_run_as_one_batch_and_fall_back_one_by_one_on_failure():
             raise RuntimeError("batch failed")
         return [f"batched {p}" for p in payloads]
 
+    async def until(cond, what):
+        """Lets the other tasks and the worker run until cond() holds (no fixed wait)."""
+        deadline = time.monotonic() + 30   # a bound on a failure, never reached on success
+        while not cond():
+            assert time.monotonic() < deadline, f"never happened: {what}"
+            await asyncio.sleep(0.001)
+
     async def scenario():
         q = WorkQueue("t", capacity=8, batch_fn=batch, batch_fits=lambda ps: len(ps) <= 3)
         cancel = threading.Event()
-        first = asyncio.ensure_future(q.run(gate.wait, cancel))   # holds the worker
-        await asyncio.sleep(0.05)
+        # `first` holds the worker until the gate opens; the others are all in line by then
+        first = asyncio.ensure_future(q.run(gate.wait, cancel))
         jobs = [asyncio.ensure_future(q.run(lambda p=p: f"alone {p}", cancel, batch=p))
                 for p in ("a", "b", "c", "d")]
-        await asyncio.sleep(0.05)
+        await until(lambda: q.depth == 5, "five jobs admitted")
         gate.set()
         out = await asyncio.gather(first, *jobs)
+        await until(lambda: q.depth == 0, "every slot released")
         # then a batch that fails: each job runs on its own
         gate.clear()
         first = asyncio.ensure_future(q.run(gate.wait, cancel))
-        await asyncio.sleep(0.05)
         jobs = [asyncio.ensure_future(q.run(lambda p=p: f"alone {p}", cancel, batch=p))
                 for p in ("x", "boom")]
-        await asyncio.sleep(0.05)
+        await until(lambda: q.depth == 3, "three jobs admitted")
         gate.set()
         out2 = await asyncio.gather(first, *jobs)
         q.shutdown()

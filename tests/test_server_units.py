@@ -205,3 +205,11 @@ def test_config_errors_name_the_setting(tmp_path):
         cfgmod.load(str(p))
     with pytest.raises(ValueError, match="does not exist"):
         cfgmod.load(str(tmp_path / "missing.json"))
+
+
+def test_a_setting_the_server_never_reads_is_refused():
+    # routers[].sample_max_tokens was accepted and never read (the samples are the answer,
+    # drawn at the answer's length): a config naming it is an error, not a silent no-op.
+    with pytest.raises(ValueError, match="sample_max_tokens is not a known setting"):
+        cfgmod.from_dict({"routers": [{"name": "se", "thresholds": [0.5],
+                                       "sample_max_tokens": 10}]})

@@ -11,8 +11,6 @@ from confroute.routers import Router
 from confroute.routers.policy import RouterPolicy, parse_router_string
 from confroute.routing import Evidence, Need, Sampling
 
-pytest.importorskip("confroute.models.embed")  # the default embedder (issue 3's backends)
-
 HARD = ["Prove that there are infinitely many primes.", "Solve 37 * 48 - 129 step by step.",
         "Derive the quadratic formula.", "Integrate x^2 * sin(x) dx.",
         "What is the derivative of ln(x^2 + 1)?", "Factor x^3 - 6x^2 + 11x - 6.",
@@ -63,7 +61,6 @@ def test_train_calibrate_and_use(labels, capsys):
     assert loaded.threshold == cal["threshold"]
     assert json.loads((out / "router.json").read_text())["info"]["calibration"]["n_calibration"] == 6
     # the router string and the Controller policy
-    pytest.importorskip("confroute.controller")
     policy = RouterPolicy.from_string(f"router-{out}")
     assert policy.threshold == cal["threshold"]
     d_hard = policy.decide([{"role": "user", "content": HARD[8]}])
@@ -131,7 +128,7 @@ def test_accuracy_labels_from_an_outcome_table_and_from_graded_se_rows(tmp_path)
 def test_router_policy_drives_the_controller(labels, edge_model):
     """The policy inside issue 3's Controller on a real model (SmolLM2 stands in for both
     sides here: what is checked is the route, not the answer)."""
-    controller = pytest.importorskip("confroute.controller")
+    from confroute import controller
     from confroute.routers import get_router
 
     router = get_router("knn", k=3).fit(read_labels(labels / "labels.jsonl"))

@@ -37,7 +37,7 @@ int main() {
     std::vector<int64_t> so{0}, to{0};
     for (std::size_t b = 0; b < B; ++b) so.push_back(so.back() + 1 + rng() % 6);
     const std::size_t S = so.back();
-    for (std::size_t s = 0; s < S; ++s) to.push_back(to.back() + rng() % 5);  // empty ok
+    for (std::size_t s = 0; s < S; ++s) to.push_back(to.back() + 1 + rng() % 5);
     const std::size_t T = to.back();
     std::vector<float> emb(S * D), logits(T * V);
     for (auto& x : emb) x = static_cast<float>(normal(rng)) + (rng() % 3 == 0 ? 3.0f : 0.0f);
@@ -86,6 +86,9 @@ int main() {
   const int64_t empty_q[] = {0, 0, 4};
   expect_invalid([&] { semantic_entropy<int32_t, double>(ids, 4, empty_q, 2, nullptr, Kind::Discrete, out); }, "empty query");
   expect_invalid([&] { semantic_entropy<int32_t, double>(ids, 4, so, 1, nullptr, Kind::Kuhn, out); }, "kuhn without logprobs");
+  const double lp3[] = {-1.0, -2.0, -3.0};
+  const int64_t empty_s[] = {0, 3, 3};
+  expect_invalid([&] { sequence_logprobs(lp3, 3, empty_s, 2, Reduce::Sum, out); }, "empty sample");
   const float zero[] = {0, 0, 1, 0};
   const int64_t so2[] = {0, 2};
   int32_t cid[2];

@@ -54,18 +54,28 @@ void token_logprobs(const F* logits, std::size_t M, std::size_t V, const I* toke
   });
 }
 
+void check_token_offsets(const int64_t* token_offsets, std::size_t S, std::size_t n_tokens) {
+  check_offsets(token_offsets, S + 1, static_cast<int64_t>(n_tokens), "token_offsets",
+                "tokens", false);
+  for (std::size_t s = 0; s < S; ++s)
+    if (token_offsets[s + 1] == token_offsets[s])
+      throw std::invalid_argument(
+          "sample " + std::to_string(s) +
+          " has no tokens: an empty sample has no likelihood (include the "
+          "end-of-generation token's logprob in each sample)");
+}
+
 template <class F>
 void sequence_logprobs(const F* lp, std::size_t n_tokens, const int64_t* token_offsets,
                        std::size_t S, Reduce reduce, double* out) {
-  check_offsets(token_offsets, S + 1, static_cast<int64_t>(n_tokens), "token_offsets",
-                "tokens", false);
+  check_token_offsets(token_offsets, S, n_tokens);
   for (std::size_t s = 0; s < S; ++s) {
     const double sum = detail::sum(lp + token_offsets[s], token_offsets[s + 1] - token_offsets[s]);
     if (!std::isfinite(sum))
       throw std::invalid_argument("token_logprobs of sample " + std::to_string(s) +
                                   " hold a NaN or infinite value");
     const int64_t len = token_offsets[s + 1] - token_offsets[s];
-    out[s] = reduce == Reduce::Sum ? sum : (len > 0 ? sum / static_cast<double>(len) : 0.0);
+    out[s] = reduce == Reduce::Sum ? sum : sum / static_cast<double>(len);
   }
 }
 

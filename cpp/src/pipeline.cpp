@@ -6,6 +6,7 @@
 #include <string>
 
 #include "confroute/entropy.hpp"
+#include "confroute/logprobs.hpp"
 #include "confroute/parallel.hpp"
 #include "confroute/ragged.hpp"
 #include "kernels.hpp"
@@ -19,8 +20,7 @@ ConfidenceBatch confidence_batch(const F* tlp, std::size_t T, const int64_t* tok
                                  double threshold, Method method, Reduce likelihood,
                                  int n_threads) {
   const std::size_t max_n = check_cluster_args(S, D, sample_offsets, B, threshold);
-  check_offsets(token_offsets, S + 1, static_cast<int64_t>(T), "token_offsets", "tokens",
-                false);
+  check_token_offsets(token_offsets, S, T);
 
   ConfidenceBatch r;
   r.cluster_ids.resize(S);
@@ -46,7 +46,7 @@ ConfidenceBatch confidence_batch(const F* tlp, std::size_t T, const int64_t* tok
           throw std::invalid_argument("token_logprobs of sample " + std::to_string(s) +
                                       " hold a NaN or infinite value");
         const int64_t len = token_offsets[s + 1] - token_offsets[s];
-        const double mean = len > 0 ? sum / static_cast<double>(len) : 0.0;
+        const double mean = sum / static_cast<double>(len);
         r.seq_logprob_sum[s] = sum;
         r.seq_logprob_mean[s] = mean;
         mean_sum += mean;

@@ -151,8 +151,19 @@ def label_item(i: int, prompt: str, config: JobConfig, se_fn: SEFn,
 def scorer_se_fn(weak_model, strong_model, scorer, config: JobConfig) -> SEFn:
     """``se_fn`` from two models with ``.sample`` and a confidence scorer (issue 3's API):
     n samples at the job's temperature and max_tokens, SE of the job's kind, and the most
-    likely sample as the model's response."""
+    likely sample as the model's response. The 'weighted' and 'kuhn' kinds weight meanings by
+    their likelihood: a model whose server gives no logprobs (``gives_logprobs()`` False) is
+    refused here, before any sampling, with a ValueError that names ``--kind discrete``."""
     models = {"weak": weak_model, "strong": strong_model}
+    if config.kind != "discrete":
+        for role, model in models.items():
+            gives = getattr(model, "gives_logprobs", None)  # in-process models always do
+            if gives is not None and not gives():
+                raise ValueError(
+                    f"the {role} model {getattr(model, 'name', model)!r} returns no token "
+                    f"logprobs, and SE kind {config.kind!r} weights meanings by them: use "
+                    "--kind discrete (cluster frequencies only), or a server that returns "
+                    "logprobs")
 
     def se_fn(role: str, prompt: str, seed: int):
         messages = [{"role": "user", "content": prompt}]

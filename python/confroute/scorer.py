@@ -6,19 +6,20 @@ Three paths, one result type (:class:`Confidence`):
   seed=)`` (the edge model, the cloud client, the in-process Qwen), embedded and clustered by
   cosine similarity; the core computes every SE kind and the baselines.
 - ``score_exact``: the same samples clustered by their extracted final answer (a number, or an
-  option letter) — for tasks with a checkable answer, where meaning equals answer equality.
+  option letter, read by :mod:`confroute.answers` as grading reads them) — for tasks with a
+  checkable answer, where meaning equals answer equality.
 - ``score_options``: multiple choice without sampling — one forward pass gives the model's
   distribution over the option letters, and its exact entropy.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from confroute.answers import extract_letter, extract_number, format_number
 from confroute.models.types import Messages, Samples, normalize_messages
 
 KINDS = ("discrete", "weighted", "kuhn")
@@ -70,42 +71,6 @@ class Confidence:
                 "mean_token_logprob": self.mean_token_logprob,
                 "max_sequence_prob": self.max_sequence_prob,
                 "mean_perplexity": self.mean_perplexity, "seconds": dict(self.seconds)}
-
-
-# --- answer extraction for exact clustering -------------------------------------------------
-_NUM = r"-?\$?\d[\d,]*(?:\.\d+)?"
-
-
-def extract_number(text: str) -> Optional[str]:
-    """The final numeric answer of a text, canonical ('1,000.0' -> '1000'): after '####' or
-    'answer is' when present, else the last number. None if there is none."""
-    for pattern in (r"####\s*(" + _NUM + ")", r"answer is[:\s]*(" + _NUM + ")"):
-        m = re.findall(pattern, text, flags=re.IGNORECASE)
-        if m:
-            return _canonical_number(m[-1])
-    m = re.findall(_NUM, text)
-    return _canonical_number(m[-1]) if m else None
-
-
-def _canonical_number(s: str) -> Optional[str]:
-    s = s.replace(",", "").replace("$", "")
-    try:
-        v = float(s)
-    except ValueError:
-        return None
-    return str(int(v)) if v == int(v) else repr(v)
-
-
-def extract_option(text: str, letters: str = "ABCD") -> Optional[str]:
-    """The chosen option letter: 'answer is (B)' / 'Answer: B' first, else a letter at the
-    start ('B', 'B)', '(B)', 'B.'), else the last standalone letter. None if none."""
-    L = re.escape(letters)
-    for pattern in (rf"answer(?: is)?[:\s]*\(?([{L}])\b", rf"^\s*\(?([{L}])(?:[).:\s]|$)"):
-        m = re.search(pattern, text, flags=re.IGNORECASE if "answer" in pattern else 0)
-        if m:
-            return m.group(1).upper()
-    m = re.findall(rf"\b([{L}])\b", text)
-    return m[-1] if m else None
 
 
 # --- the scorer --------------------------------------------------------------------------------
@@ -180,10 +145,7 @@ class ConfidenceScorer:
         t0 = time.perf_counter()
         s = self._sample(messages, model, opts)
         t1 = time.perf_counter()
-        if extract == "number":
-            answers = [extract_number(t) for t in s.texts]
-        else:
-            answers = [extract_option(t, letters) for t in s.texts]
+        answers = [_exact_answer(t, extract, letters) for t in s.texts]
         emb = _one_hot(answers)
         return self._core([s], emb, 0.5, "exact", [tuple(answers)],
                           {"generate": t1 - t0, "embed": time.perf_counter() - t1})[0]
@@ -195,9 +157,12 @@ class ConfidenceScorer:
         t0 = time.perf_counter()
         lps, counts, has = [], [], []
         for s in samples:
-            has.append(s.token_logprobs is not None)
+            # A sample without logprobs has no likelihood (an empty answer from a server that
+            # leaves the stop token out has none either): the core still clusters on one
+            # placeholder value per sample, and every number that needs logprobs is NaN.
+            has.append(s.token_logprobs is not None and all(len(lp) for lp in s.token_logprobs))
             for i in range(s.n):
-                lp = s.token_logprobs[i] if s.token_logprobs is not None else np.zeros(0)
+                lp = s.token_logprobs[i] if has[-1] else np.zeros(1)
                 lps.append(lp)
                 counts.append(len(lp))
         token_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -211,8 +176,9 @@ class ConfidenceScorer:
         for b, s in enumerate(samples):
             lo, hi = sample_offsets[b], sample_offsets[b + 1]
             ids = np.asarray(r.cluster_ids[lo:hi])
-            mean = np.asarray(r.seq_logprob_mean[lo:hi])
             nan = float("nan")
+            mean = np.asarray(r.seq_logprob_mean[lo:hi]) if has[b] else np.full(s.n, nan)
+            total = np.asarray(r.seq_logprob_sum[lo:hi]) if has[b] else np.full(s.n, nan)
 
             def val(x, needs_lp=True):
                 return float(x[b]) if (has[b] or not needs_lp) else nan
@@ -224,8 +190,8 @@ class ConfidenceScorer:
                 se_kuhn=val(r.se_kuhn), mean_token_logprob=val(r.mean_token_logprob),
                 max_sequence_prob=val(r.max_sequence_prob),
                 mean_perplexity=val(r.mean_perplexity),
-                seq_logprob_sum=np.asarray(r.seq_logprob_sum[lo:hi]), seq_logprob_mean=mean,
-                best_index=_best_index(ids, mean if has[b] else None),
+                seq_logprob_sum=total, seq_logprob_mean=mean,
+                best_index=_best_index(ids, mean if has[b] else None, s.texts),
                 threshold=threshold if method_name == "embedding" else None, samples=s,
                 answers=answers[b] if answers else None,
                 seconds={**seconds, "core": dt}))
@@ -269,6 +235,14 @@ class ConfidenceScorer:
             seconds={"generate": t1 - t0, "embed": 0.0, "core": time.perf_counter() - t1})
 
 
+def _exact_answer(text: str, extract: str, letters: str) -> Optional[str]:
+    """The clustering key of a reply: the canonical number or the option letter, or None."""
+    if extract == "option":
+        return extract_letter(text, letters)
+    x = extract_number(text)
+    return None if x is None else format_number(x)
+
+
 def _one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:
     """Rows that are equal for equal answers and orthogonal otherwise; a missing answer gets a
     column of its own. Cosine clustering at 0.5 then reproduces answer equality exactly."""
@@ -281,14 +255,21 @@ def _one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:
     return emb
 
 
-def _best_index(cluster_ids: np.ndarray, seq_mean: Optional[np.ndarray]) -> int:
+def _best_index(cluster_ids: np.ndarray, seq_mean: Optional[np.ndarray],
+                texts: Optional[Sequence[str]] = None) -> int:
     """The most likely member of the largest cluster (ties between clusters: the one holding
-    the most likely sample). Without logprobs: the first member of the largest cluster."""
+    the most likely sample). Without logprobs: the first member of the largest cluster. An
+    empty answer (nothing but whitespace) is never chosen while a non-empty one exists: the
+    clusters are then sized and searched by their non-empty members only."""
     if cluster_ids.size == 0:
         return 0
-    counts = np.bincount(cluster_ids)
-    score = seq_mean if seq_mean is not None else -np.arange(cluster_ids.size, dtype=float)
+    idx = np.arange(cluster_ids.size)
+    if texts is not None:
+        filled = np.flatnonzero([bool(t.strip()) for t in texts])
+        idx = filled if filled.size else idx
+    ids = cluster_ids[idx]
+    score = seq_mean[idx] if seq_mean is not None else -idx.astype(float)
+    counts = np.bincount(ids)
     biggest = np.flatnonzero(counts == counts.max())
-    best_of = {c: np.flatnonzero(cluster_ids == c)[np.argmax(score[cluster_ids == c])]
-               for c in biggest}
-    return int(max(best_of.values(), key=lambda i: score[i]))
+    best_of = {c: np.flatnonzero(ids == c)[np.argmax(score[ids == c])] for c in biggest}
+    return int(idx[max(best_of.values(), key=lambda i: score[i])])

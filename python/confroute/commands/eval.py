@@ -2,7 +2,10 @@
 
     confroute eval replay --benchmark gsm8k --data shared/data --router random --router oracle --out D
     confroute eval replay --table my_outcomes.csv --router scores:se.csv --out D
-    confroute eval build --benchmark mmlu --data shared/data --limit 50 --out table.csv
+    confroute eval build --benchmark mmlu --data shared/data --limit 300 --edge qwen2.5-coder-0.5b-instruct \
+        --cloud recorded:gpt-4-1106-preview --checkpoint ck.jsonl --out table.csv
+    confroute eval replay --table table.csv --router random --router oracle --router signals --out D
+    confroute eval report D1 D2 --out R
 """
 from __future__ import annotations
 
@@ -25,7 +28,10 @@ def add_arguments(parser) -> None:
     r.add_argument("--strong", help="the strong (cloud) model's column")
     r.add_argument("--router", action="append", default=None, metavar="SPEC",
                    help="a registered name (random, oracle, random:seed=3), scores:FILE"
-                        "[,column=NAME,higher=edge], or a saved-router folder; repeatable")
+                        "[,column=NAME,higher=edge], signal:NAME[,higher=edge] (a signal "
+                        "column of the table; higher = send to the cloud unless higher=edge), "
+                        "signals (every signal column, in its recorded direction), or a "
+                        "saved-router folder; repeatable")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--points", type=int, default=201, help="threshold quantiles (default 201)")
     r.add_argument("--shares", default=None, metavar="S1,S2,...",
@@ -37,23 +43,52 @@ def add_arguments(parser) -> None:
     r.add_argument("--edge-price", default=None, metavar="CALL[,IN,OUT]",
                    help="edge price per call, per input token, per output token")
     r.add_argument("--cloud-price", default=None, metavar="CALL[,IN,OUT]")
-    r.add_argument("--tokens", default="0,0,0", metavar="IN,EDGE_OUT,CLOUD_OUT",
-                   help="mean tokens per query for the cost estimate")
-    r.add_argument("--edge-samples", type=int, default=1,
-                   help="answers the edge model draws per query (SE routing: e.g. 5)")
+    r.add_argument("--tokens", default=None, metavar="IN,EDGE_OUT,CLOUD_OUT",
+                   help="mean tokens per query for the cost estimate (default: a live "
+                        "table's own means for IN and EDGE_OUT, per answer; else 0)")
+    r.add_argument("--edge-samples", type=int, default=None,
+                   help="answers the edge model draws per query (SE routing: e.g. 5; default: "
+                        "the table's edge samples + 1 for a live table, else 1)")
+    r.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                   help="bootstrap resamples over prompts for the 95%% intervals (0 = none)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    r.add_argument("--random-seeds", type=int, default=20,
+                   help="'random' is the mean +- sd over this many seeds (default 20)")
 
     b = sub.add_parser("build", help="run an edge and a cloud model over a benchmark "
                                      "(checkpointed, resumable) and write an outcome table")
-    b.add_argument("--benchmark", choices=["gsm8k", "mmlu", "mt-bench"], required=True)
+    b.add_argument("--benchmark", required=True,
+                   help="gsm8k, mmlu, mt-bench (or a registered plug-in benchmark)")
     b.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"))
     b.add_argument("--split", default="dev")
-    b.add_argument("--limit", type=int, default=None, help="first N questions only")
+    b.add_argument("--limit", type=int, default=None,
+                   help="a seeded sample of N questions, stratified by subject/category")
+    b.add_argument("--seed", type=int, default=0,
+                   help="seed of the --limit sample, the k-shot examples and the edge samples")
+    b.add_argument("--include-contaminated", action="store_true",
+                   help="keep the prompts RouteLLM marks as contaminated (dropped by default)")
     b.add_argument("--checkpoint", required=True, help="JSONL checkpoint (resumed if present)")
     b.add_argument("--out", required=True, help="outcome table to write (.csv or .jsonl)")
-    b.add_argument("--edge-model", default=None, help="GGUF path (default: default_edge())")
+    b.add_argument("--edge", default=None, metavar="MODEL",
+                   help="the edge: a model name from `confroute models`, a GGUF path, or "
+                        "recorded:MODEL (the benchmark's recorded outcomes of MODEL); "
+                        "default: the default edge model")
+    b.add_argument("--cloud", default=None, metavar="MODEL",
+                   help="the cloud: recorded:MODEL (e.g. recorded:gpt-4-1106-preview), a model "
+                        "name or GGUF path run in-process, or see --cloud-url")
+    b.add_argument("--edge-model", default=None, help="GGUF path (same as --edge PATH)")
     b.add_argument("--cloud-url", default=None, help="OpenAI-compatible base URL")
     b.add_argument("--cloud-model", default=None)
-    b.add_argument("--max-tokens", type=int, default=None)
+    b.add_argument("--max-tokens", type=int, default=None,
+                   help="answer length (default: the benchmark's; gsm8k 512)")
+    b.add_argument("--samples", type=int, default=5,
+                   help="edge samples per prompt for the confidence signals (0 = none)")
+    b.add_argument("--sample-temperature", type=float, default=0.7)
+    b.add_argument("--sample-tokens", type=int, default=None,
+                   help="length of each edge sample (default: the benchmark's)")
+    b.add_argument("--threshold", type=float, default=0.8,
+                   help="cosine similarity that joins two samples' meanings (embedding SE)")
+    b.add_argument("--shots", type=int, default=5, help="mmlu: solved examples per question")
     b.add_argument("--regrade", action="store_true",
                    help="grade the checkpointed answers again (after a grader fix)")
     b.add_argument("--judge-url", default=None, help="mt-bench: the judge's base URL "
@@ -66,6 +101,12 @@ def add_arguments(parser) -> None:
     from confroute.distributed import add_ray_arguments
 
     add_ray_arguments(b)
+
+    rp = sub.add_parser("report", help="the paper's Table 1 (Markdown + PNG) from replay "
+                                       "output folders")
+    rp.add_argument("folders", nargs="+", metavar="FOLDER",
+                    help="`eval replay --out` folders (one per benchmark/table)")
+    rp.add_argument("--out", default=None, help="output folder (default: the first FOLDER)")
 
     j = sub.add_parser("judge", help="grade answers with an LLM judge (cached on disk)")
     j.add_argument("--mode", choices=["single", "pairwise", "best-of-k"], default="single")
@@ -89,7 +130,15 @@ def run(args) -> int:
         return _build(args)
     if args.eval_command == "judge":
         return _judge(args)
-    raise ValueError("choose an action: confroute eval replay | build | judge (see --help)")
+    if args.eval_command == "report":
+        from confroute.eval.report import write_report
+
+        paths = write_report(args.folders, args.out or args.folders[0])
+        print(open(paths["markdown"]).read())
+        print(f"wrote {paths['markdown']}, {paths['png']}")
+        return 0
+    raise ValueError("choose an action: confroute eval replay | build | report | judge "
+                     "(see --help)")
 
 
 def _prices(spec, what):
@@ -126,20 +175,40 @@ def _replay(args) -> int:
         except ValueError:
             raise ValueError(f"--shares: expected numbers like 0.1,0.5, got {args.shares!r}") \
                 from None
+    if args.bootstrap < 0 or args.random_seeds < 0:
+        raise ValueError("--bootstrap and --random-seeds must be >= 0")
     report = replay(table, args.router or ["random", "oracle"], n_points=args.points,
-                    shares=shares)
+                    shares=shares, n_boot=args.bootstrap, seed=args.seed,
+                    random_seeds=args.random_seeds)
     out = report.to_json()
+    out["table_meta"] = {k: v for k, v in table.meta.items() if k != "checkpoint"}
     edge, cloud = _prices(args.edge_price, "--edge-price"), _prices(args.cloud_price,
                                                                      "--cloud-price")
     if edge or cloud:
         from confroute.eval.metrics import Prices
 
-        tok = [float(x) for x in args.tokens.split(",")]
-        if len(tok) != 3:
-            raise ValueError(f"--tokens: expected IN,EDGE_OUT,CLOUD_OUT, got {args.tokens!r}")
+        live = (table.meta.get("settings") or {}).get("live") or {}
+        samples = args.edge_samples
+        if samples is None:
+            samples = int(live.get("samples", 0)) + 1 if table.meta.get("signals_from") else 1
+        if args.tokens is None:
+            # a live table knows its edge's mean prompt and answer lengths (per answer drawn)
+            t = (table.meta.get("mean_tokens") or {}).get(table.weak) or {}
+            out_tok = (t.get("completion_tokens", 0) + t.get("sample_tokens", 0)) / samples
+            tok = [float(t.get("prompt_tokens", 0)), float(out_tok), 0.0]
+        else:
+            try:
+                tok = [float(x) for x in args.tokens.split(",")]
+            except ValueError:
+                tok = []
+            if len(tok) != 3:
+                raise ValueError(f"--tokens: expected IN,EDGE_OUT,CLOUD_OUT numbers, got "
+                                 f"{args.tokens!r}")
+        out["cost_tokens"] = {"input": tok[0], "edge_output": tok[1], "cloud_output": tok[2]}
         at = sorted({0.0, 1.0, *shares})
         costs = cost_at_share(at, edge or Prices(), cloud or Prices(), *tok,
-                              edge_samples=args.edge_samples)
+                              edge_samples=samples)
+        out["cost_edge_samples"] = samples
         out["cost_per_query_at_share"] = {f"{s:g}": float(c) for s, c in zip(at, costs)}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
@@ -181,18 +250,52 @@ def format_table(report) -> str:
     t = report.table
     head = (f"{t.name}: {len(t)} prompts | weak {t.weak} = {report.q_weak:.4f} | "
             f"strong {t.strong} = {report.q_strong:.4f}")
-    cols = ["router", "APGR", "AUC", "CPT20", "CPT50", "CPT80", "q@20%", "q@50%", "AUROC", "PRR"]
+    cols = ["router", "APGR", "CPT20", "CPT50", "CPT80", "q@20%", "q@50%", "AUROC", "PRR",
+            "~random"]
     rows = []
     for r in report.results:
         m, u = r.metrics, r.metrics["uncertainty"]
-        qa = m["quality_at"]
-        rows.append([r.label, _f(m["apgr"]), _f(m["auc"]), _pct(m["cpt20"]), _pct(m["cpt50"]),
-                     _pct(m["cpt80"]), _f(qa.get("0.2")), _f(qa.get("0.5")),
-                     _f(u["auroc"]), _f(u["prr"])])
+        qa, ci = m["quality_at"], m.get("ci") or {}
+        if "over_seeds" in m:
+            o = m["over_seeds"]
+            rows.append([r.label + f" ({o['seeds']} seeds)", _pm(o["apgr"]),
+                         _pm(o["cpt20"], True), _pm(o["cpt50"], True), _pm(o["cpt80"], True),
+                         _pm(o.get("q@0.2")), _pm(o.get("q@0.5")), _pm(o["auroc"]), _f(u["prr"]),
+                         ""])
+            continue
+        near = m.get("overlaps_random") or {}
+        rows.append([r.label, _f(m["apgr"]) + _ci(ci.get("apgr")),
+                     _pct(m["cpt20"]) + _ci(ci.get("cpt20"), True),
+                     _pct(m["cpt50"]) + _ci(ci.get("cpt50"), True),
+                     _pct(m["cpt80"]) + _ci(ci.get("cpt80"), True),
+                     _f(qa.get("0.2")) + _ci(ci.get("q@0.2")),
+                     _f(qa.get("0.5")) + _ci(ci.get("q@0.5")),
+                     _f(u["auroc"]) + _ci(ci.get("auroc")), _f(u["prr"]),
+                     "" if not near else ("yes" if near.get("apgr") else "no")])
     widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
     lines = [head, "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
     lines += ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows]
+    if any("ci" in r.metrics for r in report.results):
+        lines.append("[lo, hi]: bootstrap 95% interval over prompts; '>': never reached in "
+                     "some resamples; ~random: the APGR interval meets random's mean +- 1.96 sd")
     return "\n".join(lines)
+
+
+def _ci(v, pct=False) -> str:
+    if not v:
+        return ""
+    fmt = (lambda x: "n/a" if x is None else f"{100 * x:.1f}") if pct else \
+        (lambda x: "n/a" if x is None else f"{x:.3f}")
+    hi = ">100" if (pct and v[1] is None and v[0] is not None) else fmt(v[1])
+    return f" [{fmt(v[0])}, {hi}]"
+
+
+def _pm(o, pct=False) -> str:
+    if not o or o.get("mean") is None:
+        return "n/a"
+    if pct:
+        return f"{100 * o['mean']:.1f}% ± {100 * o['sd']:.1f}"
+    return f"{o['mean']:.3f} ± {o['sd']:.3f}"
 
 
 def _f(x) -> str:
@@ -203,99 +306,80 @@ def _pct(x) -> str:
     return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
 
 
-BUILD_DEFAULT_TOKENS = {"gsm8k": 384, "mmlu": 8, "mt-bench": 256}
-
-
 def _build(args) -> int:
-    from confroute.eval.outcomes import build_outcomes
+    from confroute.eval.outcomes import RECORDED, build_outcomes
 
     if not args.data:
         raise ValueError("--data (or $CONFROUTE_DATA) is needed")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if not 0 <= args.samples <= 15:
+        raise ValueError(f"--samples must be in 0..15, got {args.samples}")
+    if args.edge and args.edge_model:
+        raise ValueError("give --edge or --edge-model, not both")
     if args.ray:
         return _build_ray(args)
-    edge, cloud = _build_models(args)
-    items, grade, prefix, grader = _benchmark(args, cloud)
-    names = _model_names(edge, cloud)
-    table = build_outcomes(items, dict(zip(names, (edge, cloud))), grade, args.checkpoint,
-                           weak=names[0], strong=names[1], name=args.benchmark,
-                           prompt_prefix=prefix, grader=grader, regrade=args.regrade,
-                           max_tokens=args.max_tokens or BUILD_DEFAULT_TOKENS[args.benchmark])
-    return _saved(args, table, names)
+    edge_name, edge, cloud_name, cloud = _sides(args)
+    judge = None
+    if args.benchmark == "mt-bench":
+        judge = _judge_for(args, cloud)
+    bench, items, settings = _plan(args, judge)
+    models = {edge_name: edge, cloud_name: cloud}
+    table = build_outcomes(items, models, checkpoint=args.checkpoint, weak=edge_name,
+                           strong=cloud_name, name=bench.name, benchmark=bench,
+                           settings=settings, regrade=args.regrade,
+                           signals_from=None if edge == RECORDED else edge_name)
+    return _saved(args, table, models)
 
 
-def _benchmark(args, cloud):
-    """(items, grade, prompt prefix, grader name) of --benchmark; mt-bench's judge is
-    --judge-url, else the cloud model."""
-    from confroute.eval.data import gsm8k_items, mmlu_items
-    from confroute.eval.grading import (GSM8K_INSTRUCTION, MMLU_INSTRUCTION, grade_gsm8k,
-                                        grade_mmlu)
-
-    grader = ""
-    if args.benchmark == "gsm8k":
-        items, grade, prefix = gsm8k_items(args.data, args.split), grade_gsm8k, GSM8K_INSTRUCTION
-    elif args.benchmark == "mmlu":
-        items, grade, prefix = mmlu_items(args.data, args.split), grade_mmlu, MMLU_INSTRUCTION
-    else:
-        from confroute.eval.data import mt_bench_items
-        from confroute.eval.grading import mt_bench_grader
-        from confroute.eval.judge import Judge
-
-        judge_client = cloud
-        if args.judge_url:
-            from confroute.models import CloudModel
-
-            if not args.judge_model:
-                raise ValueError("--judge-url needs --judge-model")
-            judge_client = CloudModel(args.judge_url, args.judge_model)
-        judge = Judge(judge_client, model=args.judge_model,
-                      cache=args.judge_cache or args.checkpoint + ".judge.jsonl",
-                      templates=args.judge_prompts)
-        items, grade, prefix = mt_bench_items(args.data, args.split), mt_bench_grader(judge), ""
-        grader = f"judge:{judge.model}"
-    items = items[: args.limit] if args.limit else items
-    return items, grade, prefix, grader
+def _sides(args):
+    """(edge name, edge, cloud name, cloud): each a backend or RECORDED."""
+    edge_name, edge = _side(args.edge or args.edge_model, "edge", args)
+    cloud_name, cloud = _side(args.cloud, "cloud", args)
+    if edge_name == cloud_name:
+        edge_name, cloud_name = edge_name + " (edge)", cloud_name + " (cloud)"
+    return edge_name, edge, cloud_name, cloud
 
 
-def _model_names(edge, cloud):
-    names = [getattr(edge, "name", "edge"), getattr(cloud, "name", "cloud")]
-    if names[0] == names[1]:
-        names = [names[0] + " (edge)", names[1] + " (cloud)"]
-    return names
+def _plan(args, judge):
+    """The benchmark, its items (a seeded stratified --limit) and the live settings."""
+    from confroute.eval.benchmarks import get_benchmark, stratified_sample
+    from confroute.eval.live import LiveSettings
 
-
-def _saved(args, table, names) -> int:
-    table.save(args.out)
-    for m in names:
-        print(f"{m}: mean quality {table.column(m).mean():.4f} over {len(table)} questions")
-    print(f"wrote {args.out} (checkpoint {args.checkpoint}); replay it with:\n"
-          f"  confroute eval replay --table {args.out} --weak '{names[0]}' "
-          f"--strong '{names[1]}' --out DIR")
-    return 0
+    bench = get_benchmark(args.benchmark, shots=args.shots, seed=args.seed,
+                          max_tokens=args.max_tokens, judge=judge)
+    items = bench.items(args.data, args.split, include_contaminated=args.include_contaminated)
+    if args.limit:
+        items = stratified_sample(items, args.limit, seed=args.seed)
+    settings = LiveSettings(max_tokens=args.max_tokens, samples=args.samples,
+                            sample_temperature=args.sample_temperature,
+                            sample_tokens=args.sample_tokens, seed=args.seed,
+                            threshold=args.threshold)
+    return bench, items, settings
 
 
 class _BuildReplica:
-    """What each Ray replica runs once: load the edge and cloud models, then answer and grade
+    """What each Ray replica runs once: load the live sides' models, then answer and grade
     (item, model) pairs with :func:`confroute.eval.outcomes.live_record`, the builder's own
     step."""
 
-    def __init__(self, args, grade, prefix, max_tokens):
-        self.args, self.grade, self.prefix, self.max_tokens = args, grade, prefix, max_tokens
+    def __init__(self, args, bench, settings):
+        self.args, self.bench, self.settings = args, bench, settings
 
     def __call__(self):
-        from confroute.eval.outcomes import live_record
+        from confroute.eval.outcomes import RECORDED, live_record
 
-        edge, cloud = _build_models(self.args)
-        names = _model_names(edge, cloud)
-        models = dict(zip(names, (edge, cloud)))
+        edge_name, edge, cloud_name, cloud = _sides(self.args)
+        models = {edge_name: edge, cloud_name: cloud}
+        signals_from = None if edge == RECORDED else edge_name
 
         def work(key, pair):
             item, name = pair
-            return live_record(item, name, models[name], self.grade, self.prefix,
-                               self.max_tokens, 0.0).__dict__
+            return live_record(self.bench, item, name, models[name], self.settings,
+                               signals=name == signals_from).__dict__
 
-        return work, {"names": names}
+        return work, {"names": [edge_name, cloud_name],
+                      "recorded": [m for m, v in models.items() if v == RECORDED]}
 
 
 def _build_ray(args) -> int:
@@ -303,58 +387,111 @@ def _build_ray(args) -> int:
     (committed under ``<checkpoint>.blocks/``), then appended to the checkpoint in the order
     the single-process builder writes them, which then makes the table from it."""
     from confroute.distributed import BlockStore, RayJob, import_ray, ray_options
-    from confroute.eval.outcomes import LiveRecord, build_outcomes
+    from confroute.eval.outcomes import RECORDED, LiveRecord, build_outcomes
 
     if args.benchmark == "mt-bench":
         raise ValueError("--ray builds gsm8k and mmlu tables; mt-bench's judge keeps one "
                          "cache file, so build it without --ray")
     import_ray()  # the install hint before any work
-    items, grade, prefix, grader = _benchmark(args, None)
-    max_tokens = args.max_tokens or BUILD_DEFAULT_TOKENS[args.benchmark]
+    bench, items, settings = _plan(args, None)
     threads = os.environ.get("CONFROUTE_N_THREADS") or str(max(1, int(args.cpus_per_replica)))
     store = BlockStore(args.checkpoint + ".blocks")
-    with RayJob(_BuildReplica(args, grade, prefix, max_tokens),
+    with RayJob(_BuildReplica(args, bench, settings),
                 ray_options(args, env={"CONFROUTE_N_THREADS": threads})) as job:
-        names = job.info["names"]
+        edge_name, cloud_name = job.info["names"]
+        # the driver loads no model: the live sides are placeholders here
+        models = {m: (RECORDED if m in job.info["recorded"] else None)
+                  for m in job.info["names"]}
+        live = [m for m in models if models[m] is None]
         grid = {(it.id, m): k for k, (it, m) in enumerate((it, m) for it in items
-                                                           for m in names)}
+                                                           for m in live)}
 
         def runner(todo):
             tasks = [(grid[(it.id, m)], (it, m)) for it, m in todo]
             results = job.run(tasks, store, progress=not args.no_progress,
-                              desc=f"{args.benchmark} outcomes", unit="answer",
+                              desc=f"{bench.name} outcomes", unit="answer",
                               initial=len(grid) - len(todo))
             return [LiveRecord(**results[k]) for k, _ in tasks]
 
-        table = build_outcomes(items, dict.fromkeys(names), grade, args.checkpoint,
-                               weak=names[0], strong=names[1], name=args.benchmark,
-                               prompt_prefix=prefix, grader=grader, regrade=args.regrade,
-                               max_tokens=max_tokens, progress=False, runner=runner)
+        table = build_outcomes(items, models, checkpoint=args.checkpoint, weak=edge_name,
+                               strong=cloud_name, name=bench.name, benchmark=bench,
+                               settings=settings, regrade=args.regrade, progress=False,
+                               signals_from=None if edge_name not in live else edge_name,
+                               runner=runner)
     store.remove()
     if job.resumed:
         print(f"{job.resumed} answers came from the blocks an earlier run committed")
     if job.deaths:
         print(f"{len(job.deaths)} replica(s) lost and replaced, their blocks redone: "
               + "; ".join(job.deaths))
-    return _saved(args, table, names)
+    return _saved(args, table, models)
 
 
-def _build_models(args):
+def _saved(args, table, models) -> int:
+    from confroute.eval.outcomes import RECORDED
+
+    table.save(args.out)
+    for m in models:
+        src = "recorded" if models[m] == RECORDED else "live"
+        sec = table.meta["seconds_per_prompt"].get(m)
+        print(f"{m} ({src}): mean quality {table.column(m).mean():.4f} over {len(table)} "
+              f"questions" + ("" if sec is None else f", {sec:.2f} s per prompt"))
+    if table.signals:
+        print(f"signals: {', '.join(sorted(table.signals))}")
+    print(f"wrote {args.out} (+{os.path.basename(args.out)}.meta.json; checkpoint "
+          f"{args.checkpoint}); replay it with:\n"
+          f"  confroute eval replay --table {args.out} --router random --router oracle"
+          + (" --router signals" if table.signals else "") + " --out DIR")
+    return 0
+
+
+def _side(spec, role, args):
+    """(column name, backend or RECORDED) for --edge / --cloud."""
     from confroute import models
+    from confroute.eval.outcomes import RECORDED
 
-    if args.edge_model:
-        from confroute.models.edge import EdgeModel
-
-        edge = EdgeModel(args.edge_model)
-    else:
-        edge = models.default_edge()
-    if args.cloud_url:
+    if spec and spec.startswith("recorded:"):
+        name = spec[len("recorded:"):]
+        if not name:
+            raise ValueError(f"--{role} recorded:MODEL needs the model's name")
+        return name, RECORDED
+    if role == "cloud" and args.cloud_url:
+        if spec:
+            raise ValueError("give --cloud or --cloud-url, not both")
         if not args.cloud_model:
             raise ValueError("--cloud-url needs --cloud-model (the server's model name)")
-        cloud = models.CloudModel(args.cloud_url, args.cloud_model)
+        m = models.CloudModel(args.cloud_url, args.cloud_model)
+        return getattr(m, "name", args.cloud_model), m
+    from confroute.models.edge import EdgeModel
+    from confroute.models import store
+
+    if not spec:
+        spec = store.DEFAULT_EDGE if role == "edge" else store.DEFAULT_CLOUD
+    if os.path.isfile(spec):
+        path, name = spec, None
     else:
-        cloud = models.default_cloud()
-    return edge, cloud
+        path, name = store.model_path(spec), spec  # ValueError names the known models
+    # room for the k-shot prompt plus the answer, and one sequence per sample + the answer
+    m = EdgeModel(path, n_ctx=3072, n_seq_max=max(1, args.samples + 1), name=name)
+    return m.name, m
+
+
+def _judge_for(args, cloud):
+    from confroute.eval.judge import Judge
+    from confroute.eval.outcomes import RECORDED
+
+    judge_client = cloud
+    if args.judge_url:
+        from confroute.models import CloudModel
+
+        if not args.judge_model:
+            raise ValueError("--judge-url needs --judge-model")
+        judge_client = CloudModel(args.judge_url, args.judge_model)
+    elif cloud == RECORDED:
+        raise ValueError("mt-bench with a recorded cloud needs --judge-url for the judge")
+    return Judge(judge_client, model=args.judge_model,
+                 cache=args.judge_cache or args.checkpoint + ".judge.jsonl",
+                 templates=args.judge_prompts)
 
 
 JUDGE_FIELDS = {"single": ("question", "answer"), "pairwise": ("question", "answer_a", "answer_b"),

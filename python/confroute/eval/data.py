@@ -22,7 +22,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.outcomes import META_SUFFIX, SIGNAL_PREFIX, OutcomeTable
 
 # RouteLLM's recorded pair: the strong and the weak model of its outcome files.
 ROUTELLM_STRONG = "gpt-4-1106-preview"
@@ -140,13 +140,18 @@ def load_table(path, models: Optional[Sequence[str]] = None, weak: Optional[str]
     """A user table (CSV or JSONL): a prompt column and one quality column per model
     (numbers or True/False). ``models`` picks the columns (default: every column except
     prompt/id/group and ``*_response`` text); ``weak``/``strong`` pick the routed pair
-    (default: RouteLLM's pair if present, else the lower-scoring of two models is weak)."""
+    (default: the pair named in ``<path>.meta.json`` when a live build wrote one, else
+    RouteLLM's pair if present, else the lower-scoring of two models is weak).
+    ``signal:<name>`` columns become the table's signals (an empty cell or null = NaN)."""
     path = os.fspath(path)
+    meta = _read_meta(path)
+    if weak is None and strong is None and meta.get("weak") and meta.get("strong"):
+        weak, strong = str(meta["weak"]), str(meta["strong"])
     if path.endswith(".jsonl") or path.endswith(".json"):
         header, rows = None, ((f"line {n}", o) for n, o in read_jsonl(path))
     else:
         header, rows = read_csv(path)
-    prompts, quality, ids, groups, cols = [], [], [], [], None
+    prompts, quality, ids, groups, cols, sig_cols, sig = [], [], [], [], None, [], []
     for n, (where, row) in enumerate(rows, 1):
         where = f"{path}: {where}"
         if cols is None:
@@ -154,9 +159,10 @@ def load_table(path, models: Optional[Sequence[str]] = None, weak: Optional[str]
             if prompt_column not in keys:
                 raise ValueError(f"{where}: no {prompt_column!r} column (columns: "
                                  f"{', '.join(keys)})")
+            sig_cols = [k for k in keys if k.startswith(SIGNAL_PREFIX)]
             cols = list(models) if models else [
                 k for k in keys if k not in _NOT_MODELS and k != prompt_column
-                and not k.endswith("_response")]
+                and not k.endswith("_response") and not k.startswith(SIGNAL_PREFIX)]
             if not cols:
                 raise ValueError(f"{where}: no model quality columns")
         for c in [prompt_column] + cols:
@@ -169,6 +175,7 @@ def load_table(path, models: Optional[Sequence[str]] = None, weak: Optional[str]
             continue
         prompts.append(p)
         quality.append([parse_quality(row[c], where, c) for c in cols])
+        sig.append([_parse_signal(row.get(c), where, c) for c in sig_cols])
         rid, group = row.get("id"), row.get("group")
         ids.append(f"{os.path.basename(path)}:{n}" if rid in (None, "") else str(rid))
         groups.append("" if group is None else str(group))
@@ -177,8 +184,37 @@ def load_table(path, models: Optional[Sequence[str]] = None, weak: Optional[str]
     q = np.array(quality, dtype=np.float64)
     means = {c: float(q[:, j].mean()) for j, c in enumerate(cols)}
     w, s = _pick_pair(path, cols, means, weak, strong)
-    return OutcomeTable(prompts, cols, q, w, s, name=os.path.basename(path), ids=ids,
-                        groups=groups, scale=_scale(q))
+    sv = np.array(sig, dtype=np.float64).reshape(len(prompts), len(sig_cols))
+    signals = {c[len(SIGNAL_PREFIX):]: sv[:, j] for j, c in enumerate(sig_cols)}
+    return OutcomeTable(prompts, cols, q, w, s, name=str(meta.get("name") or
+                                                          os.path.basename(path)),
+                        ids=ids, groups=groups, scale=_scale(q), signals=signals, meta=meta)
+
+
+def _read_meta(path: str) -> dict:
+    mp = path + META_SUFFIX
+    if not os.path.exists(mp):
+        return {}
+    try:
+        with open(mp, encoding="utf-8") as f:
+            meta = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{mp}: not valid JSON ({e.msg})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{mp}: expected a JSON object")
+    return meta
+
+
+def _parse_signal(value, where: str, column: str) -> float:
+    """A signal cell: a number; empty or null means the prompt has none (NaN)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "nan")):
+        return float("nan")
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: column {column!r}: {value!r} is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: column {column!r}: {value!r} is not a number") from None
 
 
 def _scale(q: np.ndarray) -> Tuple[float, float]:
@@ -344,6 +380,14 @@ class Item:
     reference: object
     group: str = ""
     turns: Tuple[str, ...] = ()
+    recorded: Tuple[Tuple[str, float], ...] = ()  # (model, recorded quality) pairs
+
+    def recorded_quality(self, model: str) -> float:
+        for m, q in self.recorded:
+            if m == model:
+                return q
+        have = ", ".join(m for m, _ in self.recorded) or "none"
+        raise ValueError(f"item {self.id}: no recorded outcome of {model!r} (recorded: {have})")
 
 
 def gsm8k_items(data_dir, split: str = "dev", file: Optional[str] = None) -> List[Item]:

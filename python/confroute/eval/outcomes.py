@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -18,7 +19,10 @@ import numpy as np
 class OutcomeTable:
     """``quality[i, j]`` is model ``models[j]``'s quality on ``prompts[i]`` (0/1 correctness or a
     judge score). ``weak`` and ``strong`` name the pair routing picks from (edge, cloud).
-    ``ids`` identify rows (question ids, file:row); ``groups`` hold a subject or category."""
+    ``ids`` identify rows (question ids, file:row); ``groups`` hold a subject or category.
+    ``signals``: name -> one value per prompt (the edge's confidence signals of a live table;
+    NaN where a prompt has none); ``meta``: how the table was made (which models, live or
+    recorded, the settings, which way each signal points), saved beside the table."""
 
     prompts: Tuple[str, ...]
     models: Tuple[str, ...]
@@ -29,6 +33,8 @@ class OutcomeTable:
     ids: Tuple[str, ...] = ()
     groups: Tuple[str, ...] = ()
     scale: Tuple[float, float] = (0.0, 1.0)  # the quality range, for plots
+    signals: Mapping[str, np.ndarray] = field(default_factory=dict)
+    meta: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
         q = np.array(self.quality, dtype=np.float64)  # own copy, then read-only
@@ -53,6 +59,16 @@ class OutcomeTable:
         groups = tuple(self.groups) if self.groups else ("",) * n
         if len(ids) != n or len(groups) != n:
             raise ValueError(f"{self.name}: ids/groups must have one entry per prompt")
+        sig = {}
+        for k, v in dict(self.signals).items():
+            a = np.array(v, dtype=np.float64)
+            if a.shape != (n,):
+                raise ValueError(f"{self.name}: signal {k!r} has shape {a.shape}, expected "
+                                 f"({n},)")
+            a.setflags(write=False)
+            sig[str(k)] = a
+        object.__setattr__(self, "signals", sig)
+        object.__setattr__(self, "meta", dict(self.meta))
         object.__setattr__(self, "ids", ids)
         object.__setattr__(self, "groups", groups)
         q.setflags(write=False)
@@ -66,6 +82,16 @@ class OutcomeTable:
             raise ValueError(f"{self.name}: unknown model {model!r}; the table has "
                              f"{', '.join(self.models)}")
         return self.quality[:, self.models.index(model)]
+
+    def signal(self, name: str) -> np.ndarray:
+        if name not in self.signals:
+            have = ", ".join(sorted(self.signals)) or "none"
+            raise ValueError(f"{self.name}: no signal {name!r}; the table has: {have}")
+        return self.signals[name]
+
+    def signal_higher(self, name: str) -> str:
+        """'cloud' if a higher value of the signal means less confident, else 'edge'."""
+        return str(dict(self.meta.get("signal_higher") or {}).get(name, "cloud"))
 
     @property
     def q_weak(self) -> np.ndarray:
@@ -92,16 +118,22 @@ class OutcomeTable:
             quality=self.quality[idx],
             ids=[self.ids[i] for i in idx],
             groups=[self.groups[i] for i in idx],
+            signals={k: v[idx] for k, v in self.signals.items()},
         )
 
     def save(self, path) -> None:
-        """Writes the plain user format (prompt, id, group, one column per model) as CSV or
-        JSONL by extension; :func:`confroute.eval.data.load_table` reads it back."""
+        """Writes the plain user format (prompt, id, group, one column per model, one
+        ``signal:<name>`` column per signal, empty/null where undefined) as CSV or JSONL by
+        extension, and ``<path>.meta.json`` (which models made it, which is weak and strong,
+        the settings); :func:`confroute.eval.data.load_table` reads both back."""
         path = os.fspath(path)
         rows = []
         for i, p in enumerate(self.prompts):
             row = {"prompt": p, "id": self.ids[i], "group": self.groups[i]}
             row.update({m: float(self.quality[i, j]) for j, m in enumerate(self.models)})
+            for k, v in self.signals.items():
+                x = float(v[i])
+                row[SIGNAL_PREFIX + k] = x if math.isfinite(x) else None
             rows.append(row)
         tmp = path + ".tmp"
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -111,13 +143,22 @@ class OutcomeTable:
             else:
                 w = csv.DictWriter(f, fieldnames=list(rows[0]))
                 w.writeheader()
-                w.writerows(rows)
+                w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
+        meta = dict(self.meta, weak=self.weak, strong=self.strong, name=self.name)
+        with open(path + ".meta.json.tmp", "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1, allow_nan=False, default=str)
+        os.replace(path + ".meta.json.tmp", path + META_SUFFIX)
         os.replace(tmp, path)  # never leave a half-written table behind
+
+
+SIGNAL_PREFIX = "signal:"
+META_SUFFIX = ".meta.json"
 
 
 def _replace(t: OutcomeTable, **kw) -> OutcomeTable:
     base = dict(prompts=t.prompts, models=t.models, quality=t.quality, weak=t.weak,
-                strong=t.strong, name=t.name, ids=t.ids, groups=t.groups, scale=t.scale)
+                strong=t.strong, name=t.name, ids=t.ids, groups=t.groups, scale=t.scale,
+                signals=t.signals, meta=t.meta)
     base.update(kw)
     return OutcomeTable(**base)
 
@@ -135,7 +176,9 @@ _HEADER_KIND = "confroute-outcomes-v1"
 @dataclass(frozen=True)
 class LiveRecord:
     """One graded answer. ``answer`` is a list for a multi-turn item; ``quality`` is None when
-    the grade could not be had (a judge output without a rating)."""
+    the grade could not be had (a judge output without a rating). ``signals``: the model's
+    confidence signals on the prompt (the edge's); ``extra``: what else was seen (the letter
+    distribution, the sampled answers); ``seconds``: wall time of the prompt's work."""
 
     id: str
     model: str
@@ -143,6 +186,12 @@ class LiveRecord:
     extracted: Optional[str]
     quality: Optional[float]
     usage: Dict[str, int] = field(default_factory=dict)
+    signals: Dict[str, float] = field(default_factory=dict)
+    extra: Dict[str, object] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+RECORDED = "recorded"  # a models[] value: the quality comes from the item's recorded outcomes
 
 
 def _ask(model, messages, max_tokens: int, temperature: float):
@@ -190,37 +239,82 @@ def _read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecor
             o = json.loads(line)
             q = o["quality"]
             rec = LiveRecord(str(o["id"]), str(o["model"]), o["answer"], o.get("extracted"),
-                             None if q is None else float(q), dict(o.get("usage") or {}))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                             None if q is None else float(q), dict(o.get("usage") or {}),
+                             {k: (float("nan") if v is None else float(v))
+                              for k, v in (o.get("signals") or {}).items()},
+                             dict(o.get("extra") or {}), float(o.get("seconds") or 0.0))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise ValueError(f"{path}: line {lineno}: not a valid outcome record") from None
         done[(rec.id, rec.model)] = rec
     return done
 
 
-def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
+class _FunctionBenchmark:
+    """The older call shape: a ``grade(answer, reference)`` function and a prompt prefix."""
+
+    options = ""
+    sample_tokens = None
+    signal_higher: Dict[str, str] = {}
+
+    def __init__(self, grade, prefix: str, max_tokens: int, name: str):
+        self._grade, self.prefix, self.max_tokens, self.name = grade, prefix, max_tokens, name
+
+    def prompt(self, item):
+        from confroute.eval.benchmarks import Prompt
+
+        return Prompt(({"role": "user", "content": self.prefix + item.prompt},))
+
+    def grade(self, answer, item):
+        return self._grade(answer, item.reference)
+
+    def has_answer_key(self):
+        return False
+
+    def extra_signals(self, item, samples):
+        return {}
+
+    def settings(self):
+        return {}
+
+
+def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, strong: str,
                    name: str = "live", prompt_prefix: str = "", max_tokens: int = 256,
                    temperature: float = 0.0, grader: str = "", regrade: bool = False,
-                   progress: bool = True, runner=None) -> OutcomeTable:
-    """Runs every model over every item and grades the answers, resuming from ``checkpoint``.
+                   progress: bool = True, benchmark=None, settings=None,
+                   signals_from: Optional[str] = None, runner=None) -> OutcomeTable:
+    """Runs every live model over every item and grades the answers, resuming from
+    ``checkpoint``.
 
     ``items``: objects with ``id``, ``prompt``, ``reference``, ``group`` and optionally
-    ``turns`` (see :class:`confroute.eval.data.Item`); ``models``: name -> backend (see
-    :func:`_ask`); ``grade(answer, reference) -> (quality or None, extracted or None)``, where
-    ``answer`` is a string, or the tuple of answers for a multi-turn item (each turn is asked
-    with the model's own earlier answers in the conversation). Items whose grade is None for
-    any model (e.g. the judge gave no rating) are left out of the table with a warning; their
-    records stay in the checkpoint. Greedy decoding (temperature 0) by default, so a resumed
-    run gives the same table as an uninterrupted one. ``grader`` names the grading (e.g. the
-    judge model) in the checkpoint header, so a resumed run cannot switch judges midway.
-    ``regrade=True`` grades the stored answers again (after a grader fix: no model is asked)
-    and rewrites the checkpoint in one atomic step. ``runner(todo)``, given the (item, model
-    name) pairs not yet in the checkpoint, returns their records in that order, computed
-    elsewhere (``confroute eval build --ray``); by default they are computed here with
+    ``turns`` and ``recorded`` (see :class:`confroute.eval.data.Item`); ``models``: name ->
+    backend (see :func:`_ask` and :func:`confroute.eval.live.answer_item`), or
+    :data:`RECORDED` to take that model's quality from ``item.recorded`` (no model runs).
+    ``benchmark`` (:class:`confroute.eval.benchmarks.Benchmark`) says how to prompt and grade;
+    without one, ``grade(answer, reference) -> (quality or None, extracted or None)`` and
+    ``prompt_prefix`` do. ``settings`` (:class:`confroute.eval.live.LiveSettings`): answer
+    length, temperature, edge samples and seed (default: ``max_tokens``, ``temperature``, no
+    samples). ``signals_from`` names the model whose confidence signals become the table's
+    ``signal:<name>`` columns (the edge).
+
+    A multi-turn item asks each turn with the model's own earlier answers in the
+    conversation. Items whose grade is None for any model (e.g. the judge gave no rating) are
+    left out of the table with a warning; their records stay in the checkpoint. Greedy
+    answers (temperature 0) and per-item sample seeds make a resumed run give the same table
+    as an uninterrupted one. ``grader`` names the grading (e.g. the judge model) in the
+    checkpoint header, so a resumed run cannot switch judges midway. ``regrade=True`` grades
+    the stored answers again (after a grader fix: no model is asked) and rewrites the
+    checkpoint in one atomic step. ``runner(todo)``, given the (item, model name) pairs not
+    yet in the checkpoint, returns their records in that order, computed elsewhere
+    (``confroute eval build --ray``); by default they are computed here with
     :func:`live_record`.
     """
+    from confroute.eval.live import LiveSettings
+
     items = list(items)
     if not items:
         raise ValueError("no items to run")
+    if checkpoint is None:
+        raise ValueError("a checkpoint file is needed")
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         raise ValueError("item ids repeat")
@@ -228,39 +322,59 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
     for role, m in (("weak", weak), ("strong", strong)):
         if m not in names:
             raise ValueError(f"unknown {role} model {m!r}; models: {', '.join(names)}")
+    recorded = [m for m in names if isinstance(models[m], str) and models[m] == RECORDED]
+    live = [m for m in names if m not in recorded]
+    if signals_from is not None and signals_from not in live:
+        raise ValueError(f"signals_from={signals_from!r} is not a live model "
+                         f"({', '.join(live) or 'none'})")
+    for m in recorded:
+        for it in items:
+            it.recorded_quality(m)  # every item must have it: fail before any work
+    if benchmark is None:
+        if grade is None:
+            raise ValueError("give a benchmark or a grade function")
+        benchmark = _FunctionBenchmark(grade, prompt_prefix, max_tokens, name)
+    if settings is None:
+        settings = LiveSettings(max_tokens=max_tokens, temperature=temperature, samples=0)
     checkpoint = os.fspath(checkpoint)
     header = {"kind": _HEADER_KIND, "benchmark": name, "models": names,
-              "prompt_prefix": prompt_prefix, "max_tokens": int(max_tokens),
-              "temperature": float(temperature), "grader": grader}
+              "prompt_prefix": prompt_prefix, "max_tokens": settings.answer_tokens(benchmark),
+              "temperature": float(settings.temperature),
+              "grader": grader or getattr(benchmark, "grader", lambda: "")()}
+    if recorded or signals_from or settings.samples or benchmark.settings():
+        header.update(recorded=recorded, signals_from=signals_from,
+                      live=settings.header(benchmark), prompting=benchmark.settings())
     done = _read_checkpoint(checkpoint, header)
+    by_id = {it.id: it for it in items}
     if regrade and done:
-        refs = {it.id: it.reference for it in items}
         for key, rec in list(done.items()):
-            if rec.id in refs:
+            if rec.id in by_id:
                 answer = rec.answer if isinstance(rec.answer, str) else tuple(rec.answer)
-                q, extracted = grade(answer, refs[rec.id])
+                q, extracted = benchmark.grade(answer, by_id[rec.id])
                 done[key] = LiveRecord(rec.id, rec.model, rec.answer, extracted,
-                                       None if q is None else float(q), rec.usage)
+                                       None if q is None else float(q), rec.usage,
+                                       rec.signals, rec.extra, rec.seconds)
         tmp = checkpoint + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             _append(f, header)
             for rec in done.values():
                 _append(f, rec.__dict__)
         os.replace(tmp, checkpoint)
-    todo = [(it, m) for it in items for m in names if (it.id, m) not in done]
+    todo = [(it, m) for it in items for m in live if (it.id, m) not in done]
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(items) * len(names), initial=len(items) * len(names) - len(todo),
-                   desc=f"{name} outcomes", unit="answer")
+        total = len(items) * len(live)
+        bar = tqdm(total=total, initial=total - len(todo), desc=f"{name} outcomes",
+                   unit="answer")
     new_file = not os.path.exists(checkpoint) or os.path.getsize(checkpoint) == 0
     try:
         with open(checkpoint, "a", encoding="utf-8") as f:
             if new_file:
                 _append(f, header)
             records = runner(todo) if runner is not None else (
-                live_record(it, m, models[m], grade, prompt_prefix, max_tokens, temperature)
+                live_record(benchmark, it, m, models[m], settings, signals=m == signals_from)
                 for it, m in todo)
             for rec in records:
                 _append(f, rec.__dict__)
@@ -270,7 +384,30 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
     finally:
         if bar is not None:
             bar.close()
-    keep = [it for it in items if all(done[(it.id, m)].quality is not None for m in names)]
+    return _table(items, names, recorded, done, weak, strong, name, benchmark, settings,
+                  signals_from, checkpoint, header)
+
+
+def live_record(benchmark, item, name: str, model, settings, signals: bool = False
+                ) -> LiveRecord:
+    """Model ``name``'s graded answer to one item: the unit of work of the builder, here and
+    in each replica of ``confroute eval build --ray``."""
+    from confroute.eval.live import answer_item
+
+    a = answer_item(benchmark, model, item, settings, signals=signals)
+    answer = a.answer if isinstance(a.answer, str) else tuple(a.answer)
+    quality, extracted = benchmark.grade(answer, item)
+    return LiveRecord(item.id, name, a.answer, extracted,
+                      None if quality is None else float(quality), a.usage, a.signals,
+                      a.extra, round(a.seconds, 4))
+
+
+def _table(items, names, recorded, done, weak, strong, name, benchmark, settings,
+           signals_from, checkpoint, header) -> OutcomeTable:
+    def quality(it, m):
+        return it.recorded_quality(m) if m in recorded else done[(it.id, m)].quality
+
+    keep = [it for it in items if all(quality(it, m) is not None for m in names)]
     if len(keep) < len(items):
         import warnings
 
@@ -280,29 +417,31 @@ def build_outcomes(items, models, grade, checkpoint, *, weak: str, strong: str,
                       f"out of the table: {', '.join(lost[:10])}")
     if not keep:
         raise ValueError(f"{name}: no item was graded for every model (see {checkpoint})")
-    q = np.array([[done[(it.id, m)].quality for m in names] for it in keep])
+    q = np.array([[quality(it, m) for m in names] for it in keep])
+    signals = {}
+    if signals_from is not None:
+        recs = [done[(it.id, signals_from)] for it in keep]
+        for k in sorted({k for r in recs for k in r.signals}):
+            signals[k] = np.array([r.signals.get(k, float("nan")) for r in recs], np.float64)
+    from confroute.eval.benchmarks import SIGNAL_HIGHER
+
+    higher = {k: dict(SIGNAL_HIGHER, **benchmark.signal_higher).get(k, "cloud")
+              for k in signals}
+    secs = {m: float(np.mean([done[(it.id, m)].seconds for it in keep]))
+            for m in names if m not in recorded}
+    tokens = {m: {k: float(np.mean([done[(it.id, m)].usage.get(k, 0) for it in keep]))
+                  for k in ("prompt_tokens", "completion_tokens", "sample_tokens")}
+              for m in names if m not in recorded}
+    meta = {"benchmark": name, "models": {m: ("recorded" if m in recorded else "live")
+                                          for m in names},
+            "edge": weak, "cloud": strong, "signals_from": signals_from,
+            "signal_higher": higher, "seconds_per_prompt": secs, "mean_tokens": tokens,
+            "n_items": len(items), "n_kept": len(keep), "checkpoint": checkpoint,
+            "settings": {k: v for k, v in header.items() if k != "kind"}}
     return OutcomeTable([it.prompt for it in keep], names, q, weak, strong, name=name,
                         ids=[it.id for it in keep],
-                        groups=[getattr(it, "group", "") for it in keep])
-
-
-def live_record(item, name: str, model, grade, prompt_prefix: str, max_tokens: int,
-                temperature: float) -> LiveRecord:
-    """Model ``name``'s graded answer to one item: the unit of work of the builder, here and
-    in each replica of ``confroute eval build --ray``."""
-    turns = tuple(getattr(item, "turns", ()) or ()) or (item.prompt,)
-    messages, answers, usage = [], [], {}
-    for i, turn in enumerate(turns):
-        messages.append({"role": "user", "content": (prompt_prefix if i == 0 else "") + turn})
-        text, u = _ask(model, messages, max_tokens, temperature)
-        messages.append({"role": "assistant", "content": text})
-        answers.append(text)
-        for k, v in u.items():
-            usage[k] = usage.get(k, 0) + v
-    answer = answers[0] if len(turns) == 1 else tuple(answers)
-    quality, extracted = grade(answer, item.reference)
-    return LiveRecord(item.id, name, answer if len(turns) == 1 else list(answers), extracted,
-                      None if quality is None else float(quality), usage)
+                        groups=[getattr(it, "group", "") for it in keep], signals=signals,
+                        meta=meta)
 
 
 def _append(f, obj: dict) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -189,29 +189,182 @@ def _check_scores(label: str, scores, n: int) -> np.ndarray:
 
 RouterSpec = Union[str, Router]
 
+# Random's interval: mean +- Z_RANDOM sd over seeds (its spread from routing alone).
+Z_RANDOM = 1.96
+CI_METRICS = ("apgr", "cpt20", "cpt50", "cpt80", "auroc")
+
+
+def signal_scores(table: OutcomeTable, spec: str) -> List[Tuple[str, np.ndarray, dict]]:
+    """``signal:NAME[,higher=edge|cloud]`` -> one (label, scores in [0, 1], info); ``signals``
+    -> every signal of the table, each in the direction its meta records. Scores are the
+    signal's mid-ranks over n (routing depends on the order only). A prompt without a value
+    (NaN) is ranked as the least confident (sent to the cloud first); ``info`` counts them."""
+    if spec == "signals":
+        if not table.signals:
+            raise ValueError(f"{table.name}: the table has no signal columns")
+        specs = [(k, table.signal_higher(k)) for k in sorted(table.signals)]
+    else:
+        body = spec[len("signal:"):]
+        name, _, opts = body.partition(",")
+        kw = _parse_kwargs("signal", opts) if opts else {}
+        unknown = set(kw) - {"higher"}
+        if not name or unknown:
+            raise ValueError(f"router {spec!r}: use signal:NAME[,higher=edge|cloud]")
+        higher = str(kw.get("higher", "cloud"))
+        if higher not in ("cloud", "edge"):
+            raise ValueError(f"router {spec!r}: higher must be 'cloud' or 'edge'")
+        table.signal(name)  # names the signals the table has
+        specs = [(name, higher)]
+    out = []
+    for name, higher in specs:
+        v = np.array(table.signal(name), dtype=np.float64)
+        missing = ~np.isfinite(v)
+        v = -v if higher == "edge" else v
+        v[missing] = np.inf
+        ranks = M._average_ranks(np.where(np.isinf(v), np.finfo(float).max, v))
+        label = f"signal:{name}" + (",higher=edge" if higher == "edge" else "")
+        out.append((label, (ranks - 1) / max(1, len(v) - 1),
+                    {"signal": name, "higher": higher, "n_missing": int(missing.sum())}))
+    return out
+
+
+def _point_metrics(scores, qw, qs, n_points, shares) -> Dict[str, object]:
+    curve = sweep(scores, qw, qs, n_points)
+    m = curve_metrics(curve, float(qw.mean()), float(qs.mean()), shares)
+    m["uncertainty"] = uncertainty_metrics(scores, qw)
+    return m
+
+
+def _flat(m: Dict[str, object]) -> Dict[str, float]:
+    out = {k: float(m[k]) for k in ("apgr", "auc", "cpt20", "cpt50", "cpt80")}
+    out["auroc"] = float(m["uncertainty"]["auroc"])
+    for s, v in m["quality_at"].items():
+        out["q@" + s] = float(v)
+    return out
+
+
+def bootstrap_intervals(scores, qw, qs, n_points: int = 201,
+                        shares: Sequence[float] = DEFAULT_SHARES, n_boot: int = 1000,
+                        seed: int = 0, level: float = 0.95) -> Dict[str, object]:
+    """Percentile bootstrap intervals over prompts: ``n_boot`` resamples of the rows (with
+    replacement, seeded), each replayed in full (its own all-weak/all-strong quality, its own
+    thresholds). Resamples where the strong model is not better have no APGR/CPT and are
+    skipped (``no_gap`` counts them), as are those without an AUROC (one class only); a CPT
+    that a resample never reaches counts as above every share, so a bound beyond 100% is
+    None ("not reached"). Fewer than half the resamples defined: [None, None]."""
+    s = np.asarray(scores, np.float64)
+    qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
+    n = s.size
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    rows, gap = [], []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        rows.append(_flat(_point_metrics(s[idx], qw[idx], qs[idx], n_points, shares)))
+        gap.append(qs[idx].mean() > qw[idx].mean())
+    gap = np.array(gap)
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out: Dict[str, object] = {"n_boot": n_boot, "seed": seed, "level": level,
+                              "no_gap": float(1 - gap.mean())}
+    for k in rows[0]:
+        v = np.array([r[k] for r in rows])
+        if k.startswith("cpt"):
+            # resamples without a gap have no CPT; with one, "never reached" is above 100%
+            v = v[gap]
+            if v.size < 0.5 * n_boot:
+                out[k], out[k + "_unreached"] = [None, None], None
+                continue
+            unreached = np.isnan(v)
+            lo, hi = np.percentile(np.where(unreached, 2.0, v), [lo_q, hi_q])
+            out[k] = [None if lo > 1 else float(lo), None if hi > 1 else float(hi)]
+            out[k + "_unreached"] = float(unreached.mean())
+        else:
+            ok = v[np.isfinite(v)]
+            out[k] = ([float(x) for x in np.percentile(ok, [lo_q, hi_q])]
+                      if ok.size >= 0.5 * n_boot else [None, None])
+    return out
+
+
+def _random_over_seeds(table, n_points, shares, seeds: int) -> Dict[str, object]:
+    qw, qs = table.q_weak, table.q_strong
+    rows = []
+    for seed in range(seeds):
+        _, r = resolve_router(f"random:seed={seed}", table)
+        sc = _check_scores("random", r.score(list(table.prompts)), len(table))
+        rows.append(_flat(_point_metrics(sc, qw, qs, n_points, shares)))
+    out: Dict[str, object] = {"seeds": seeds, "z": Z_RANDOM}
+    for k in rows[0]:
+        v = np.array([r[k] for r in rows])
+        v = v[np.isfinite(v)]
+        if v.size < 2:
+            out[k] = {"mean": None, "sd": None, "band": [None, None]}
+            continue
+        mu, sd = float(v.mean()), float(v.std(ddof=1))
+        out[k] = {"mean": mu, "sd": sd, "band": [mu - Z_RANDOM * sd, mu + Z_RANDOM * sd]}
+    return out
+
+
+def _overlaps(ci, band) -> Optional[bool]:
+    """Whether an interval meets random's band; None when either is unknown. An open
+    (None) upper CPT bound means 'up to not reached', which meets any band above its low."""
+    if ci is None or band is None or ci[0] is None or band[0] is None:
+        return None
+    hi = np.inf if ci[1] is None else ci[1]
+    return bool(ci[0] <= band[1] and band[0] <= hi)
+
 
 def replay(table: OutcomeTable,
            routers: Union[Sequence[RouterSpec], Mapping[str, RouterSpec]],
            n_points: int = 201,
-           shares: Sequence[float] = DEFAULT_SHARES) -> Report:
+           shares: Sequence[float] = DEFAULT_SHARES, n_boot: int = 0, seed: int = 0,
+           random_seeds: int = 0) -> Report:
     """Sweeps every router over ``table`` and computes the routing and uncertainty metrics.
-    ``routers``: specs or Router objects, or a mapping label -> spec/Router."""
+    ``routers``: specs or Router objects, or a mapping label -> spec/Router; ``signal:NAME``
+    and ``signals`` replay the table's own signal columns (see :func:`signal_scores`).
+    ``n_boot`` > 0 adds bootstrap intervals (``metrics["ci"]``, seeded by ``seed``);
+    ``random_seeds`` > 1 makes a plain ``random`` the mean over that many seeds, with its sd
+    and band (mean +- 1.96 sd), and marks every other router whose interval meets that band
+    (``metrics["overlaps_random"]``)."""
     items = list(routers.items()) if isinstance(routers, Mapping) else [(None, r) for r in routers]
     if not items:
         raise ValueError("no routers to evaluate")
     qw, qs = table.q_weak, table.q_strong
     q_weak, q_strong = float(qw.mean()), float(qs.mean())
-    results, seen = [], set()
+    scored = []
     for label, spec in items:
+        if isinstance(spec, str) and (spec == "signals" or spec.startswith("signal:")):
+            for auto, sc, info in signal_scores(table, spec):
+                scored.append((label if label and spec != "signals" else auto, sc, info))
+            continue
         auto_label, router = resolve_router(spec, table)
         label = label or auto_label
+        sc = _check_scores(label, router.score(list(table.prompts)), len(table))
+        scored.append((label, sc, {"random": spec == "random" and random_seeds > 1}))
+    results, seen, rand = [], set(), None
+    for label, sc, info in scored:
         base_label, i = label, 2
         while label in seen:
             label, i = f"{base_label}#{i}", i + 1
         seen.add(label)
-        scores = _check_scores(label, router.score(list(table.prompts)), len(table))
-        curve = sweep(scores, qw, qs, n_points)
+        curve = sweep(sc, qw, qs, n_points)
         m = curve_metrics(curve, q_weak, q_strong, shares)
-        m["uncertainty"] = uncertainty_metrics(scores, qw)
-        results.append(RouterResult(label, scores, curve, m))
+        m["uncertainty"] = uncertainty_metrics(sc, qw)
+        if info.pop("random", False):
+            rand = _random_over_seeds(table, n_points, shares, random_seeds)
+            m["over_seeds"] = rand
+            for k in ("apgr", "auc", "cpt20", "cpt50", "cpt80"):
+                m[k] = rand[k]["mean"]
+        elif n_boot:
+            m["ci"] = bootstrap_intervals(sc, qw, qs, n_points, shares, n_boot, seed)
+        if info:
+            m["signal"] = info
+        results.append(RouterResult(label, sc, curve, m))
+    if rand is not None:
+        for r in results:
+            if "ci" in r.metrics:
+                r.metrics["overlaps_random"] = {
+                    k: _overlaps(r.metrics["ci"].get(k), rand[k]["band"]) for k in CI_METRICS}
     return Report(table, tuple(results), q_weak, q_strong)

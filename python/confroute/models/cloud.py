@@ -150,6 +150,7 @@ class CloudModel:
         self.base_url = self._http.base_url
         self.model = model
         self.name = model
+        self._gives_logprobs: Optional[bool] = None  # asked on first need
 
     def __repr__(self):
         return f"CloudModel({self.base_url!r}, model={self.model!r})"
@@ -188,6 +189,15 @@ class CloudModel:
             finish_reason=choices[0].get("finish_reason") or "",
             finish_reasons=tuple(c.get("finish_reason") or "" for c in choices),
             tool_calls=msgs[0].get("tool_calls"), seconds=time.perf_counter() - t0, raw=data)
+
+    def gives_logprobs(self) -> bool:
+        """Whether the server returns token logprobs: asked once, with a one-token request,
+        so a job that needs them can refuse before it samples anything."""
+        if self._gives_logprobs is None:
+            r = self.chat("Hi", n=1, max_tokens=1, temperature=0.0, logprobs=True,
+                          top_logprobs=1)
+            self._gives_logprobs = _choice_logprobs(r.raw["choices"][0]) is not None
+        return self._gives_logprobs
 
     def generate(self, messages: Messages, max_tokens: int = 256, temperature: float = 0.0,
                  **extra) -> ChatResult:

@@ -16,7 +16,10 @@ Logprobs are under the **model** (temperature 1), not under the sampling tempera
 entropy estimates the model's own distribution over meanings, and the sampling temperature is
 only a knob for how widely the samples explore it. Weighting clusters by temperature-scaled
 probabilities would make the score move with that knob (at T -> 0 every sample looks certain).
-End-of-generation tokens are not part of an answer: they appear in neither text nor logprobs.
+An answer that ends with an end-of-generation token keeps it in ``token_ids`` and its logprob
+in ``token_logprobs`` (the probability of stopping belongs to the answer's likelihood: without
+it an empty answer would have no tokens, log-probability 0, probability 1); the text leaves it
+out.
 """
 from __future__ import annotations
 
@@ -261,7 +264,8 @@ class EdgeModel:
             runs = []
             for runs in self._steps(prompts, requests):
                 pass
-            texts = [tuple(self.detokenize(t) for t in run.tokens) for run in runs]
+            texts = [tuple(self.detokenize(self._text_tokens(run, s))
+                           for s in range(len(run.tokens))) for run in runs]
         return [self._samples(run, r, txt) for run, r, txt in zip(runs, requests, texts)]
 
     def _samples(self, run: _Run, req: SampleRequest, texts) -> Samples:
@@ -362,13 +366,20 @@ class EdgeModel:
                 if self._accept(run, s, tok, lp, req.max_tokens)]
 
     def _accept(self, run: _Run, s: int, tok, lp, max_tokens: int) -> bool:
-        """Appends sample s's new token; False once the sample has ended."""
+        """Appends sample s's new token and its logprob; False once the sample has ended. An
+        end-of-generation token is kept (its logprob is the model's probability of stopping
+        there, part of the answer's likelihood) and ends the sample; the text leaves it out."""
+        run.tokens[s].append(int(tok))
+        run.logprobs[s].append(float(lp))
         if self._ll.llama_vocab_is_eog(self._vocab, tok):
             run.finish[s] = "stop"
             return False
-        run.tokens[s].append(int(tok))
-        run.logprobs[s].append(float(lp))
         return len(run.tokens[s]) < max_tokens
+
+    @staticmethod
+    def _text_tokens(run: _Run, s: int) -> List[int]:
+        """Sample s's tokens without its end-of-generation token: what its text is made of."""
+        return run.tokens[s][:-1] if run.finish[s] == "stop" else run.tokens[s]
 
     def generate(self, messages: Messages, max_tokens: int = 256, temperature: float = 0.0,
                  seed: Optional[int] = None, **sampling) -> ChatResult:
@@ -407,7 +418,7 @@ class EdgeModel:
             with self._lock:
                 sent = ""
                 for runs in self._steps(prompts, [req]):
-                    text = self.detokenize(runs[0].tokens[0])
+                    text = self.detokenize(self._text_tokens(runs[0], 0))
                     # Hold back a trailing partial UTF-8 character until it is complete.
                     if text.endswith("\ufffd"):
                         continue
@@ -437,7 +448,8 @@ class EdgeModel:
 
     def next_token_logprobs(self, messages: Messages, token_ids: Sequence[int]) -> np.ndarray:
         """float64 log-probabilities of candidate next tokens right after the prompt (one
-        forward pass, no sampling): the basis of the multiple-choice letter distribution."""
+        forward pass, no sampling): the basis of the multiple-choice letter distribution.
+        ``messages`` may also be the prompt's token ids (as in ``sample``)."""
         from confroute import token_logprobs
 
         ids = np.asarray([int(t) for t in token_ids], np.int32)
@@ -445,7 +457,7 @@ class EdgeModel:
             raise ValueError("token_ids is empty")
         if ids.min() < 0 or ids.max() >= self.n_vocab:
             raise ValueError(f"token ids must lie in [0, {self.n_vocab})")
-        prompt = self.prompt_tokens(messages)
+        prompt = self._prompt_ids(messages)  # messages, or token ids (a prompt + answer cue)
         with self._lock:
             self._clear_kv()
             row = self._prefill(prompt, len(prompt) - 1)[-1][-1]

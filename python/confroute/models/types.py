@@ -14,7 +14,10 @@ class Samples:
     """n answers to one prompt. ``token_logprobs[i]`` holds the float64 log-probability of each
     generated token of answer i under the model (temperature 1, see ``EdgeModel.sample``), or
     the whole field is None when the backend offers no logprobs. ``finish_reasons[i]`` is
-    'stop' (end of generation token) or 'length' (max_tokens reached)."""
+    'stop' (end of generation token) or 'length' (max_tokens reached). The edge model's
+    ``token_ids[i]`` and ``token_logprobs[i]`` align and, for 'stop', end with the
+    end-of-generation token, which ``texts[i]`` leaves out and ``completion_tokens`` counts;
+    a remote server's logprobs are what it sends (OpenAI's leave the stop token out)."""
 
     texts: Tuple[str, ...]
     token_logprobs: Optional[Tuple[np.ndarray, ...]]

@@ -1,10 +1,14 @@
 """Calibration: the threshold that sends a target share of queries to the cloud.
 
 A router sends a prompt to the strong model where score > threshold, so the threshold is a
-quantile of the router's scores on calibration prompts. Scores that repeat (kNN with k = 1
-scores only 0, 1/2 or 1) can make the exact share unreachable: the threshold is then the one
-whose share on the calibration set is closest to the target (the lower share on a tie, the
-cheaper side). The share on held-out prompts is what a user will see; report it.
+quantile of the router's scores on calibration prompts. The threshold is always one of those
+scores: a router's scores lie in [0, 1], and so then does the threshold, which RouterPolicy
+requires (a value below every score was negative when the lowest score was 0). Hence the
+prompts with the lowest score always stay on the edge, and a share above the fraction scoring
+more than the lowest is out of reach. Scores that repeat (kNN with k = 1 scores only 0, 1/2
+or 1) can make the exact share unreachable: the threshold is then the one whose share on the
+calibration set is closest to the target (the lower share on a tie, the cheaper side). The
+share on held-out prompts is what a user will see; report it.
 """
 from __future__ import annotations
 
@@ -28,22 +32,22 @@ class Calibration:
 
 
 def threshold_for_share(scores, share: float) -> float:
-    """The threshold t minimizing |mean(scores > t) - share| (lower share on a tie)."""
+    """The score t minimizing |mean(scores > t) - share| (lower share on a tie)."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or s.size == 0:
         raise ValueError("calibration needs a non-empty 1-D array of scores")
     if not np.isfinite(s).all():
         raise ValueError("calibration scores must be finite")
+    if s.min() < 0.0 or s.max() > 1.0:
+        raise ValueError(f"router scores must lie in [0, 1], got {s.min():g} .. {s.max():g}")
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"cloud share must lie in [0, 1], got {share}")
     values = np.unique(s)  # ascending; threshold = a value sends exactly those above it
-    above = s.size - np.searchsorted(np.sort(s), values, side="right")
-    shares = np.concatenate([[1.0], above / s.size])
-    cands = np.concatenate([[np.nextafter(values[0], -np.inf)], values])
-    # shares fall as candidates rise; on equal distance, prefer the lower share (later one)
+    shares = (s.size - np.searchsorted(np.sort(s), values, side="right")) / s.size
+    # shares fall as values rise; on equal distance, prefer the lower share (later one)
     gap = np.abs(shares - share)
     best = len(gap) - 1 - int(np.argmin(gap[::-1]))
-    return float(cands[best])
+    return float(values[best])
 
 
 def calibrate(router, prompts: Sequence[str], share: float,

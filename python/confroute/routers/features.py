@@ -28,38 +28,120 @@ _SHARED = None
 
 def default_embedder():
     """One process-wide default embedder (issue 3's MiniLM ONNX model) behind a cache, so
-    routers loaded side by side (a replay of several routers) embed each prompt once."""
+    routers loaded side by side (a replay of several routers) embed each prompt once; the
+    cache is also kept on disk (:func:`disk_cache_dir`), so the next process (the next router
+    trained on the same prompts) embeds nothing again."""
     global _SHARED
     if _SHARED is None:
         from confroute.models import default_embedder as make
 
-        _SHARED = CachingEmbedder(make())
+        # CONFROUTE_N_THREADS caps onnxruntime's threads too: on a busy machine its spinning
+        # pool costs more than it gives (as llama.cpp's does)
+        threads = int(os.environ.get("CONFROUTE_N_THREADS") or 0) or None
+        _SHARED = CachingEmbedder(make(n_threads=threads), disk=disk_cache_dir())
     return _SHARED
 
 
-class CachingEmbedder:
-    """Wraps an embedder; remembers the vectors of up to ``max_items`` texts (oldest out)."""
+def disk_cache_dir() -> Optional[str]:
+    """``$CONFROUTE_HOME/embeddings`` (see :func:`confroute.models.store.home`); None when
+    ``CONFROUTE_EMBED_CACHE=0``."""
+    if os.environ.get("CONFROUTE_EMBED_CACHE", "1") in ("0", "", "off", "no"):
+        return None
+    from confroute.models.store import home
 
-    def __init__(self, embedder, max_items: int = 50_000):
+    return str(home() / "embeddings")
+
+
+class CachingEmbedder:
+    """Wraps an embedder; remembers the vectors of up to ``max_items`` texts (oldest out).
+
+    With ``disk`` (a folder), vectors are also stored there, keyed by the embedder's name and
+    the text (SHA-256), one ``.npz`` shard per batch of new texts (written to a temporary
+    name, then renamed: concurrent processes never see half a shard). Shards are read once,
+    on the first ``embed``; vectors of other embedders are never mixed in (a folder per
+    embedder name and dimension)."""
+
+    def __init__(self, embedder, max_items: int = 50_000, disk: Optional[str] = None):
         self.inner, self.max_items = embedder, max_items
         self.name = embedder_name(embedder)
         self.dim = getattr(embedder, "dim", None)
         self._cache: "OrderedDict[str, np.ndarray]" = OrderedDict()
+        self.disk = None
+        if disk is not None:
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
+            self.disk = os.path.join(os.fspath(disk), f"{safe}-{self.dim or 'd'}")
+        self._disk: Optional[dict] = None  # key -> vector, read lazily
+        self.embedded = 0  # texts sent to the inner embedder (for tests and benches)
+
+    def _key(self, text: str) -> bytes:
+        import hashlib
+
+        return hashlib.sha256(f"{self.name}\0{text}".encode("utf-8")).digest()
+
+    def _load_disk(self) -> dict:
+        if self._disk is None:
+            self._disk = {}
+            if self.disk and os.path.isdir(self.disk):
+                for fn in sorted(os.listdir(self.disk)):
+                    if not fn.endswith(".npz"):
+                        continue
+                    try:
+                        with np.load(os.path.join(self.disk, fn)) as z:
+                            keys, vecs = z["keys"], z["vecs"]
+                    except (OSError, ValueError, KeyError):
+                        continue  # a damaged shard is ignored: those texts are embedded again
+                    if vecs.ndim != 2 or (self.dim and vecs.shape[1] != self.dim):
+                        continue
+                    for k, v in zip(keys, vecs):
+                        self._disk[bytes(k)] = v
+        return self._disk
+
+    def _store(self, texts, vecs) -> None:
+        if not self.disk or not texts:
+            return
+        import uuid
+
+        os.makedirs(self.disk, exist_ok=True)
+        keys = np.frombuffer(b"".join(self._key(t) for t in texts), dtype="S32")
+        base = os.path.join(self.disk, f"shard-{uuid.uuid4().hex}")
+        np.savez(base + ".tmp.npz", keys=keys, vecs=np.asarray(vecs, np.float32))
+        os.replace(base + ".tmp.npz", base + ".npz")
+        for t, v in zip(texts, vecs):
+            self._disk[self._key(t)] = v
+
+    def _embed_new(self, texts):
+        self.embedded += len(texts)
+        return np.asarray(self.inner.embed(texts), dtype=np.float32)
 
     def embed(self, texts) -> np.ndarray:
         texts = list(texts)
         new = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if new and self.disk:
+            disk = self._load_disk()
+            still = []
+            for t in new:
+                v = disk.get(self._key(t))
+                if v is None:
+                    still.append(t)
+                else:
+                    self._cache[t] = v
+            new = still
         for start in range(0, len(new), 256):  # batches, so a long list streams
             chunk = new[start:start + 256]
-            for t, v in zip(chunk, np.asarray(self.inner.embed(chunk), dtype=np.float32)):
+            vecs = self._embed_new(chunk)
+            for t, v in zip(chunk, vecs):
                 self._cache[t] = v
+            self._store(chunk, vecs)
         while len(self._cache) > self.max_items:
             self._cache.popitem(last=False)
         if not texts:
             return np.zeros((0, self.dim or 0), np.float32)
         # texts evicted above (a list longer than the cache) are embedded again
         missing = [t for t in texts if t not in self._cache]
-        extra = dict(zip(missing, self.inner.embed(missing))) if missing else {}
+        disk = self._disk or {}
+        extra = {t: disk[self._key(t)] for t in missing if self._key(t) in disk}
+        missing = [t for t in missing if t not in extra]
+        extra.update(zip(missing, self.inner.embed(missing)) if missing else {})
         return np.stack([self._cache[t] if t in self._cache else extra[t] for t in texts])
 
 

@@ -55,8 +55,7 @@ class RouterConfig:
     # (calibrated for a target cloud share)
     thresholds: Optional[Tuple[float, ...]] = None
     path: Optional[str] = None          # saved trained router directory
-    samples: int = 5                    # SE: edge samples per request
-    sample_max_tokens: int = 48         # SE: tokens per sample
+    samples: int = 5                    # SE: edge samples per request, as long as the answer
     sample_temperature: float = 1.0
     kind: str = "kuhn"                  # SE estimator
 
