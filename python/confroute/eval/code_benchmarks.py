@@ -1,0 +1,113 @@
+"""HumanEval and MBPP for ``confroute eval build``: graded by the dataset's own tests in the
+sandbox, with execution-based semantic entropy as extra signals (``signal:exec_*``).
+
+HumanEval items carry the recorded cloud outcomes (``--cloud recorded:gpt-4``). Registered on
+import by :mod:`confroute.eval.benchmarks`.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from confroute.eval.benchmarks import Benchmark, Prompt, register_benchmark
+from confroute.eval.code_tasks import (HUMANEVAL_INSTRUCTION, MBPP_INSTRUCTION, CodeTask,
+                                       humaneval_tasks, mbpp_tasks, recorded_by_id)
+from confroute.eval.data import Item
+
+EXEC_SIGNALS = {"exec_se_discrete": "cloud", "exec_se_weighted": "cloud",
+                "exec_se_kuhn": "cloud", "exec_n_clusters": "cloud",
+                "exec_largest_share": "edge"}
+
+
+def exec_signals(task: CodeTask, texts, token_logprobs) -> Dict[str, float]:
+    """Execution SE of one prompt's samples on the task's example calls."""
+    from confroute import sequence_logprobs
+    from confroute.eval.code_grading import candidate_program, extract_code
+    from confroute.exec_clusters import execution_clusters
+
+    if not texts:
+        return {}
+    programs = [candidate_program(task, extract_code(t, task.entry_point)) for t in texts]
+    lp = None
+    if token_logprobs is not None:
+        lps = [np.asarray(x, np.float64) for x in token_logprobs]
+        off = np.concatenate([[0], np.cumsum([len(x) for x in lps])]).astype(np.int64)
+        flat = np.concatenate(lps) if lps else np.zeros(0)
+        lp = np.asarray(sequence_logprobs(flat, off, reduce="mean"))
+    c = execution_clusters(programs, task.examples, lp)
+    return {"exec_se_discrete": c.se_discrete, "exec_se_weighted": c.se_weighted,
+            "exec_se_kuhn": c.se_kuhn, "exec_n_clusters": float(c.n_clusters),
+            "exec_largest_share": float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids))}
+
+
+class _Code(Benchmark):
+    max_tokens = 384
+    signal_higher = EXEC_SIGNALS
+    instruction = ""
+
+    def __init__(self, max_tokens: Optional[int] = None):
+        if max_tokens is not None:
+            self.max_tokens = int(max_tokens)
+
+    def tasks(self, data_dir, split) -> List[CodeTask]:
+        raise NotImplementedError
+
+    def items(self, data_dir, split="dev", include_contaminated=False):
+        return [Item(t.id, t.prompt, t, t.group, recorded=self._recorded(data_dir, split)
+                     .get(t.id, ())) for t in self.tasks(data_dir, split)]
+
+    def _recorded(self, data_dir, split) -> Dict[str, Tuple[Tuple[str, float], ...]]:
+        return {}
+
+    def prompt(self, item):
+        return Prompt(({"role": "user", "content": item.prompt},))
+
+    def grade(self, answer, item):
+        from confroute.eval.code_grading import grade
+
+        return grade(item.reference, answer)
+
+    def extra_signals(self, item, samples):
+        return exec_signals(item.reference, samples.texts, samples.token_logprobs)
+
+    def settings(self):
+        return {"max_tokens": self.max_tokens,
+                "instruction": hashlib.sha256(self.instruction.encode()).hexdigest()[:12]}
+
+    def grader(self):
+        return "sandbox-tests-v1"
+
+
+class HumanEval(_Code):
+    """OpenAI HumanEval: complete the function; ``check(candidate)`` grades it."""
+
+    name = "humaneval"
+    instruction = HUMANEVAL_INSTRUCTION
+
+    def tasks(self, data_dir, split):
+        return humaneval_tasks(data_dir, split)
+
+    def _recorded(self, data_dir, split):
+        try:
+            rec = recorded_by_id(data_dir, split)
+        except ValueError:  # no recorded file for this split
+            return {}
+        return {i: tuple(sorted(r.items())) for i, r in rec.items()}
+
+
+class MBPP(_Code):
+    """Sanitized MBPP: the task text and its first assert; all asserts grade it. Splits:
+    ``test_dev`` (evaluation), ``train`` (router-training prompts); ``dev`` means
+    ``test_dev``."""
+
+    name = "mbpp"
+    instruction = MBPP_INSTRUCTION
+
+    def tasks(self, data_dir, split):
+        return mbpp_tasks(data_dir, "test_dev" if split == "dev" else split)
+
+
+register_benchmark("humaneval", HumanEval)
+register_benchmark("mbpp", MBPP)
