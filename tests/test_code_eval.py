@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from confroute.eval.code_grading import (candidate_program, extract_code, grade, grade_many,
-                                         test_program)
+                                         graded_program)
 from confroute.eval.code_tasks import (CodeTask, assert_call, docstring_calls,
                                        humaneval_tasks, load_humaneval_recorded, mbpp_tasks,
                                        signature_calls, variant_calls)
@@ -112,7 +112,9 @@ def test_humaneval_loads_and_canonical_solutions_pass():
     tasks = humaneval_tasks(DATA)
     assert len(tasks) == 90 and all(t.examples for t in tasks)
     rows = {o["task_id"]: o for o in map(json.loads, open(DATA / "code" / "humaneval_dev.jsonl"))}
-    ans = [rows[t.id]["prompt"] + rows[t.id]["canonical_solution"] for t in tasks]
+    # answers as the model gives them: the cue (a fence and the given code), then the body
+    assert all(t.cue == "```python\n" + rows[t.id]["prompt"] for t in tasks)
+    ans = [t.cue + rows[t.id]["canonical_solution"] + "```\nThis works." for t in tasks]
     graded = grade_many(tasks, ans, max_parallel=2)
     failed = [t.id for t, (q, _, _) in zip(tasks, graded) if q != 1.0]
     assert failed == []
@@ -147,5 +149,5 @@ def test_recorded_humaneval_table():
     assert t.ids[0] == "HumanEval/0"
 
 
-def test_program_runs_the_tests_after_the_code():
-    assert test_program(TASK, GOOD).endswith(TASK.tests)
+def test_graded_program_runs_the_tests_after_the_code():
+    assert graded_program(TASK, GOOD).endswith(TASK.tests)

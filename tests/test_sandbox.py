@@ -140,15 +140,27 @@ def test_environment_holds_no_keys(monkeypatch):
     _caller_ok()
 
 
-def test_writing_outside_its_directory_fails(tmp_path):
+@pytest.fixture
+def outside_dir():
+    """A folder the caller owns outside /tmp (the run sees a private /tmp), open for others to
+    read and search but not to write: like the caller's files."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="sandbox-outside-", dir=os.path.dirname(__file__))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d)
+
+
+def test_writing_outside_its_directory_fails(outside_dir):
     if os.geteuid() != 0:
         pytest.skip("without a separate uid the program may write where its user may")
-    os.chmod(tmp_path, 0o755)  # readable, not writable, for others
-    target = tmp_path / "escaped.txt"
+    target = os.path.join(outside_dir, "escaped.txt")
     in_tmp = f"/tmp/confroute-escape-{secrets.token_hex(6)}"
-    r = run(f"open({str(target)!r}, 'w').write('x')\n", QUICK)
+    r = run(f"open({target!r}, 'w').write('x')\n", QUICK)
     assert not r.completed and "PermissionError" in r.stderr
-    assert not target.exists()
+    assert not os.path.exists(target)
     # /tmp is world-writable on the host: the run sees its own private /tmp instead
     r = run(f"open({in_tmp!r}, 'w').write('x')\nprint('wrote')\n", QUICK)
     assert r.completed and r.stdout == "wrote\n"

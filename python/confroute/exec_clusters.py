@@ -100,7 +100,7 @@ def behaviours(programs: Sequence[str], calls: Sequence[str], limits: Limits = C
     out = []
     for r in runs:
         line = None
-        for ln in r.stdout.splitlines()[::-1]:
+        for ln in r.stdout.split("\n")[::-1]:  # not splitlines: it splits at \x1e
             if ln.startswith(_MARK):
                 line = ln[len(_MARK):]
                 break
@@ -156,3 +156,29 @@ def execution_clusters(programs: Sequence[str], calls: Sequence[str],
     nan = float("nan")
     return ExecutionClusters(tuple(b), ids, int(ids.max()) + 1, se["discrete"],
                              se.get("weighted", nan), se.get("kuhn", nan), len(list(calls)))
+
+
+EXEC_SIGNALS = {"exec_se_discrete": "cloud", "exec_se_weighted": "cloud",
+                "exec_se_kuhn": "cloud", "exec_n_clusters": "cloud",
+                "exec_largest_share": "edge"}
+
+
+def exec_signals(task, texts, token_logprobs) -> Dict[str, float]:
+    """The ``signal:exec_*`` values of one prompt's samples (texts and token logprobs) on
+    the task's (``CodeTask``) example calls."""
+    from confroute import sequence_logprobs
+    from confroute.eval.code_grading import candidate_program, extract_code
+
+    if not texts:
+        return {}
+    programs = [candidate_program(task, extract_code(t, task.entry_point)) for t in texts]
+    lp = None
+    if token_logprobs is not None:
+        lps = [np.asarray(x, np.float64) for x in token_logprobs]
+        off = np.concatenate([[0], np.cumsum([len(x) for x in lps])]).astype(np.int64)
+        flat = np.concatenate(lps) if lps else np.zeros(0)
+        lp = np.asarray(sequence_logprobs(flat, off, reduce="mean"))
+    c = execution_clusters(programs, task.examples, lp)
+    return {"exec_se_discrete": c.se_discrete, "exec_se_weighted": c.se_weighted,
+            "exec_se_kuhn": c.se_kuhn, "exec_n_clusters": float(c.n_clusters),
+            "exec_largest_share": float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids))}

@@ -266,7 +266,7 @@ def _run(source: str, limits: Limits, python: str) -> RunResult:
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        out, err, done, timed_out, exceeded = _collect(proc, done_r, limits, t0)
+        out, err, done, timed_out, exceeded = _collect(proc, done_r, limits, t0, uid)
     finally:
         if proc.returncode is None:  # an error in the caller: nothing reaped yet, still ours
             _kill_group(proc)
@@ -291,7 +291,7 @@ def _run(source: str, limits: Limits, python: str) -> RunResult:
                      time.monotonic() - t0, isolation)
 
 
-def _collect(proc, done_r, limits: Limits, t0: float):
+def _collect(proc, done_r, limits: Limits, t0: float, uid: Optional[int]):
     bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray(),
             done_r: bytearray()}
     sel = selectors.DefaultSelector()
@@ -323,6 +323,8 @@ def _collect(proc, done_r, limits: Limits, t0: float):
     # still ours: killing the group now cannot hit a reused id.
     _kill_group(proc)
     proc.wait()
+    if (timed_out or exceeded) and uid is not None:
+        _wait_gone(uid, time.monotonic() + 10.0)
     return (bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]),
             bytes(bufs[done_r]), timed_out, exceeded)
 
@@ -334,6 +336,24 @@ def _kill_group(proc) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_gone(uid: int, deadline: float) -> None:
+    """A killed PID namespace is torn down by the kernel after its init dies, not at once:
+    wait until no process of the run's uid is left, so that a killed run is over on return."""
+    while time.monotonic() < deadline:
+        alive = False
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.stat(f"/proc/{pid}").st_uid == uid:
+                        alive = True
+                        break
+                except OSError:
+                    pass
+        if not alive:
+            return
+        time.sleep(0.01)
 
 
 def _close_pipes(proc) -> None:

@@ -9,37 +9,11 @@ from __future__ import annotations
 import hashlib
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
-
 from confroute.eval.benchmarks import Benchmark, Prompt, register_benchmark
 from confroute.eval.code_tasks import (HUMANEVAL_INSTRUCTION, MBPP_INSTRUCTION, CodeTask,
                                        humaneval_tasks, mbpp_tasks, recorded_by_id)
 from confroute.eval.data import Item
-
-EXEC_SIGNALS = {"exec_se_discrete": "cloud", "exec_se_weighted": "cloud",
-                "exec_se_kuhn": "cloud", "exec_n_clusters": "cloud",
-                "exec_largest_share": "edge"}
-
-
-def exec_signals(task: CodeTask, texts, token_logprobs) -> Dict[str, float]:
-    """Execution SE of one prompt's samples on the task's example calls."""
-    from confroute import sequence_logprobs
-    from confroute.eval.code_grading import candidate_program, extract_code
-    from confroute.exec_clusters import execution_clusters
-
-    if not texts:
-        return {}
-    programs = [candidate_program(task, extract_code(t, task.entry_point)) for t in texts]
-    lp = None
-    if token_logprobs is not None:
-        lps = [np.asarray(x, np.float64) for x in token_logprobs]
-        off = np.concatenate([[0], np.cumsum([len(x) for x in lps])]).astype(np.int64)
-        flat = np.concatenate(lps) if lps else np.zeros(0)
-        lp = np.asarray(sequence_logprobs(flat, off, reduce="mean"))
-    c = execution_clusters(programs, task.examples, lp)
-    return {"exec_se_discrete": c.se_discrete, "exec_se_weighted": c.se_weighted,
-            "exec_se_kuhn": c.se_kuhn, "exec_n_clusters": float(c.n_clusters),
-            "exec_largest_share": float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids))}
+from confroute.exec_clusters import EXEC_SIGNALS, exec_signals
 
 
 class _Code(Benchmark):
@@ -62,7 +36,7 @@ class _Code(Benchmark):
         return {}
 
     def prompt(self, item):
-        return Prompt(({"role": "user", "content": item.prompt},))
+        return Prompt(({"role": "user", "content": item.prompt},), item.reference.cue)
 
     def grade(self, answer, item):
         from confroute.eval.code_grading import grade

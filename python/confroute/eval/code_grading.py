@@ -49,7 +49,7 @@ def candidate_program(task: CodeTask, code: str) -> str:
     return task.preamble + "\n\n" + code + "\n"
 
 
-def test_program(task: CodeTask, code: str) -> str:
+def graded_program(task: CodeTask, code: str) -> str:
     return candidate_program(task, code) + "\n\n" + task.tests
 
 
@@ -60,7 +60,7 @@ def grade_many(tasks: Sequence[CodeTask], answers: Sequence[str],
     answer. A program that leaves early (``sys.exit(0)`` before the tests) fails."""
     if len(tasks) != len(answers):
         raise ValueError(f"{len(tasks)} tasks but {len(answers)} answers")
-    progs = [test_program(t, extract_code(a, t.entry_point)) for t, a in zip(tasks, answers)]
+    progs = [graded_program(t, extract_code(a, t.entry_point)) for t, a in zip(tasks, answers)]
     runs = run_many(progs, limits, max_parallel=max_parallel)
     return [(float(r.completed), r.status, r) for r in runs]
 

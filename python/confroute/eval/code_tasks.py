@@ -39,6 +39,7 @@ class CodeTask:
     tests: str
     examples: Tuple[str, ...] = ()
     group: str = ""
+    cue: str = ""  # the start of the assistant's answer, which the model continues
 
     def messages(self) -> List[dict]:
         return [{"role": "user", "content": self.prompt}]
@@ -60,11 +61,14 @@ def humaneval_tasks(data_dir, split: str = "dev") -> List[CodeTask]:
                 raise ValueError(f"{path}: line {lineno}: missing or empty {k!r}")
         ep = o["entry_point"]
         tests = o["test"] + f"\n\ncheck({ep})\n"
+        # The answer opens with the given code, so the model writes the body (HumanEval's
+        # completion format) instead of repeating a long docstring.
         out.append(CodeTask(o["task_id"], "humaneval",
                             HUMANEVAL_INSTRUCTION + "```python\n" + o["prompt"] + "```\n",
                             ep, o["prompt"], tests,
                             docstring_calls(o["prompt"], ep)
-                            or signature_calls(o["prompt"], ep)))
+                            or signature_calls(o["prompt"], ep),
+                            cue="```python\n" + o["prompt"]))
     if not out:
         raise ValueError(f"{path}: no rows")
     return out
@@ -86,7 +90,8 @@ def mbpp_tasks(data_dir, split: str = "test_dev") -> List[CodeTask]:
                   "test:\n" + tests[0].strip() + "\n")
         imports = "\n".join(o.get("test_imports") or [])
         out.append(CodeTask(str(o["task_id"]), "mbpp", prompt, name, imports,
-                            imports + "\n" + "\n".join(tests) + "\n", variant_calls(call)))
+                            imports + "\n" + "\n".join(tests) + "\n", variant_calls(call),
+                            cue="```python\n"))
     if not out:
         raise ValueError(f"{path}: no rows")
     return out
