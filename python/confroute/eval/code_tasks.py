@@ -19,6 +19,7 @@ from confroute.eval.outcomes import OutcomeTable
 
 HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Reply with the complete "
                          "function, its signature included, in one ```python code block.\n\n")
+FENCE = "```python\n"
 MBPP_INSTRUCTION = ("Write a Python function for the task below. Reply with the code in one "
                     "```python code block.\n\n")
 
@@ -68,7 +69,7 @@ def humaneval_tasks(data_dir, split: str = "dev") -> List[CodeTask]:
                             ep, o["prompt"], tests,
                             docstring_calls(o["prompt"], ep)
                             or signature_calls(o["prompt"], ep),
-                            cue="```python\n" + o["prompt"]))
+                            cue=FENCE + o["prompt"]))
     if not out:
         raise ValueError(f"{path}: no rows")
     return out
@@ -91,7 +92,7 @@ def mbpp_tasks(data_dir, split: str = "test_dev") -> List[CodeTask]:
         imports = "\n".join(o.get("test_imports") or [])
         out.append(CodeTask(str(o["task_id"]), "mbpp", prompt, name, imports,
                             imports + "\n" + "\n".join(tests) + "\n", variant_calls(call),
-                            cue="```python\n"))
+                            cue=FENCE))
     if not out:
         raise ValueError(f"{path}: no rows")
     return out
