@@ -182,3 +182,70 @@ def exec_signals(task, texts, token_logprobs) -> Dict[str, float]:
     return {"exec_se_discrete": c.se_discrete, "exec_se_weighted": c.se_weighted,
             "exec_se_kuhn": c.se_kuhn, "exec_n_clusters": float(c.n_clusters),
             "exec_largest_share": float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids))}
+
+
+# ------------------------------------------------------------------------------- the cascade
+
+
+def entry_point_of(texts: Sequence[str]) -> Optional[str]:
+    """The function most samples define (the first ``def`` of each sample's code)."""
+    import re
+    from collections import Counter
+
+    from confroute.eval.code_grading import extract_code
+
+    names = []
+    for t in texts:
+        m = re.search(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", extract_code(t), re.M)
+        if m:
+            names.append(m.group(1))
+    if not names:
+        return None
+    name, count = Counter(names).most_common(1)[0]
+    return name if count * 2 >= len(texts) else None
+
+
+class ExecutionScorer:
+    """A drop-in for :class:`confroute.scorer.ConfidenceScorer` in the Controller: when most
+    samples are code defining one function and the prompt shows literal example calls of it
+    (``f(7)``), the samples are clustered by their behaviour on those calls in the sandbox
+    (``method='execution'``); otherwise by embedding, as the wrapped scorer does."""
+
+    def __init__(self, scorer=None, limits: Limits = CLUSTER_LIMITS, max_parallel: int = 2):
+        from confroute.scorer import ConfidenceScorer
+
+        self.scorer = scorer or ConfidenceScorer()
+        self.limits, self.max_parallel = limits, max_parallel
+
+    def __getattr__(self, name):  # n, max_tokens, embedder, ...: the wrapped scorer's
+        if name == "scorer":
+            raise AttributeError(name)
+        return getattr(self.scorer, name)
+
+    def score(self, messages, model, **opts):
+        import dataclasses
+        import time
+
+        from confroute.eval.code_grading import extract_code
+        from confroute.eval.code_tasks import docstring_calls
+        from confroute.models.types import last_user_text, normalize_messages
+        from confroute.scorer import _best_index
+
+        flat = normalize_messages(messages)
+        conf = self.scorer.score(flat, model, **opts)
+        texts = conf.samples.texts if conf.samples is not None else ()
+        ep = entry_point_of(texts) if texts else None
+        calls = docstring_calls(last_user_text(flat), ep) if ep else ()
+        if not calls:
+            return conf
+        t0 = time.perf_counter()
+        programs = [extract_code(t, ep) for t in texts]
+        lp = conf.seq_logprob_mean if conf.samples.has_logprobs else None
+        ec = execution_clusters(programs, calls, lp, self.limits, self.max_parallel)
+        nan = float("nan")
+        return dataclasses.replace(
+            conf, method="execution", n_clusters=ec.n_clusters, cluster_ids=ec.cluster_ids,
+            se_discrete=ec.se_discrete, se_weighted=ec.se_weighted if lp is not None else nan,
+            se_kuhn=ec.se_kuhn if lp is not None else nan,
+            best_index=_best_index(ec.cluster_ids, lp), threshold=None,
+            seconds={**conf.seconds, "execute": time.perf_counter() - t0})
