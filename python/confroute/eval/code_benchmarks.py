@@ -51,7 +51,10 @@ class _Code(Benchmark):
         return grade(item.reference, answer)
 
     def extra_signals(self, item, samples):
-        return exec_signals(item.reference, samples.texts, samples.token_logprobs)
+        # the samples continue the cue, as the answer does
+        cue = self.prompt(item).cue
+        return exec_signals(item.reference, [cue + t for t in samples.texts],
+                            samples.token_logprobs)
 
     def settings(self):
         return {"max_tokens": self.max_tokens, "cue": self.cue,
