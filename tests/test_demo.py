@@ -30,3 +30,16 @@ def test_demo_table_and_options_parse():
     assert r.returncode == 0
     for opt in ("--threshold", "--cloud-url", "--json", "--kind", "--n"):
         assert opt in r.stdout
+
+
+def test_demo_code_prompt_uses_execution_se(capsys):
+    from confroute.commands.demo import PROMPTS
+
+    code = [p for p in PROMPTS if "Python function" in p]
+    assert len(code) == 2
+    rc = main(["demo", "--json", "--prompt", code[0], "--cloud-max-tokens", "16"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    (row,) = json.loads(out.out)
+    assert row["clustered_by"] == "execution" and row["n_samples"] == 5
+    assert 1 <= row["n_clusters"] <= 5

@@ -9,7 +9,12 @@ import time
 # Some prompts SmolLM2-135M answers consistently, some it does not (measured at T=0.7, n=5).
 PROMPTS = [
     "What is the opposite of hot? Answer in one word.",
-    "Write a Python function that checks whether a number is prime.",
+    # Code prompts with example calls: their samples are clustered by what they return on
+    # those calls (run in the sandbox), not by how their text reads.
+    "Write a Python function is_prime(n) that checks whether n is a prime number. For "
+    "example, is_prime(7) is True, is_prime(9) is False and is_prime(2) is True.",
+    "Write a Python function reverse_words(s) that reverses the order of the words in s: "
+    "reverse_words('big red dog') returns 'dog red big'.",
     "How many legs does a spider have? Answer with a number.",
     "Who won the Tour de France in 1937?",
     "What is 37 * 43? Answer with a number.",
@@ -26,6 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n", type=int, default=5, help="edge samples per prompt (default 5)")
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens per edge sample")
     parser.add_argument("--temperature", type=float, default=0.7, help="edge sampling temperature")
+    parser.add_argument("--code-max-tokens", type=int, default=160,
+                        help="tokens per edge sample and cloud answer when the prompt asks "
+                             "for a Python function")
     parser.add_argument("--cloud-max-tokens", type=int, default=96, help="tokens of a cloud answer")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--prompt", action="append", help="a prompt of your own (repeatable); "
@@ -65,8 +73,11 @@ def _run(args) -> int:
                            timeout=args.timeout)
     else:
         cloud = default_cloud()
-    scorer = ConfidenceScorer(default_embedder(), n=args.n, max_tokens=args.max_tokens,
-                              temperature=args.temperature, seed=args.seed)
+    from confroute.exec_clusters import ExecutionScorer
+
+    scorer = ExecutionScorer(ConfidenceScorer(default_embedder(), n=args.n,
+                                              max_tokens=args.max_tokens,
+                                              temperature=args.temperature, seed=args.seed))
     ctl = Controller(edge, cloud, SECascade(args.threshold, kind=args.kind), scorer=scorer,
                      cloud_max_tokens=args.cloud_max_tokens)
     log(f"edge: {edge.name} | cloud: {getattr(cloud, 'name', cloud)} | SE ({args.kind}) "
@@ -74,11 +85,17 @@ def _run(args) -> int:
         f"(models ready in {time.perf_counter() - t0:.1f} s)")
     rows = []
     if not args.json:
-        print(f"\n{'prompt':<44} {'SE':>5} {'clu':>3}  {'route':<6} {'answer':<46} {'sec':>5}")
-        print("-" * 114)
+        print(f"\n{'prompt':<44} {'SE':>5} {'clu':>3} {'by':<4}  {'route':<6} {'answer':<46} "
+              f"{'sec':>5}")
+        print("-" * 119)
     for p in prompts:
-        r = ctl.chat(p, cloud_options={"temperature": 0.0})
+        # code needs longer answers than the one-line questions
+        code = "python function" in p.lower()
+        edge_opts = {"max_tokens": args.code_max_tokens} if code else {}
+        cloud_opts = {"temperature": 0.0, **edge_opts}
+        r = ctl.chat(p, cloud_options=cloud_opts, **edge_opts)
         row = {"prompt": p, "routed_to": r.routed_to, "semantic_entropy": r.semantic_entropy,
+               "clustered_by": r.confidence.method,
                "n_samples": r.n_samples, "n_clusters": r.confidence.n_clusters,
                "answer": r.answer, "model": r.model, "degraded": r.degraded,
                "error": r.error, "latency_s": round(r.latency_s, 3), "usage": r.usage}
@@ -86,12 +103,15 @@ def _run(args) -> int:
         if not args.json:
             route = r.routed_to + ("!" if r.degraded else "")
             head = " ".join(r.answer.split())[:46]
-            print(f"{p[:44]:<44} {r.semantic_entropy:5.2f} {row['n_clusters']:>3}  {route:<6} "
-                  f"{head:<46} {r.latency_s:5.1f}", flush=True)
+            by = "exec" if r.confidence.method == "execution" else "emb"
+            print(f"{p[:44]:<44} {r.semantic_entropy:5.2f} {row['n_clusters']:>3} {by:<4}  "
+                  f"{route:<6} {head:<46} {r.latency_s:5.1f}", flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         n_cloud = sum(r["routed_to"] == "cloud" for r in rows)
+        print("by: how samples were grouped by meaning (emb: embedding similarity; exec: what "
+              "the code returns on the prompt's example calls, run in the sandbox)")
         print(f"\n{len(rows) - n_cloud} answered on the edge, {n_cloud} escalated to the cloud"
               + ("; '!' = cloud failed, edge answer given" if any(r["degraded"] for r in rows)
                  else ""))

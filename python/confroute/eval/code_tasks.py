@@ -1,0 +1,326 @@
+"""Code benchmarks: HumanEval and sanitized MBPP problems, the chat prompt for each, and the
+recorded HumanEval cloud outcomes.
+
+Files (``<data>/code/``): ``humaneval_<split>.jsonl`` (task_id, prompt, entry_point, test),
+``humaneval_recorded_<split>.csv`` (task_id, prompt, one success-rate column per model),
+``mbpp_<split>.jsonl`` (task_id, prompt text, test_imports, test_list) with split ``test_dev``
+or ``train``. Nothing here runs code; grading is :mod:`confroute.eval.code_grading`.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import re
+from dataclasses import dataclass
+from typing import List, Tuple
+
+from confroute.eval.data import parse_quality, read_csv, read_jsonl
+from confroute.eval.outcomes import OutcomeTable
+
+HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Reply with the complete "
+                         "function, its signature included, in one ```python code block.\n\n")
+FENCE = "```python\n"
+MBPP_INSTRUCTION = ("Write a Python function for the task below. Reply with the code in one "
+                    "```python code block.\n\n")
+
+
+@dataclass(frozen=True)
+class CodeTask:
+    """One problem. ``prompt`` is what the user asks (the chat message's text); ``preamble``
+    is code placed before the model's code (HumanEval: the given signature, imports and
+    helpers); ``tests`` the dataset's own test code, run after it; ``examples`` the calls the
+    request itself shows (HumanEval docstring examples, the MBPP example assert's call): the
+    inputs for execution clustering, never the hidden tests."""
+
+    id: str
+    kind: str                    # "humaneval" | "mbpp"
+    prompt: str
+    entry_point: str
+    preamble: str
+    tests: str
+    examples: Tuple[str, ...] = ()
+    group: str = ""
+    cue: str = ""  # the start of the assistant's answer, which the model continues
+
+    def messages(self) -> List[dict]:
+        return [{"role": "user", "content": self.prompt}]
+
+
+def _code_dir(data_dir) -> str:
+    d = os.path.join(os.fspath(data_dir), "code")
+    if not os.path.isdir(d):
+        raise ValueError(f"{d}: no such folder (is --data a folder laid out like shared/data?)")
+    return d
+
+
+def humaneval_tasks(data_dir, split: str = "dev") -> List[CodeTask]:
+    path = os.path.join(_code_dir(data_dir), f"humaneval_{split}.jsonl")
+    out = []
+    for lineno, o in read_jsonl(path):
+        for k in ("task_id", "prompt", "entry_point", "test"):
+            if not isinstance(o.get(k), str) or not o[k]:
+                raise ValueError(f"{path}: line {lineno}: missing or empty {k!r}")
+        ep = o["entry_point"]
+        tests = o["test"] + f"\n\ncheck({ep})\n"
+        # The answer opens with the given code, so the model writes the body (HumanEval's
+        # completion format) instead of repeating a long docstring.
+        out.append(CodeTask(o["task_id"], "humaneval",
+                            HUMANEVAL_INSTRUCTION + "```python\n" + o["prompt"] + "```\n",
+                            ep, o["prompt"], tests,
+                            docstring_calls(o["prompt"], ep)
+                            or signature_calls(o["prompt"], ep),
+                            cue=FENCE + o["prompt"]))
+    if not out:
+        raise ValueError(f"{path}: no rows")
+    return out
+
+
+def mbpp_tasks(data_dir, split: str = "test_dev") -> List[CodeTask]:
+    """The prompt states the task and shows the first assert (as the MBPP paper's prompts
+    do), which names the function; grading runs all asserts. Clustering may use the shown
+    assert's call, not its expected value, and none of the other asserts."""
+    path = os.path.join(_code_dir(data_dir), f"mbpp_{split}.jsonl")
+    out = []
+    for lineno, o in read_jsonl(path):
+        where = f"{path}: line {lineno}"
+        tests = o.get("test_list")
+        if not isinstance(o.get("prompt"), str) or not isinstance(tests, list) or not tests:
+            raise ValueError(f"{where}: expected 'prompt' text and a non-empty 'test_list'")
+        name, call = assert_call(tests[0], where)
+        prompt = (MBPP_INSTRUCTION + o["prompt"].strip() + "\nYour code should pass this "
+                  "test:\n" + tests[0].strip() + "\n")
+        imports = "\n".join(o.get("test_imports") or [])
+        out.append(CodeTask(str(o["task_id"]), "mbpp", prompt, name, imports,
+                            imports + "\n" + "\n".join(tests) + "\n", variant_calls(call),
+                            cue=FENCE))
+    if not out:
+        raise ValueError(f"{path}: no rows")
+    return out
+
+
+def assert_call(test: str, where: str = "") -> Tuple[str, str]:
+    """The function an MBPP assert calls and the source of that call: the first call of a
+    plain name inside the assert (``assert set(f(x)) == ...`` gives ``f``, ``f(x)``)."""
+    try:
+        node = ast.parse(test.strip())
+    except SyntaxError:
+        raise ValueError(f"{where}: the test {test!r} is not Python") from None
+    if not node.body or not isinstance(node.body[0], ast.Assert):
+        raise ValueError(f"{where}: the test {test!r} is not an assert")
+    named = [n for n in ast.walk(node.body[0].test) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Name)]
+    # a builtin only when nothing else is called: a task may redefine sum()
+    calls = [n for n in named if n.func.id not in _BUILTINS] or named
+    if not calls:
+        raise ValueError(f"{where}: no function call in the test {test!r}")
+    c = min(calls, key=lambda n: (n.lineno, n.col_offset))
+    return c.func.id, ast.unparse(c)
+
+
+def docstring_calls(prompt: str, entry_point: str, limit: int = 8) -> Tuple[str, ...]:
+    """The example calls of ``entry_point`` written in a HumanEval prompt, each as call source
+    without the expected value: ``>>> f(x)`` lines and prose calls ('f(x) ==> y'; a prose call
+    of an undefined name with the right arity, a typo in the docstring, is read as ``f``),
+    then 'For lst = [..] the output should be ..' / 'Input: arr = [..], k = 4' lines, then
+    'Input: 12' lines of a one-argument function."""
+    params, required, defined = _signature(prompt, entry_point)
+    out: List[str] = []
+
+    def add(call):
+        if len(out) < limit and call not in out:
+            out.append(call)
+
+    for name, src in _literal_calls(prompt):
+        if name in defined and name != entry_point or name in _BUILTINS:
+            continue
+        call = ast.parse(src, mode="eval").body
+        n = len(call.args) + len(call.keywords)
+        fits = params is None or len(required) <= n <= len(params)
+        if fits and (name == entry_point or params is not None):
+            call.func = ast.Name(entry_point, ast.Load())
+            add(ast.unparse(call))
+    if params:
+        names = "|".join(re.escape(p) for p in params)
+        for line in prompt.splitlines():
+            m = re.search(rf"\b({names})\s*=(?!=)", line)
+            if m:
+                rest = line[m.start():]
+                for end in range(len(rest), 0, -1):
+                    call = _parse_call(entry_point, rest[:end])
+                    if call is not None and {k.arg for k in call.keywords} >= set(required) \
+                            and not call.args:
+                        add(ast.unparse(call))
+                        break
+            elif len(params) == 1:
+                m = re.match(r"\s*Input:\s*(.+?)\s*$", line)
+                call = _parse_call(entry_point, m.group(1)) if m else None
+                if call is not None and len(call.args) == 1:
+                    add(ast.unparse(call))
+    return tuple(out)
+
+
+_BUILTINS = frozenset(dir(__import__("builtins")))
+
+
+def _signature(prompt: str, entry_point: str):
+    """(parameter names, required ones, names the prompt defines); (None, (), set()) when the
+    prompt does not parse."""
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return None, (), set()
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef,
+                                                                 ast.ClassDef))}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.FunctionDef) and n.name == entry_point:
+            names = [a.arg for a in n.args.args]
+            return names, names[:len(names) - len(n.args.defaults)], defined
+    return None, (), defined
+
+
+def _parse_call(name: str, args_src: str):
+    try:
+        call = ast.parse(f"{name}({args_src})", mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+    if not isinstance(call, ast.Call) or not all(
+            _literal(a) for a in list(call.args) + [k.value for k in call.keywords]):
+        return None
+    return call
+
+
+def _literal_calls(text: str):
+    """(name, source) of every ``name(...)`` in the text whose arguments are literals."""
+    for m in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)\(", text):
+        end = _matching_paren(text, m.end() - 1)
+        if end is None:
+            continue
+        if text[:m.start()].rstrip().endswith("def"):
+            continue  # a signature
+        src = text[m.start():end + 1].replace("\n", " ")
+        call = _parse_call(m.group(1), src[len(m.group(1)) + 1:-1])
+        if call is not None:
+            yield m.group(1), ast.unparse(call)
+
+
+_BY_TYPE = {"str": ("'abc'", "'Hello world'", "''"), "int": ("0", "1", "12"),
+            "float": ("0.5", "2.0", "-1.5"), "bool": ("True", "False", "True"),
+            "list": ("[]", "[1, 2, 3]", "[5, 3, 5, 2]"), "tuple": ("()", "(1, 2)", "(3, 1, 2)"),
+            "dict": ("{}", "{'a': 1}", "{'a': 1, 'B': 2}")}
+_BY_NAME = {"s": "str", "string": "str", "text": "str", "word": "str", "n": "int", "k": "int",
+            "x": "int", "num": "int", "number": "int", "a": "int", "b": "int", "lst": "list",
+            "arr": "list", "l": "list", "numbers": "list", "nums": "list"}
+
+
+def signature_calls(prompt: str, entry_point: str) -> Tuple[str, ...]:
+    """Three calls built from the signature alone (annotation, else a conventional parameter
+    name: ``s`` a string, ``n`` an int, ...), for a docstring that shows no example."""
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return ()
+    fn = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+               and n.name == entry_point), None)
+    if fn is None:
+        return ()
+    kinds = []
+    for a in fn.args.args:
+        ann = ast.unparse(a.annotation) if a.annotation is not None else ""
+        kind = next((k for k in _BY_TYPE if ann.lower().startswith(k)), None) or \
+            _BY_NAME.get(a.arg)
+        if kind is None:
+            return ()
+        kinds.append(kind)
+    return tuple(f"{entry_point}({', '.join(_BY_TYPE[k][i] for k in kinds)})" for i in range(3))
+
+
+def variant_calls(call_src: str) -> Tuple[str, ...]:
+    """The request's example call and two variants of it, each argument changed within its
+    type (ints +1 / halved, strings reversed / halved, lists reversed / halved): more inputs
+    from what the user wrote, none from the hidden tests."""
+    out = [call_src]
+    for how in (0, 1):
+        c = ast.parse(call_src, mode="eval").body
+        c.args = [_vary(a, how) for a in c.args]
+        s = ast.unparse(c)
+        if s not in out:
+            out.append(s)
+    return tuple(out)
+
+
+def _vary(node, how: int):
+    try:
+        v = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return node
+    if isinstance(v, bool):
+        w = not v
+    elif isinstance(v, int):
+        w = v + 1 if how == 0 else v // 2
+    elif isinstance(v, float):
+        w = v + 1.0 if how == 0 else v / 2
+    elif isinstance(v, (str, list, tuple)):
+        w = v[::-1] if how == 0 else v[: len(v) // 2]
+    else:
+        return node
+    return ast.parse(repr(w), mode="eval").body
+
+
+def _literal(node) -> bool:
+    try:
+        ast.literal_eval(node)
+        return True
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+
+
+def _matching_paren(s: str, i: int):
+    depth, quote = 0, None
+    for j in range(i, min(len(s), i + 2000)):
+        ch = s[j]
+        if quote:
+            if ch == quote and s[j - 1] != "\\":
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
+def load_humaneval_recorded(data_dir, split: str = "dev", weak=None, strong=None
+                            ) -> OutcomeTable:
+    """The recorded per-task success rates (over 10 runs) of the cloud models, one column per
+    model; ids are the task ids and prompts the HumanEval prompts."""
+    path = os.path.join(_code_dir(data_dir), f"humaneval_recorded_{split}.csv")
+    header, rows = read_csv(path)
+    models = [h for h in header if h not in ("task_id", "prompt")]
+    if "task_id" not in header or "prompt" not in header or not models:
+        raise ValueError(f"{path}: expected task_id, prompt and model columns")
+    prompts, ids, q = [], [], []
+    for where, row in rows:
+        prompts.append(row["prompt"])
+        ids.append(row["task_id"])
+        q.append([parse_quality(row[m], f"{path}: {where}", m) for m in models])
+    if not ids:
+        raise ValueError(f"{path}: no rows")
+    import numpy as np
+
+    from confroute.eval.data import _pick_pair
+
+    qa = np.array(q, np.float64)
+    means = {m: float(qa[:, j].mean()) for j, m in enumerate(models)}
+    if weak is None and strong is None:
+        weak, strong = min(means, key=means.get), max(means, key=means.get)
+    w, s = _pick_pair(path, models, means, weak, strong)
+    return OutcomeTable(prompts, models, qa, w, s, name="humaneval", ids=ids)
+
+
+def recorded_by_id(data_dir, split: str = "dev") -> dict:
+    """task id -> {model: recorded success rate}."""
+    t = load_humaneval_recorded(data_dir, split)
+    return {i: {m: float(t.column(m)[k]) for m in t.models} for k, i in enumerate(t.ids)}

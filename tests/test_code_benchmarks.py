@@ -1,0 +1,57 @@
+"""HumanEval and MBPP as plug-ins of `confroute eval build` (the eval branch's benchmark
+interface): items with recorded outcomes, cues, grading, and the exec_* signals. Programs run
+only in the sandbox."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("confroute.eval.benchmarks", reason="the eval builder's plug-in interface "
+                    "is not merged into this checkout yet")
+
+from confroute.eval.benchmarks import get_benchmark  # noqa: E402
+from confroute.models.types import Samples  # noqa: E402
+
+from test_code_eval import DATA, needs_data  # noqa: E402
+
+
+def _samples(texts):
+    lps = tuple(np.full(4, -0.5 - i) for i in range(len(texts)))
+    return Samples(tuple(texts), lps, None, ("stop",) * len(texts), "test", 10, 20, 0.7, 0.0)
+
+
+@needs_data
+def test_humaneval_plugin():
+    b = get_benchmark("humaneval")
+    items = b.items(DATA, "dev")
+    assert len(items) == 90
+    rec = dict(items[0].recorded)
+    assert set(rec) == {"gpt-4", "gpt-3.5-turbo", "codellama/CodeLlama-34b-Instruct-hf"}
+    assert items[0].recorded_quality("gpt-4") == rec["gpt-4"]
+    rows = {o["task_id"]: o for o in map(json.loads, open(DATA / "code" / "humaneval_dev.jsonl"))}
+    it = items[0]
+    p = b.prompt(it)
+    assert p.cue.endswith(rows[it.id]["prompt"]) and p.messages[0]["content"] == it.prompt
+    good = p.cue + rows[it.id]["canonical_solution"] + "```"
+    assert b.grade(good, it) == (1.0, "ok")
+    assert b.grade(p.cue + "    return None\n```", it)[0] == 0.0
+    # samples as the builder passes them: what the model wrote after the cue
+    body = rows[it.id]["canonical_solution"] + "```"
+    sig = b.extra_signals(it, _samples([body] * 3 + ["    return None\n```"] * 2))
+    assert sig["exec_n_clusters"] == 2.0
+    q = np.array([3, 2]) / 5
+    assert abs(sig["exec_se_discrete"] - float(-(q * np.log(q)).sum())) < 1e-9
+    assert set(sig) <= set(b.signal_higher)
+    fence = get_benchmark("humaneval", cue="fence")
+    assert fence.prompt(it).cue == "```python\n" and fence.settings() != b.settings()
+
+
+@needs_data
+def test_mbpp_plugin():
+    b = get_benchmark("mbpp")
+    items = b.items(DATA, "dev")
+    assert len(items) == 135 and all(not it.recorded for it in items)
+    assert len(b.items(DATA, "train")) == 170
+    rows = {str(o["task_id"]): o for o in map(json.loads, open(DATA / "code" / "mbpp_test_dev.jsonl"))}
+    it = items[0]
+    assert b.grade("```python\n" + rows[it.id]["code"] + "\n```", it) == (1.0, "ok")
