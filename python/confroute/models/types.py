@@ -14,7 +14,8 @@ class Samples:
     """n answers to one prompt. ``token_logprobs[i]`` holds the float64 log-probability of each
     generated token of answer i under the model (temperature 1, see ``EdgeModel.sample``), or
     the whole field is None when the backend offers no logprobs. ``finish_reasons[i]`` is
-    'stop' (end of generation token) or 'length' (max_tokens reached)."""
+    'stop' (end of generation token) or 'length' (max_tokens reached). ``hidden``: see
+    ``EdgeModel.sample_many``."""
 
     texts: Tuple[str, ...]
     token_logprobs: Optional[Tuple[np.ndarray, ...]]
@@ -25,6 +26,8 @@ class Samples:
     completion_tokens: int
     temperature: float
     seconds: float
+    # the prompt's last-token hidden states [layers, n_embd] when asked for (EdgeModel)
+    hidden: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:

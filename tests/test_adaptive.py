@@ -1,0 +1,128 @@
+"""Adaptive sampling for the online SE router: the stopping bound (exact, against enumeration)
+and adaptive vs full-n decisions on real SmolLM2 samples."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from confroute.adaptive import (
+    discrete_entropy, entropy_bounds, p_cloud, schedule, settled,
+)
+
+
+def _reachable(counts, m):
+    """Every sorted count vector that m more samples can make (brute force)."""
+    out = set()
+
+    def rec(cur, m):
+        if m == 0:
+            out.add(tuple(sorted(cur)))
+            return
+        for i in range(len(cur)):
+            nxt = list(cur)
+            nxt[i] += 1
+            rec(nxt, m - 1)
+        rec(list(cur) + [1], m - 1)
+
+    rec(list(counts), m)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.integers(0, 5))
+def test_bounds_are_the_extremes_of_every_completion(counts, m):
+    hs = [discrete_entropy(v) for v in _reachable(counts, m)]
+    lo, hi = entropy_bounds(counts, m)
+    assert lo == pytest.approx(min(hs), abs=1e-12)
+    assert hi == pytest.approx(max(hs), abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.integers(0, 4),
+       st.floats(0.0, 2.0))
+def test_settled_means_every_completion_decides_the_same(counts, m, t):
+    side = settled(counts, m, t)
+    finals = {"cloud" if discrete_entropy(v) > t else "edge" for v in _reachable(counts, m)}
+    if side is not None:
+        assert finals == {side}
+    if m == 0 and abs(discrete_entropy(counts) - t) > 1e-6:
+        assert side is not None  # nothing left to draw: always settled (off the margin)
+
+
+def test_schedule_and_bad_arguments():
+    assert schedule(10, 3, 2) == [3, 2, 2, 2, 1]
+    assert schedule(5, 5, 1) == [5]
+    for bad in [(10, 1, 2), (10, 11, 2), (10, 3, 0)]:
+        with pytest.raises(ValueError):
+            schedule(*bad)
+    with pytest.raises(ValueError, match="at least one sample"):
+        entropy_bounds([], 3)
+    with pytest.raises(ValueError, match="alpha"):
+        p_cloud([2, 1], 3, 0.5, alpha=0)
+
+
+def test_p_cloud_follows_the_evidence():
+    # all five samples distinct: high SE is near certain; all five equal: low SE likely
+    assert p_cloud([1, 1, 1, 1, 1], 5, 0.5) > 0.95
+    assert p_cloud([5], 5, 0.9) < 0.2
+
+
+PROMPTS = ["What is the capital of France?", "Who wrote the novel War and Peace?",
+           "Write one word that rhymes with cat.", "What is 2 + 2?",
+           "Tell me a random fact about any animal.", "Name a colour.",
+           "when did the eagles win last super bowl", "What is the boiling point of water?"]
+
+
+@pytest.fixture(scope="module")
+def scorer(embedder):
+    from confroute.scorer import ConfidenceScorer
+
+    return ConfidenceScorer(embedder, threshold=0.8)
+
+
+def test_adaptive_decides_as_full_n_se_on_real_prompts(edge_model, scorer):
+    # The exact rule stops only where no completion to n_max could change the decision, and
+    # the rounds draw the same samples either way: the decisions must be identical.
+    kw = dict(n_max=8, first=3, step=2, max_tokens=16, temperature=1.0)
+    drawn, stopped_early = [], 0
+    for i, p in enumerate(PROMPTS):
+        msgs = [{"role": "user", "content": p}]
+        full = scorer.score_adaptive(msgs, edge_model, threshold=0.0, rule="none", seed=i,
+                                     **kw)
+        assert full.n_drawn == 8 and full.exact
+        se_full = full.confidence.se_discrete
+        for t in (0.4, 0.8, 1.2):
+            ad = scorer.score_adaptive(msgs, edge_model, threshold=t, rule="exact", seed=i, **kw)
+            assert ad.decision == ("cloud" if se_full > t else "edge"), (p, t, ad.n_drawn)
+            assert ad.exact
+            k = ad.n_drawn
+            assert ad.confidence.samples.texts == full.confidence.samples.texts[:k]
+            np.testing.assert_array_equal(ad.confidence.cluster_ids,
+                                          full.confidence.cluster_ids[:k])
+            drawn.append(k)
+            stopped_early += k < 8
+    assert stopped_early > 0  # the rule does stop on real prompts, not only at n_max
+    assert np.mean(drawn) < 8
+
+
+def test_adaptive_confidence_rule_reports_its_estimate(edge_model, scorer):
+    msgs = [{"role": "user", "content": PROMPTS[4]}]
+    r = scorer.score_adaptive(msgs, edge_model, threshold=0.5, rule="confidence", delta=0.1,
+                              n_max=8, first=3, step=2, max_tokens=16, seed=3)
+    assert r.decision in ("edge", "cloud") and 3 <= r.n_drawn <= 8
+    if not r.exact:
+        assert r.p_cloud is not None and (r.p_cloud <= 0.1 or r.p_cloud >= 0.9)
+        assert r.decision == ("cloud" if r.p_cloud >= 0.5 else "edge")
+
+
+def test_adaptive_bad_arguments(edge_model, scorer):
+    from confroute.scorer import ConfidenceScorer
+
+    msgs = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ValueError, match="rule"):
+        scorer.score_adaptive(msgs, edge_model, 0.5, rule="bayes")
+    with pytest.raises(ValueError, match="threshold"):
+        scorer.score_adaptive(msgs, edge_model, -1.0)
+    with pytest.raises(ValueError, match="greedy"):
+        ConfidenceScorer(scorer.embedder, method="components").score_adaptive(
+            msgs, edge_model, 0.5)
