@@ -179,8 +179,8 @@ class ConfidenceScorer:
         threshold) is settled: ``rule='exact'`` when no completion to n_max can change it,
         ``'confidence'`` also when it holds with probability >= 1 - ``delta`` under a
         Pólya-urn predictive (``alpha``: weight of a new meaning), ``'none'`` draws all n_max
-        (the full-n reference: the same samples, round by round). Round r samples with seed
-        ``seed + r`` (round 0 is the plain ``score`` draw). Returns an
+        (the full-n reference: the same samples, round by round). A round after k samples
+        draws with seed ``seed + k`` (the first is the plain ``score`` draw). Returns an
         :class:`confroute.adaptive.AdaptiveResult`; the rules are in that module."""
         from confroute import adaptive
 
@@ -199,9 +199,10 @@ class ConfidenceScorer:
         p = None
         for r, size in enumerate(sizes):
             t0 = time.perf_counter()
+            k = sum(d.n for d in drawn)
             drawn.append(self._sample(messages, model, {**opts, "n": size,
                                                         "seed": None if seed is None
-                                                        else int(seed) + r}))
+                                                        else int(seed) + k}))
             t1 = time.perf_counter()
             embs.append(self.embedder.embed(list(drawn[-1].texts)))
             secs["generate"] += t1 - t0
