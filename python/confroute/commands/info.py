@@ -8,6 +8,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _llama() -> dict:
+    """What llama.cpp uses here: its compiled SIMD, the CPU's flags, and for each pulled
+    default GGUF whether extra buffer types (AMX kernels, repacked weights) are on, and why."""
+    try:
+        from confroute.models import llama_probe, store
+    except ImportError as e:  # pragma: no cover - llama_cpp is a dependency
+        return {"error": str(e)}
+    out = llama_probe.report()
+    models = {}
+    for name in (store.DEFAULT_EDGE, store.DEFAULT_CLOUD):
+        try:
+            path = store.model_path(name, pull_if_missing=False)
+        except store.ModelError:  # not pulled (or corrupt): nothing to probe
+            continue
+        c = llama_probe.choose(path)
+        models[name] = {"extra_bufts": c.extra_bufts, "source": c.source, "reason": c.reason}
+    out["models"] = models
+    out.pop("verdicts")
+    return out
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -22,10 +43,15 @@ def run(args) -> int:
         "build": confroute.build_info(),
         "example_se_kuhn": r.se_kuhn.tolist(),
         "example_n_clusters": r.n_clusters.tolist(),
+        "llama_cpp": _llama(),
     }
     if args.json:
         print(json.dumps(info))
     else:
         for k, v in info.items():
-            print(f"{k:>20}: {v}")
+            if isinstance(v, dict):  # one level deeper: llama.cpp's build and choices
+                for k2, v2 in v.items():
+                    print(f"{k + '.' + k2:>28}: {v2}")
+            else:
+                print(f"{k:>28}: {v}")
     return 0

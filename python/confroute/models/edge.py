@@ -29,6 +29,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from confroute.models import llama_probe
 from confroute.models.types import (
     ChatResult, Messages, SampleRequest, Samples, check_generation, normalize_messages,
 )
@@ -71,9 +72,12 @@ class EdgeModel:
         self.path = path
         self.seed = seed
         self._lock = threading.Lock()
-        self._model = _internals.LlamaModel(path_model=path,
-                                            params=llama_cpp.llama_model_default_params(),
-                                            verbose=verbose)
+        # Extra buffer types (AMX kernels, repacked weights) only where a probe showed they
+        # do not crash this CPU (see llama_probe).
+        self.cpu_choice = llama_probe.choose(path)
+        params = llama_cpp.llama_model_default_params()
+        params.use_extra_bufts = self.cpu_choice.extra_bufts
+        self._model = _internals.LlamaModel(path_model=path, params=params, verbose=verbose)
         self._vocab = self._model.vocab
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         # llama.cpp's threads spin-wait: on a busy machine fewer threads can be much faster,

@@ -1,0 +1,33 @@
+"""``python -m confroute.models.llama_server --model X.gguf [llama_cpp.server options]``:
+llama-cpp-python's OpenAI-compatible server, loading the model with the params that
+:mod:`confroute.models.llama_probe` found safe on this CPU (its plain ``python -m
+llama_cpp.server`` segfaults where llama.cpp's AMX kernels fault). The tests' cloud runs on it.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+
+def _model_arg(argv: List[str]) -> str:
+    for i, a in enumerate(argv):
+        if a == "--model" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--model="):
+            return a.split("=", 1)[1]
+    raise ValueError("--model PATH is required (a GGUF file)")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from confroute.models.llama_probe import safe_defaults
+
+    with safe_defaults(_model_arg(argv)):
+        from llama_cpp.server.__main__ import main as serve
+
+        sys.argv = ["llama_cpp.server", *argv]
+        serve()
+
+
+if __name__ == "__main__":
+    main()
