@@ -13,8 +13,9 @@ Kuhn forms depend on the unseen samples' likelihoods, which are unbounded.
 
 ``rule="confidence"`` stops earlier, when the decision is settled with probability at least
 1 - delta under a Pólya-urn (Chinese-restaurant) predictive for the unseen samples: each joins
-a cluster with probability proportional to its size, or opens a new one with weight ``alpha``.
-That probability is a model, not a guarantee: its agreement with full-n SE is measured.
+a cluster with probability proportional to its size, or opens a new one with weight ``alpha``
+(by default averaged over its posterior given the clusters seen: SmolLM2 often gives k
+distinct answers, and a fixed alpha = 1 then predicts repeats that do not come). That probability is a model, not a guarantee: its agreement with full-n SE is measured.
 """
 from __future__ import annotations
 
@@ -58,15 +59,38 @@ def settled(counts: Sequence[int], remaining: int, threshold: float) -> Optional
     return None
 
 
-def p_cloud(counts: Sequence[int], remaining: int, threshold: float, alpha: float = 1.0,
-            sims: int = 400, seed: int = 0) -> float:
-    """P(final discrete SE > threshold) under the Pólya-urn predictive (module doc)."""
-    if alpha <= 0:
+ALPHA_GRID = np.exp(np.linspace(np.log(0.05), np.log(200.0), 40))
+
+
+def alpha_posterior(counts: Sequence[int]):
+    """(grid, weights): the posterior of the urn's new-meaning weight given the clusters seen,
+    under a log-uniform prior on [0.05, 200]; the partition's likelihood is Ewens',
+    a^K Gamma(a) / Gamma(a + k)."""
+    from math import lgamma
+
+    c = [int(x) for x in counts if x > 0]
+    k, K = sum(c), len(c)
+    logw = np.array([K * np.log(a) + lgamma(a) - lgamma(a + k) for a in ALPHA_GRID])
+    w = np.exp(logw - logw.max())
+    return ALPHA_GRID, w / w.sum()
+
+
+def p_cloud(counts: Sequence[int], remaining: int, threshold: float,
+            alpha: Optional[float] = None, sims: int = 400, seed: int = 0) -> float:
+    """P(final discrete SE > threshold) under the Pólya-urn predictive (module doc);
+    ``alpha`` None: averaged over its posterior given the clusters seen
+    (:func:`alpha_posterior`)."""
+    base = [int(x) for x in counts if x > 0]
+    if alpha is not None and not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
     rng = np.random.default_rng(seed)
-    base = [int(x) for x in counts if x > 0]
+    if alpha is None:   # one weight per simulated completion, drawn from its posterior
+        grid, w = alpha_posterior(base)
+        alphas = rng.choice(grid, size=sims, p=w)
+    else:
+        alphas = np.full(sims, float(alpha))
     hits = 0
-    for _ in range(sims):
+    for alpha in alphas:
         c = list(base)
         for _ in range(remaining):
             total = sum(c) + alpha
@@ -81,6 +105,28 @@ def p_cloud(counts: Sequence[int], remaining: int, threshold: float, alpha: floa
                 c.append(1)
         hits += discrete_entropy(c) > threshold
     return hits / sims
+
+
+def verdict(cluster_ids, se_discrete: float, n_max: int, threshold: float,
+            rule: str = "exact", delta: float = 0.05, alpha: Optional[float] = None):
+    """(decision or None to go on, exact, p_cloud) after the samples whose greedy cluster
+    ids are given (their discrete SE ``se_discrete``, from the core) out of ``n_max``."""
+    k = len(cluster_ids)
+    remaining = n_max - k
+    if remaining <= 0:
+        return ("cloud" if se_discrete > threshold else "edge"), True, None
+    if rule == "none":
+        return None, False, None
+    counts = np.bincount(np.asarray(cluster_ids))
+    side = settled(counts, remaining, threshold)
+    if side is not None:
+        return side, True, None
+    if rule == "confidence":
+        p = p_cloud(counts, remaining, threshold, alpha, seed=k)
+        if p <= delta or p >= 1 - delta:
+            return ("cloud" if p >= 0.5 else "edge"), False, p
+        return None, False, p
+    return None, False, None
 
 
 def schedule(n_max: int, first: int, step: int):
@@ -115,36 +161,80 @@ class AdaptiveResult:
 
 class AdaptiveSECascade:
     """The online SE policy with adaptive sampling: escalate where the discrete SE of up to
-    ``n_max`` samples exceeds ``threshold`` (nats), drawing them in rounds and stopping once
-    the decision is settled (``rule``, see the module doc). ``measure`` draws the samples (the
-    caller's scorer and edge model); ``decide`` reads its result."""
+    ``n_max`` samples exceeds ``threshold`` (nats), drawing them in rounds (``first``, then
+    ``step`` at a time) and stopping once the decision is settled (``rule``, module doc).
+
+    Two ways to drive it: the decision path asks ``need(evidence, sampling)`` for the samples
+    it needs in total after each round and then ``decide(prompt, evidence)``; or ``measure``
+    draws the rounds itself with a scorer (``ConfidenceScorer.score_adaptive``) and
+    ``decide`` reads that result. Both draw the same samples (round after k samples: seed +
+    k) and decide the same."""
 
     needs_samples = True
+    kind = "discrete"
 
     def __init__(self, threshold: float, n_max: int = 10, first: int = 3, step: int = 2,
-                 rule: str = "exact", delta: float = 0.05, alpha: float = 1.0):
-        if not isinstance(threshold, (int, float)) or threshold != threshold or threshold < 0:
+                 rule: str = "exact", delta: float = 0.05, alpha: Optional[float] = None):
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                or threshold != threshold or threshold < 0:
             raise ValueError(f"threshold must be a number >= 0 (nats), got {threshold!r}")
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        if not 0 < delta < 0.5:
+            raise ValueError(f"delta must lie in (0, 0.5), got {delta}")
         schedule(n_max, first, step)  # checks them
         self.threshold, self.n_max, self.first, self.step = float(threshold), n_max, first, step
         self.rule, self.delta, self.alpha = rule, delta, alpha
-        self.kind = "discrete"
 
     def __repr__(self):
         return (f"AdaptiveSECascade(threshold={self.threshold}, n_max={self.n_max}, "
                 f"rule={self.rule!r})")
 
+    def _verdict(self, conf):
+        return verdict(conf.cluster_ids, conf.se_discrete, self.n_max, self.threshold,
+                       self.rule, self.delta, self.alpha)
+
+    # -- the decision path (confroute.routing) -----------------------------------------------
+    def need(self, evidence, sampling):
+        from confroute.routing import Need
+
+        conf = getattr(evidence, "confidence", None)
+        if conf is None:
+            return Need(samples=self.first)
+        if self._verdict(conf)[0] is not None:
+            return Need(samples=conf.n_samples)        # settled: what is there suffices
+        return Need(samples=min(conf.n_samples + self.step, self.n_max))
+
+    # -- driving it with a scorer ---------------------------------------------------------------
     def measure(self, scorer, messages, edge, **opts) -> AdaptiveResult:
         opts.pop("n", None)  # n_max decides the count
         return scorer.score_adaptive(messages, edge, self.threshold, n_max=self.n_max,
                                      first=self.first, step=self.step, rule=self.rule,
                                      delta=self.delta, alpha=self.alpha, **opts)
 
-    def decide(self, prompt, confidence):
+    def decide(self, prompt, evidence):
+        """From an AdaptiveResult (``measure``) or the path's evidence (``.confidence``)."""
         from confroute.controller import Decision
 
-        if not isinstance(confidence, AdaptiveResult):
-            raise ValueError("AdaptiveSECascade decides from measure()'s AdaptiveResult")
-        return Decision(confidence.decision, confidence.confidence.se_discrete, self.threshold)
+        if isinstance(evidence, AdaptiveResult):
+            decision, conf = evidence.decision, evidence.confidence
+        else:
+            conf = getattr(evidence, "confidence", None)
+            if conf is None:
+                raise ValueError("AdaptiveSECascade needs the edge model's samples")
+            decision = self._verdict(conf)[0]
+            if decision is None:
+                raise ValueError(f"the decision is not settled after {conf.n_samples} of "
+                                 f"{self.n_max} samples: ask need() for more")
+        se = conf.se_discrete
+        return _decision(Decision, decision, se, self.threshold, conf.n_samples, self.n_max)
+
+
+def _decision(Decision, route, se, threshold, k, n_max):
+    fields = getattr(Decision, "__dataclass_fields__", {})
+    if "reason" not in fields:   # the Controller's Decision before the shared path
+        return Decision(route, se, threshold)
+    why = (f"semantic entropy {se:.3f} of {k} samples: {route} settled at threshold "
+           f"{threshold:g} (n_max {n_max})")
+    return Decision(route, float(se), float(threshold), semantic_entropy=float(se),
+                    reason=why, n_samples=k)

@@ -173,12 +173,12 @@ class ConfidenceScorer:
 
     def score_adaptive(self, messages: Messages, model, threshold: float, n_max: int = 10,
                        first: int = 3, step: int = 2, rule: str = "exact",
-                       delta: float = 0.05, alpha: float = 1.0, **opts):
+                       delta: float = 0.05, alpha: Optional[float] = None, **opts):
         """Discrete SE drawn in rounds (``first`` samples, then ``step`` at a time, at most
         ``n_max``), stopping once the route at ``threshold`` (nats; cloud where SE >
         threshold) is settled: ``rule='exact'`` when no completion to n_max can change it,
         ``'confidence'`` also when it holds with probability >= 1 - ``delta`` under a
-        Pólya-urn predictive (``alpha``: weight of a new meaning), ``'none'`` draws all n_max
+        Pólya-urn predictive (``alpha``: weight of a new meaning, None = fitted), ``'none'`` draws all n_max
         (the full-n reference: the same samples, round by round). A round after k samples
         draws with seed ``seed + k`` (the first is the plain ``score`` draw). Returns an
         :class:`confroute.adaptive.AdaptiveResult`; the rules are in that module."""
@@ -196,7 +196,6 @@ class ConfidenceScorer:
         sizes = adaptive.schedule(int(n_max), int(first), int(step))
         seed = opts.get("seed", self.seed)
         drawn, embs, secs = [], [], {"generate": 0.0, "embed": 0.0}
-        p = None
         for r, size in enumerate(sizes):
             t0 = time.perf_counter()
             k = sum(d.n for d in drawn)
@@ -209,24 +208,11 @@ class ConfidenceScorer:
             secs["embed"] += time.perf_counter() - t1
             conf = self._core([_concat_samples(drawn)], np.concatenate(embs), self.threshold,
                               "embedding", None, dict(secs))[0]
-            remaining = int(n_max) - conf.n_samples
-            counts = np.bincount(conf.cluster_ids)
-            if remaining == 0:
-                decision = "cloud" if conf.se_discrete > threshold else "edge"
+            decision, exact, p = adaptive.verdict(conf.cluster_ids, conf.se_discrete,
+                                                  int(n_max), threshold, rule, delta, alpha)
+            if decision is not None:
                 return adaptive.AdaptiveResult(decision, float(threshold), conf.n_samples,
-                                               int(n_max), r + 1, True, rule, conf, p)
-            if rule == "none":
-                continue
-            side = adaptive.settled(counts, remaining, threshold)
-            if side is not None:
-                return adaptive.AdaptiveResult(side, float(threshold), conf.n_samples,
-                                               int(n_max), r + 1, True, rule, conf, p)
-            if rule == "confidence":
-                p = adaptive.p_cloud(counts, remaining, threshold, alpha, seed=r)
-                if p <= delta or p >= 1 - delta:
-                    return adaptive.AdaptiveResult("cloud" if p >= 0.5 else "edge",
-                                                   float(threshold), conf.n_samples,
-                                                   int(n_max), r + 1, False, rule, conf, p)
+                                               int(n_max), r + 1, exact, rule, conf, p)
         raise AssertionError("unreachable: the last round draws n_max")
 
     def score_exact(self, messages: Messages, model, extract: str = "number",
