@@ -126,3 +126,19 @@ def test_adaptive_bad_arguments(edge_model, scorer):
     with pytest.raises(ValueError, match="greedy"):
         ConfidenceScorer(scorer.embedder, method="components").score_adaptive(
             msgs, edge_model, 0.5)
+
+
+def test_adaptive_policy_measures_and_decides(edge_model, scorer):
+    from confroute.adaptive import AdaptiveResult, AdaptiveSECascade
+
+    policy = AdaptiveSECascade(0.8, n_max=6, first=3, step=2)
+    msgs = [{"role": "user", "content": PROMPTS[0]}]
+    r = policy.measure(scorer, msgs, edge_model, max_tokens=12, temperature=1.0, seed=5, n=99)
+    assert isinstance(r, AdaptiveResult) and r.n_max == 6 and r.n_drawn <= 6
+    d = policy.decide(PROMPTS[0], r)
+    assert d.route == r.decision and d.score == r.confidence.se_discrete
+    assert d.threshold == 0.8
+    for bad in [dict(threshold=-1), dict(threshold=0.5, rule="x"), dict(threshold=0.5, first=1),
+                dict(threshold=0.5, delta=0.7)]:
+        with pytest.raises(ValueError):
+            AdaptiveSECascade(**bad)

@@ -285,6 +285,12 @@ class EdgeModel:
                 self._hidden_sink = None
         return sink[0]
 
+    def hidden_state(self, messages: Messages) -> np.ndarray:
+        """Every layer's state at the prompt's last token, [n_layer + 1, n_embd] (row i as
+        ``hidden_states(messages, [i])``): what the decision path hands a probe, which picks
+        its own layer."""
+        return self.hidden_states(messages, list(range(self.n_layer + 1)))
+
     def _hidden_layers(self, layers) -> List[int]:
         from confroute.models.hidden import check_layers
 
