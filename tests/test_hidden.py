@@ -125,3 +125,14 @@ def test_bad_hidden_requests(edge_model, hidden_edge):
             hidden_edge.hidden_states(Q, bad)
     with pytest.raises(ValueError, match="keep needs hidden_layers"):
         hidden_edge.sample(Q, n=1, max_tokens=2, keep=lambda h: True)
+
+
+def test_sample_many_reads_each_prompts_own_state(hidden_edge):
+    from confroute.models.types import SampleRequest
+
+    m = hidden_edge
+    out = m.sample_many([SampleRequest(Q, 2, 4, 1.0, 1), SampleRequest(OTHER, 3, 4, 1.0, 2)],
+                        hidden_layers=[4, -1])
+    np.testing.assert_array_equal(out[0].hidden, m.hidden_states(Q, [4, -1]))
+    np.testing.assert_array_equal(out[1].hidden, m.hidden_states(OTHER, [4, -1]))
+    assert [s.n for s in out] == [2, 3]
