@@ -9,6 +9,7 @@ import pytest
 
 import confroute
 from confroute.controller import Decision, RoutedAnswer
+from confroute.routing import Evidence, Need, Policy
 from confroute.models.cloud import CloudModel
 from confroute.scorer import ConfidenceScorer
 
@@ -27,11 +28,12 @@ def cheap(embedder):
     return ConfidenceScorer(embedder, n=3, max_tokens=10, temperature=0.7, seed=0)
 
 
-class _AlwaysCloud:
-    needs_samples = True
+class _AlwaysCloud(Policy):
+    def need(self, evidence, sampling):
+        return Need(samples=sampling.n)
 
-    def decide(self, prompt, confidence):
-        return Decision("cloud", confidence.se_kuhn, 0.0)
+    def decide(self, prompt, evidence):
+        return Decision("cloud", evidence.confidence.se_kuhn, 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -131,16 +133,14 @@ def test_cloud_timeout_gives_a_degraded_edge_answer(edge_model, cheap):
     assert r.degraded and "ReadTimeout" in r.error
 
 
-class _PromptOnly:
-    """A policy that judges the prompt alone (as trained routers will): pure logic."""
-
-    needs_samples = False
+class _PromptOnly(Policy):
+    """A policy that judges the prompt alone (as trained routers do): pure logic."""
 
     def __init__(self, route):
         self.route, self.seen = route, []
 
-    def decide(self, prompt, confidence):
-        self.seen.append((prompt, confidence))
+    def decide(self, prompt, evidence):
+        self.seen.append((prompt, evidence))
         return Decision(self.route, 0.3, 0.5)
 
 
@@ -149,7 +149,7 @@ def test_policy_without_samples_generates_once_on_the_edge(edge_model, scorer):
     msgs = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"},
             {"role": "user", "content": CONFIDENT}]
     r = confroute.Controller(edge_model, None, policy, scorer=scorer).chat(msgs, max_tokens=8)
-    assert policy.seen == [(CONFIDENT, None)]  # the last user message, no samples drawn
+    assert policy.seen == [(CONFIDENT, Evidence())]  # the last user message, no samples drawn
     assert r.routed_to == "edge" and r.n_samples == 0 and r.confidence is None
     assert r.answer.strip() and 0 < r.usage["edge"]["completion_tokens"] <= 8
     assert r.score == 0.3 and r.threshold == 0.5

@@ -9,6 +9,7 @@ from confroute import cli
 from confroute.labels import make_row, read_labels
 from confroute.routers import Router
 from confroute.routers.policy import RouterPolicy, parse_router_string
+from confroute.routing import Evidence, Need, Sampling
 
 pytest.importorskip("confroute.models.embed")  # the default embedder (issue 3's backends)
 
@@ -85,7 +86,7 @@ def test_router_string_parsing_and_errors(tmp_path, monkeypatch):
         RouterPolicy.from_string("router-mf-0.3")
     with pytest.raises(ValueError, match="unknown router 'zzz'"):
         RouterPolicy.from_string("router-zzz-0.3")
-    assert RouterPolicy.from_string("router-random-0.3").needs_samples is False
+    assert RouterPolicy.from_string("router-random-0.3").need(Evidence(), Sampling()) == Need()
     with pytest.raises(ValueError, match="has no threshold"):
         RouterPolicy.from_string("router-random")
 

@@ -16,8 +16,8 @@ from confroute.index import VectorIndex
 
 __version__ = "0.1.0"
 
-# The cascade (issue 3) loads on first use: confroute.Controller, .SECascade, .RoutedAnswer.
-_LAZY = {"Controller": "confroute.controller", "SECascade": "confroute.controller",
+# The cascade loads on first use: confroute.Controller, .SECascade, .RoutedAnswer.
+_LAZY = {"Controller": "confroute.controller", "SECascade": "confroute.routing",
          "RoutedAnswer": "confroute.controller", "ConfidenceScorer": "confroute.scorer"}
 
 

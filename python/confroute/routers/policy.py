@@ -1,10 +1,13 @@
-"""A trained router as the Controller's routing policy, and router strings such as
-``router-sw-0.35`` (router ``sw``, threshold 0.35).
+"""Router strings as policies: ``router-se-0.8`` is the online SE cascade at 0.8 nats
+(:class:`confroute.routing.SECascade`); ``router-sw-0.35`` a trained router (name ``sw``,
+threshold 0.35 on its [0, 1] score) as :class:`RouterPolicy`. :func:`policy_from_string`
+reads both, and :func:`make_policy` builds the policy for a name and threshold (the server's
+model names go through it), so a router string means the same everywhere.
 
-The policy needs no edge samples (``needs_samples = False``): the router scores the prompt
-text alone and the query goes to the cloud where score > threshold. In a router string the
-middle part is a saved-router folder, or a name: ``random`` (built as is) or a trained router
-saved under ``$CONFROUTE_ROUTERS/<name>`` (default ``<confroute home>/routers/<name>``, where
+A trained router needs nothing from the edge: it scores the prompt text alone and the query
+goes to the cloud where score > threshold. In a router string the middle part is a
+saved-router folder, or a name: ``random`` (built as is) or a trained router saved under
+``$CONFROUTE_ROUTERS/<name>`` (default ``<confroute home>/routers/<name>``, where
 ``confroute train`` writes when no --out is given). The threshold may be left out
 (``router-sw``): the calibrated one stored with the router is used.
 """
@@ -13,9 +16,12 @@ from __future__ import annotations
 import os
 from typing import Optional, Tuple
 
+from confroute.models.types import last_user_text
 from confroute.routers.base import REGISTRY, Router, _load_builtin_routers, get_router
+from confroute.routing import Decision, Need, Policy, SECascade
 
 PREFIX = "router-"
+SE = "se"   # the online cascade's name in router strings: its threshold is in nats
 
 
 def routers_home() -> str:
@@ -65,24 +71,11 @@ def load_router(name: str, embedder=None) -> Router:
     return get_router(name)
 
 
-def _prompt_text(prompt) -> str:
-    """The text a router scores: the string, or the last user message's text content."""
-    if isinstance(prompt, str):
-        return prompt
-    for m in reversed(list(prompt)):
-        if isinstance(m, dict) and m.get("role") == "user":
-            c = m.get("content")
-            if isinstance(c, list):  # list-form content: join the text parts
-                c = "\n".join(p.get("text", "") for p in c if isinstance(p, dict))
-            if isinstance(c, str):
-                return c
-    raise ValueError("the messages hold no user message with text to route on")
-
-
-class RouterPolicy:
-    """Controller policy: cloud where router.score(prompt) > threshold."""
-
-    needs_samples = False
+class RouterPolicy(Policy):
+    """A trained router as a policy: cloud where router.score(prompt) > threshold. A router
+    that reads the edge (a hidden-state probe) says so with a ``needs`` attribute (a
+    :class:`~confroute.routing.Need`) and scores with ``score_evidence(prompts, evidences)``;
+    the path then supplies what it needs. Most routers need nothing."""
 
     def __init__(self, router: Router, threshold: Optional[float] = None):
         t = router.threshold if threshold is None else threshold
@@ -95,18 +88,50 @@ class RouterPolicy:
 
     @classmethod
     def from_string(cls, spec: str, embedder=None) -> "RouterPolicy":
+        """A trained router's string; ``router-se-X`` is not one (use policy_from_string)."""
+        if isinstance(spec, str) and (spec == PREFIX + SE or spec.startswith(PREFIX + SE + "-")):
+            raise ValueError(f"{spec!r} is the online SE cascade (threshold in nats), not a "
+                             "trained router: use confroute.routers.policy.policy_from_string")
         name, t = parse_router_string(spec)
         return cls(load_router(name, embedder), t)
 
-    def score(self, prompt) -> float:
-        return float(self.router.score([_prompt_text(prompt)])[0])
+    def need(self, evidence, sampling) -> Need:
+        return getattr(self.router, "needs", Need())
 
-    def decide(self, prompt, confidence=None):
-        from confroute.controller import Decision  # issue 3's Controller types
+    def score(self, prompt, evidence=None) -> float:
+        texts = [last_user_text(prompt)]
+        if getattr(self.router, "needs", Need()) != Need():
+            return float(self.router.score_evidence(texts, [evidence])[0])
+        return float(self.router.score(texts)[0])
 
-        s = self.score(prompt)
-        return Decision(route="cloud" if s > self.threshold else "edge", score=s,
-                        threshold=self.threshold)
+    def decide(self, prompt, evidence=None) -> Decision:
+        return Decision.compare(self.score(prompt, evidence), self.threshold, "router score")
 
     def __repr__(self):
         return f"RouterPolicy({self.router.name!r}, threshold={self.threshold:g})"
+
+
+def make_policy(name: str, threshold: Optional[float], router: Optional[Router] = None,
+                kind: str = "kuhn") -> Policy:
+    """The policy a router name and threshold stand for: ``se`` the SE cascade (threshold in
+    nats, SE of ``kind``), any other name the trained ``router`` (loaded by name if not
+    given) at ``threshold`` on its score. ValueError for a bad threshold."""
+    if name == SE:
+        if threshold is None:
+            raise ValueError("router-se needs a threshold in nats, e.g. router-se-0.8")
+        return SECascade(threshold, kind)
+    return RouterPolicy(load_router(name) if router is None else router, threshold)
+
+
+def policy_from_string(spec: str, embedder=None) -> Policy:
+    """``router-se-0.8``: the SE cascade at 0.8 nats; ``router-sw-0.35`` (or
+    ``router-<saved-router-folder>-0.35``, ``router-sw``): a trained router."""
+    se_prefix = f"{PREFIX}{SE}-"
+    if isinstance(spec, str) and spec.startswith(se_prefix):
+        try:
+            threshold = float(spec[len(se_prefix):])
+        except ValueError:
+            raise ValueError(f"{spec!r}: the SE threshold after {se_prefix!r} is not a "
+                             "number") from None
+        return make_policy(SE, threshold)
+    return RouterPolicy.from_string(spec, embedder)

@@ -5,7 +5,8 @@ forwarded as sent and every error names its field in OpenAI's format; FastAPI's 
 pydantic models, which would be in the way here. Both Starlette and uvicorn are widely used and
 maintained (FastAPI itself is built on them, and llama-cpp-python's server uses both).
 
-Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /health``,
+Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``POST /v1/route`` (the decision
+only: which model would serve a chat request, and why), ``GET /v1/models``, ``GET /health``,
 ``GET /metrics`` (Prometheus text).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.routing import Route
 from confroute.server.engine import CloudFailed, Engine, Outcome
 from confroute.server.errors import ApiError
 from confroute.server.limits import Cancelled, Slot
-from confroute.server.schema import parse_chat_request
+from confroute.server.schema import parse_chat_request, parse_route_request
 
 log = logging.getLogger("confroute.server")
 
@@ -112,24 +113,40 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
         log.info("%s %s -> %s%s (%.2fs)", status, router, o.routed_to,
                  " degraded" if o.degraded else "", dt)
 
+    async def accept(request: Request, parse):
+        """What every POST endpoint does first: the key, the body within its limits, the
+        request checked by ``parse``, what the configured models can serve, and a free
+        in-flight slot (ApiError otherwise). Returns (request, slot to release)."""
+        check_auth(request)
+        body = await read_body(request)
+        req = parse(body, cfg.limits, cfg.router_names)
+        engine.check_supported(req)
+        if inflight[0] >= cfg.max_inflight:
+            raise ApiError(429, f"the server is serving {inflight[0]} requests, its limit; "
+                           "retry later", code="too_many_requests",
+                           headers={"Retry-After": "1"})
+        inflight[0] += 1
+        return req, Slot(lambda: inflight.__setitem__(0, inflight[0] - 1))
+
+    def refused(e: ApiError) -> Response:
+        metrics.requests.inc(status=str(e.status))
+        metrics.rejected.inc(reason=e.code or str(e.status))
+        return error_response(e)
+
+    def gone() -> Response:
+        metrics.disconnects.inc()
+        metrics.requests.inc(status="499")
+        return Response(status_code=499)
+
     async def chat_completions(request: Request) -> Response:
         t0 = time.perf_counter()
         try:
-            check_auth(request)
             try:
-                body = await read_body(request)
+                req, slot = await accept(request, parse_chat_request)
             except ClientDisconnect:
                 metrics.disconnects.inc()
                 return Response(status_code=400)
-            req = parse_chat_request(body, cfg.limits, cfg.router_names)
-            engine.check_supported(req)
-            if inflight[0] >= cfg.max_inflight:
-                raise ApiError(429, f"the server is serving {inflight[0]} requests, its limit; "
-                               "retry later", code="too_many_requests",
-                               headers={"Retry-After": "1"})
             cancel = threading.Event()
-            inflight[0] += 1
-            slot = Slot(lambda: inflight.__setitem__(0, inflight[0] - 1))
             try:
                 if req.stream:
                     return await stream_response(request, req, cancel, t0, slot)
@@ -138,13 +155,9 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
                 if not req.stream:
                     slot()
         except ApiError as e:
-            metrics.requests.inc(status=str(e.status))
-            metrics.rejected.inc(reason=e.code or str(e.status))
-            return error_response(e)
+            return refused(e)
         except (Cancelled, _ClientGone):
-            metrics.disconnects.inc()
-            metrics.requests.inc(status="499")
-            return Response(status_code=499)
+            return gone()
         finish(200, o, req.model, t0)
         body = {"id": _id(), "object": "chat.completion", "created": int(time.time()),
                 "model": o.model, "choices": o.choices, "usage": o.total_usage(),
@@ -214,6 +227,33 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
                                  headers={"Cache-Control": "no-cache",
                                           **routing_headers(o, req.model)})
 
+    async def route(request: Request) -> Response:
+        """The decision path alone: no answer is generated and the cloud is not called (an
+        SE router samples the edge: that is how it decides)."""
+        try:
+            try:
+                req, slot = await accept(request, parse_route_request)
+            except ClientDisconnect:
+                metrics.disconnects.inc()
+                return Response(status_code=400)
+            cancel = threading.Event()
+            try:
+                d, ev = await _until_done_or_gone(request, engine.decide(req, cancel), cancel)
+            finally:
+                slot()
+        except ApiError as e:
+            return refused(e)
+        except (Cancelled, _ClientGone):
+            return gone()
+        metrics.requests.inc(status="200")
+        s = ev.samples
+        usage = {} if s is None else {"edge": {"model": s.model, "prompt_tokens":
+                                               s.prompt_tokens,
+                                               "completion_tokens": s.completion_tokens}}
+        return JSONResponse({"object": "route", "router": f"router-{req.router}-"
+                             f"{req.threshold:g}", "model": engine.edge_name if d.route == "edge"
+                             else engine.cloud_name, **d.as_dict(), "usage": usage})
+
     async def models(request: Request) -> Response:
         try:
             check_auth(request)
@@ -251,6 +291,7 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
 
     app = Starlette(routes=[
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/route", route, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),

@@ -1,16 +1,13 @@
-"""The routing pipeline as the server runs it: the same steps as ``Controller.chat`` (sample the
-edge, score its semantic entropy, let the policy decide, call the cloud or keep the edge's best
-sample, fall back to the edge when the cloud fails), split so that each step runs where it may:
+"""The server's side of routing: the decision comes from the one decision path
+(:mod:`confroute.routing`, the same as ``Controller.decide``); this module runs it where it
+may run and answers it:
 
-- edge work (sampling, embedding, trained-router scoring) on the edge model's one thread,
-  behind a bounded queue (``limits.WorkQueue``);
+- edge work (the path: sampling, embedding, trained-router scoring; answers drawn fresh) on
+  the edge model's one thread, behind a bounded queue (``limits.WorkQueue``); waiting SE
+  requests go through the path together, their samples in shared llama.cpp batches;
 - cloud calls on a thread pool (HTTP cloud) or on the in-process stand-in's own queue, so that a
   slow cloud never blocks the edge;
-- a circuit breaker in front of the cloud.
-
-``Controller.chat`` runs all steps in one blocking call, which would hold the edge thread while
-waiting for the cloud; the policies, the scorer and the result conventions are reused from
-``confroute.controller`` and ``confroute.scorer`` unchanged.
+- a circuit breaker in front of the cloud, and the edge's answer when the cloud fails.
 """
 from __future__ import annotations
 
@@ -21,12 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
+from confroute import routing
+from confroute.routing import Decision, Evidence
 from confroute.server.breaker import CircuitBreaker
 from confroute.server.config import ServerConfig
 from confroute.server.errors import ApiError
 from confroute.server.limits import Cancelled, WorkQueue, threaded_stream
 from confroute.server.metrics import ServerMetrics
 from confroute.server.schema import ChatRequest
+from confroute.supply import EdgeSupplier
 
 # Cloud HTTP statuses that mean "your request is wrong", not "the cloud is down": these go back
 # to the client as 400 and do not count against the breaker.
@@ -98,11 +98,13 @@ class Engine:
         # Concurrent SE requests share llama.cpp batches (see batching.py) when the edge
         # model offers what that needs.
         self.batching = cfg.edge.batch and batching.supported(edge)
+        self.supplier = EdgeSupplier(edge, scorer, batch=self.batching,
+                                     on_batch=metrics.batch_size.observe)
         self.edge_q = WorkQueue("edge", cfg.queue_size,
                                 on_depth=lambda d: metrics.queue_depth.set(d, model="edge"),
                                 on_drop=lambda: metrics.dropped.inc(model="edge"),
                                 on_stop=lambda: metrics.stopped.inc(model="edge"),
-                                batch_fn=self._sample_batch if self.batching else None,
+                                batch_fn=self._decide_batch if self.batching else None,
                                 batch_fits=self._batch_fits)
         # An in-process cloud stand-in is a llama.cpp model too: one thread, its own queue.
         self.cloud_http = hasattr(cloud, "base_url")
@@ -132,15 +134,11 @@ class Engine:
     def policy(self, name: str, threshold: float):
         key = (name, threshold)
         if key not in self._policies:
+            from confroute.routers.policy import make_policy
+
             try:
-                if name == "se":
-                    from confroute.controller import SECascade
-
-                    self._policies[key] = SECascade(threshold, self.cfg.router_names["se"].kind)
-                else:
-                    from confroute.routers.policy import RouterPolicy
-
-                    self._policies[key] = RouterPolicy(self.routers[name], threshold)
+                self._policies[key] = make_policy(name, threshold, self.routers.get(name),
+                                                  kind=self.cfg.router_names[name].kind)
             except ValueError as e:
                 raise ApiError(400, f"model router-{name}-{threshold:g}: {e}", param="model",
                                code="invalid_threshold") from None
@@ -165,56 +163,22 @@ class Engine:
     def _answer_tokens(self, req: ChatRequest) -> int:
         return req.max_tokens or self.cfg.default_max_tokens
 
-    def _sample_job(self, req: ChatRequest, policy):
-        """On the edge thread: (confidence, decision) from n samples, or (None, why) when the
-        edge model cannot sample this prompt (it does not fit its context)."""
+    def query(self, req: ChatRequest) -> routing.Query:
+        """The request as the decision path sees it (checked already by schema.py)."""
         rc = self.cfg.router_names[req.router]
-        n = max(rc.samples, req.n)
-        max_tokens = self._answer_tokens(req)
-        n_prompt = len(self.edge.prompt_tokens(req.edge_messages))
-        # EdgeModel.n_ctx is each sequence's context (prompt + answer)
-        if n_prompt + max_tokens > self.edge.n_ctx:
-            return None, (f"context: the prompt ({n_prompt} tokens) and max_tokens "
-                          f"({max_tokens}) exceed the edge model's context ({self.edge.n_ctx})")
-        try:
-            conf = self.scorer.score(req.edge_messages, self.edge, n=n, max_tokens=max_tokens,
-                                     temperature=rc.sample_temperature, seed=req.seed)
-        except ValueError as e:   # the edge model's own limits (the request itself is valid)
-            return None, f"edge: {e}"
-        return conf, policy.decide(_last_user(req), conf)
-
-    def _n_samples(self, req: ChatRequest) -> int:
-        return max(self.cfg.router_names[req.router].samples, req.n)
+        # n: the router's samples, and at least the choices asked for (edge answers are
+        # samples)
+        sampling = routing.Sampling(max(rc.samples, req.n), self._answer_tokens(req),
+                                    rc.sample_temperature, req.seed)
+        return routing.make_query(req.messages, sampling, req.cloud_only, req.edge_messages)
 
     def _batch_fits(self, payloads) -> bool:
-        return sum(self._n_samples(req) for req, _ in payloads) <= self.edge.n_seq_max
+        need = sum(routing.needs_now(policy, q).samples for policy, q in payloads)
+        return need <= self.edge.n_seq_max
 
-    def _sample_batch(self, payloads):
-        """On the edge thread: _sample_job for several requests, their samples drawn in shared
-        llama.cpp batches and embedded and scored in one call."""
-        from confroute.server import batching
-
-        out, jobs, where = [None] * len(payloads), [], []
-        for i, (req, policy) in enumerate(payloads):
-            max_tokens = self._answer_tokens(req)
-            prompt = self.edge.prompt_tokens(req.edge_messages)
-            if len(prompt) + max_tokens > self.edge.n_ctx:
-                out[i] = self._sample_job(req, policy)   # says why it does not fit
-                continue
-            rc = self.cfg.router_names[req.router]
-            jobs.append(batching.Job(prompt, self._n_samples(req), max_tokens,
-                                     rc.sample_temperature, req.seed))
-            where.append(i)
-        if jobs:
-            samples = batching.sample_many(self.edge, jobs)
-            self.metrics.batch_size.observe(len(jobs))
-            for i, conf in zip(where, self.scorer.score_samples(samples)):
-                req, policy = payloads[i]
-                out[i] = conf, policy.decide(_last_user(req), conf)
-        return out
-
-    def _decide_job(self, req: ChatRequest, policy):
-        return policy.decide(_last_user(req), None)
+    def _decide_batch(self, payloads):
+        """On the edge thread: the decision path for several waiting requests at once."""
+        return routing.decide_many(payloads, self.supplier)
 
     def _edge_choices_from_samples(self, req: ChatRequest, conf) -> List[Dict[str, Any]]:
         s = conf.samples
@@ -315,48 +279,43 @@ class Engine:
         return r
 
     # --- the whole route ------------------------------------------------------------------------
-    async def prepare(self, req: ChatRequest, cancel: threading.Event):
-        """Everything before the answer: (decision, confidence, reason, edge usage)."""
-        from confroute.controller import Decision
-
+    async def decide(self, req: ChatRequest, cancel: threading.Event
+                     ) -> Tuple[Decision, Evidence]:
+        """The decision path for one request, run on the edge thread (unless the edge has no
+        say in it); requests that need samples may share a batch."""
         policy = self.policy(req.router, req.threshold)
         self.check_supported(req)
-        if req.cloud_only:
-            return Decision("cloud", float("nan"), req.threshold), None, req.cloud_only, {}
-        if policy.needs_samples:
-            conf, decision = await self.edge_q.run(lambda: self._sample_job(req, policy), cancel,
-                                                   batch=(req, policy))
-            if conf is None:   # decision holds why the edge could not sample
-                return Decision("cloud", float("nan"), req.threshold), None, decision, {}
-            s = conf.samples
-            usage = {"model": s.model, "prompt_tokens": s.prompt_tokens,
-                     "completion_tokens": s.completion_tokens}
-            self.metrics.se.observe(decision.score, router=req.router)
-            reason = (f"semantic entropy {decision.score:.3f} "
-                      f"{'<=' if decision.route == 'edge' else '>'} threshold {req.threshold:g}")
-            return decision, conf, reason, usage
-        decision = await self.edge_q.run(lambda: self._decide_job(req, policy), cancel)
-        self.metrics.score.observe(decision.score, router=req.router)
-        reason = (f"router score {decision.score:.3f} "
-                  f"{'<=' if decision.route == 'edge' else '>'} threshold {req.threshold:g}")
-        return decision, None, reason, {}
+        q = self.query(req)
+        d = routing.immediate(policy, q)
+        if d is not None:
+            return d, Evidence()
+        batch = (policy, q) if routing.needs_now(policy, q).samples else None
+        d, ev = await self.edge_q.run(lambda: routing.decide(policy, q, self.supplier), cancel,
+                                      batch=batch)
+        if d.semantic_entropy is not None:
+            self.metrics.se.observe(d.semantic_entropy, router=req.router)
+        elif math.isfinite(d.score):
+            self.metrics.score.observe(d.score, router=req.router)
+        return d, ev
 
-    def _base(self, req, decision, conf, reason, edge_usage) -> Outcome:
-        se = decision.score if conf is not None else None
+    def _base(self, req, decision: Decision, ev: Evidence) -> Outcome:
         o = Outcome(routed_to="edge", model=self.edge_name, choices=[],
-                    threshold=req.threshold, score=decision.score, semantic_entropy=se,
-                    reason=reason, n_samples=conf.n_samples if conf is not None else 0)
-        if edge_usage:
-            o.usage["edge"] = dict(edge_usage)
+                    threshold=decision.threshold, score=decision.score,
+                    semantic_entropy=decision.semantic_entropy, reason=decision.reason,
+                    n_samples=decision.n_samples)
+        s = ev.samples
+        if s is not None:
+            o.usage["edge"] = {"model": s.model, "prompt_tokens": s.prompt_tokens,
+                               "completion_tokens": s.completion_tokens}
         if not self.cloud_http:
             o.ignored = sorted(req.passthrough)
         return o
 
     async def answer(self, req: ChatRequest, cancel: threading.Event) -> Outcome:
         """A complete (non-streaming) answer with its routing facts."""
-        decision, conf, reason, edge_usage = await self.prepare(req, cancel)
-        o = self._base(req, decision, conf, reason, edge_usage)
-        return await self._complete(o, req, decision, conf, cancel)
+        decision, ev = await self.decide(req, cancel)
+        o = self._base(req, decision, ev)
+        return await self._complete(o, req, decision, ev.confidence, cancel)
 
     async def _complete(self, o: Outcome, req: ChatRequest, decision, conf, cancel) -> Outcome:
         """The answer once the route is decided: the cloud's, or the edge's."""
@@ -389,8 +348,9 @@ class Engine:
         """(routing facts, async iterator of OpenAI chunk 'choices' deltas). The facts are
         final before the first chunk: the cloud's first chunk is awaited here, so a cloud that
         fails before answering still leads to the edge answer, marked degraded."""
-        decision, conf, reason, edge_usage = await self.prepare(req, cancel)
-        o = self._base(req, decision, conf, reason, edge_usage)
+        decision, ev = await self.decide(req, cancel)
+        conf = ev.confidence
+        o = self._base(req, decision, ev)
         if decision.route == "cloud" and not self.cloud_http and req.n > 1:
             # The in-process stand-in streams one answer only: answer whole, send in chunks.
             o = await self._complete(o, req, decision, conf, cancel)
@@ -539,10 +499,3 @@ def _text_chunks(choices) -> AsyncIterator[Dict[str, Any]]:
 
 def _temp(req: ChatRequest) -> float:
     return 1.0 if req.temperature is None else req.temperature   # OpenAI's default
-
-
-def _last_user(req: ChatRequest) -> str:
-    for m in reversed(req.edge_messages):
-        if m["role"] == "user":
-            return m["content"]
-    return req.edge_messages[-1]["content"]

@@ -18,7 +18,7 @@ from confroute.server.errors import ApiError, invalid
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
-MODEL_RE = re.compile(r"^router-([a-z][a-z0-9_]*)-([0-9]+(?:\.[0-9]+)?)$")
+MODEL_RE = re.compile(r"^router-([a-z][a-z0-9_]*)(?:-([0-9]+(?:\.[0-9]+)?))?$")
 TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 # Fields the cloud understands and the edge ignores: checked for type, then forwarded as sent.
@@ -76,22 +76,30 @@ class ChatRequest:
         return extra
 
 
-def parse_model(name: Any, routers: Dict[str, Any]) -> Tuple[str, float]:
-    """``router-<name>-<threshold>`` -> (name, threshold); 404 for a router not served."""
+def parse_model(name: Any, routers: Dict[str, Any], threshold: Optional[float] = None
+                ) -> Tuple[str, float]:
+    """``router-<name>-<threshold>`` -> (name, threshold); 404 for a router not served. With
+    ``threshold`` given (the route endpoint's field) the model may leave it out
+    (``router-<name>``)."""
     if not isinstance(name, str):
         raise invalid("model", f"model must be a string, got {_tname(name)}", "invalid_type")
     m = MODEL_RE.match(name)
-    if not m or m.group(1) not in routers:
+    if not m or m.group(1) not in routers or (m.group(2) is None and threshold is None):
         served = ", ".join(f"router-{r}-<threshold>" for r in sorted(routers))
         raise ApiError(404, f"The model {name!r} does not exist; this server offers {served} "
                        "(see GET /v1/models)", param="model", code="model_not_found")
+    if m.group(2) is None:
+        return m.group(1), threshold
     t = float(m.group(2))
     if not math.isfinite(t):
         raise invalid("model", f"the threshold in {name!r} is not a finite number")
+    if threshold is not None and threshold != t:
+        raise invalid("threshold", f"threshold {threshold:g} disagrees with the one in the model "
+                      f"name {name!r}; give it once")
     return m.group(1), t
 
 
-def parse_chat_request(body: bytes, limits: Limits, routers: Dict[str, Any]) -> ChatRequest:
+def _json_object(body: bytes, limits: Limits) -> Dict[str, Any]:
     if len(body) > limits.max_body_bytes:
         raise ApiError(413, f"request body is {len(body)} bytes; the limit is "
                        f"{limits.max_body_bytes}", code="body_too_large")
@@ -102,13 +110,43 @@ def parse_chat_request(body: bytes, limits: Limits, routers: Dict[str, Any]) -> 
     if not isinstance(data, dict):
         raise invalid(None, f"request body must be a JSON object, got {_tname(data)}",
                       "invalid_type")
+    return data
+
+
+def parse_chat_request(body: bytes, limits: Limits, routers: Dict[str, Any]) -> ChatRequest:
+    return _chat_request(_json_object(body, limits), limits, routers)
+
+
+def parse_route_request(body: bytes, limits: Limits, routers: Dict[str, Any]) -> ChatRequest:
+    """``POST /v1/route``: a chat request, checked as one, plus an optional ``threshold``
+    (then the model may name the router alone); it is not answered, so no ``stream``."""
+    data = _json_object(body, limits)
+    threshold = None
+    if "threshold" in data:
+        data = dict(data)
+        threshold = data.pop("threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise invalid("threshold", f"threshold must be a number, got {_tname(threshold)}",
+                          "invalid_type")
+        if not (math.isfinite(threshold) and threshold >= 0):
+            raise invalid("threshold", f"threshold must be a finite number >= 0, got "
+                          f"{threshold}")
+        threshold = float(threshold)
+    if data.get("stream") is True:
+        raise invalid("stream", "the route endpoint answers with the decision only; stream "
+                      "is not allowed")
+    return _chat_request(data, limits, routers, threshold)
+
+
+def _chat_request(data: Dict[str, Any], limits: Limits, routers: Dict[str, Any],
+                  threshold: Optional[float] = None) -> ChatRequest:
     for key in data:
         if key not in KNOWN_FIELDS:
             raise invalid(key, f"Unrecognized request argument supplied: {key}",
                           "unknown_parameter")
     if "model" not in data:
         raise invalid("model", "you must provide a model parameter", "missing_required_parameter")
-    router, threshold = parse_model(data["model"], routers)
+    router, threshold = parse_model(data["model"], routers, threshold)
     messages, edge_messages, needs = _messages(data.get("messages", _MISSING), limits)
 
     n = _int(data, "n", 1, 1, limits.max_n)

@@ -1,0 +1,126 @@
+"""The edge's side of the decision path (:mod:`confroute.routing`): :class:`EdgeSupplier`
+fetches what a policy needs from the edge model — samples (several queries' together, rounds
+merged), hidden states — and says when the edge cannot serve a query at all."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import List, Optional, Sequence, Tuple
+
+from confroute.models.types import SampleRequest, Samples
+from confroute.routing import Evidence, Need, Query
+
+
+class EdgeSupplier:
+    """What the path asks of the edge model: samples (drawn, merged with earlier rounds and
+    scored by ``scorer``) and hidden states. With ``batch`` (an edge with ``sample_many``),
+    the samples of several queries in one round are drawn in shared llama.cpp batches of at
+    most ``edge.n_seq_max`` sequences; ``on_batch(k)`` is told each time k > 1 queries
+    shared one. Not thread-safe: runs where the edge may be used (the server's edge thread).
+
+    The edge needs ``sample``; the context check uses ``prompt_tokens`` and ``n_ctx`` where the
+    edge has them; a policy that needs hidden states needs ``hidden_state(messages)``."""
+
+    def __init__(self, edge, scorer, batch: bool = False, on_batch=None):
+        self.edge, self.scorer = edge, scorer
+        self.batch = batch
+        self.on_batch = on_batch or (lambda k: None)
+
+    def refusal(self, query: Query) -> Optional[str]:
+        """Why the edge cannot serve this query at all (it does not fit its context), or None."""
+        edge = self.edge
+        if not (hasattr(edge, "prompt_tokens") and hasattr(edge, "n_ctx")):
+            return None
+        n_prompt = len(edge.prompt_tokens(query.edge_messages))
+        max_tokens = query.sampling.max_tokens
+        # EdgeModel.n_ctx is each sequence's context (prompt + answer)
+        if n_prompt + max_tokens > edge.n_ctx:
+            return (f"context: the prompt ({n_prompt} tokens) and max_tokens ({max_tokens}) "
+                    f"exceed the edge model's context ({edge.n_ctx})")
+        return None
+
+    def supply(self, asks: Sequence[Tuple[Query, Need, Evidence]]) -> List[Evidence]:
+        """For each (query, need, evidence so far): the evidence with what was missing added,
+        or with ``refused`` set when the edge cannot sample this prompt."""
+        out = []
+        draws = []      # (position in out, SampleRequest)
+        for query, need, ev in asks:
+            if need.hidden and ev.hidden is None:
+                ev = dataclasses.replace(ev, hidden=self._hidden(query))
+            more = need.samples - ev.n_samples
+            if more > 0:
+                s = query.sampling
+                # a later round must not repeat the first one's draws
+                seed = s.seed if s.seed is None or not ev.n_samples else s.seed + ev.n_samples
+                draws.append((len(out), SampleRequest(query.edge_messages, more, s.max_tokens,
+                                                      s.temperature, seed)))
+            out.append(ev)
+        if draws:
+            t0 = time.perf_counter()
+            drawn = self._draw([r for _, r in draws])
+            ok = [(k, _merged(out[k].samples, s)) for (k, _), s in zip(draws, drawn)
+                  if isinstance(s, Samples)]
+            for (k, _), s in zip(draws, drawn):
+                if not isinstance(s, Samples):
+                    out[k] = dataclasses.replace(out[k], refused=s)
+            confs = self.scorer.score_samples([s for _, s in ok],
+                                              t_generate=time.perf_counter() - t0)
+            for (k, _), c in zip(ok, confs):
+                out[k] = dataclasses.replace(out[k], confidence=c)
+        return out
+
+    def _draw(self, requests: List[SampleRequest]) -> list:
+        """Samples per request, or a string saying why the edge cannot sample it."""
+        if self.batch and len(requests) > 1:
+            out = []
+            for group in _fitting(requests, self.edge.n_seq_max):
+                ids = [dataclasses.replace(r, prompt=self.edge.prompt_tokens(r.prompt))
+                       for r in group]
+                out += self.edge.sample_many(ids)
+                if len(group) > 1:
+                    self.on_batch(len(group))
+            return out
+        out = []
+        for r in requests:
+            try:
+                out.append(self.edge.sample(r.prompt, n=r.n, max_tokens=r.max_tokens,
+                                            temperature=r.temperature, seed=r.seed))
+            except ValueError as e:   # the edge model's own limits (the request is valid)
+                out.append(f"edge: {e}")
+        return out
+
+    def _hidden(self, query: Query):
+        fn = getattr(self.edge, "hidden_state", None)
+        if fn is None:
+            raise ValueError(f"the policy needs the edge's hidden state, and "
+                             f"{getattr(self.edge, 'name', type(self.edge).__name__)} offers "
+                             "none (no hidden_state method)")
+        return fn(query.edge_messages)
+
+
+def _fitting(requests: List[SampleRequest], n_seq_max: int) -> List[List[SampleRequest]]:
+    """Consecutive groups whose samples fit one llama.cpp batch."""
+    groups: List[List[SampleRequest]] = []
+    for r in requests:
+        if groups and sum(g.n for g in groups[-1]) + r.n <= n_seq_max:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
+def _merged(a: Optional[Samples], b: Samples) -> Samples:
+    """Samples of two rounds of one prompt as one set (token counts add up: each round
+    processed the prompt again)."""
+    if a is None:
+        return b
+
+    def cat(x, y):
+        return None if x is None or y is None else tuple(x) + tuple(y)
+
+    return Samples(texts=a.texts + b.texts, token_logprobs=cat(a.token_logprobs, b.token_logprobs),
+                   token_ids=cat(a.token_ids, b.token_ids),
+                   finish_reasons=a.finish_reasons + b.finish_reasons, model=a.model,
+                   prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+                   completion_tokens=a.completion_tokens + b.completion_tokens,
+                   temperature=b.temperature, seconds=a.seconds + b.seconds)
