@@ -142,3 +142,37 @@ def test_adaptive_policy_measures_and_decides(edge_model, scorer):
                 dict(threshold=0.5, delta=0.7)]:
         with pytest.raises(ValueError):
             AdaptiveSECascade(**bad)
+
+
+def test_decision_path_draws_and_decides_as_score_adaptive(edge_model, scorer):
+    # The shared decision path (routing.decide + EdgeSupplier, as the Controller and the
+    # server run it) asks the policy round by round: the same samples, the same stop, the same
+    # decision as ConfidenceScorer.score_adaptive.
+    from confroute import routing
+    from confroute.adaptive import AdaptiveSECascade
+    from confroute.supply import EdgeSupplier
+
+    supplier = EdgeSupplier(edge_model, scorer)
+    for i, p in enumerate(PROMPTS[:4]):
+        policy = AdaptiveSECascade(1.2, n_max=8, first=3, step=2)
+        q = routing.make_query([{"role": "user", "content": p}],
+                               routing.Sampling(n=5, max_tokens=12, temperature=1.0, seed=i))
+        d, ev = routing.decide(policy, q, supplier)
+        ref = scorer.score_adaptive(q.edge_messages, edge_model, 1.2, n_max=8, first=3, step=2,
+                                    max_tokens=12, temperature=1.0, seed=i)
+        assert (d.route, d.n_samples) == (ref.decision, ref.n_drawn)
+        assert ev.samples.texts == ref.confidence.samples.texts
+        assert d.semantic_entropy == pytest.approx(ref.confidence.se_discrete)
+
+
+def test_router_string_for_adaptive_se():
+    from confroute.adaptive import AdaptiveSECascade
+    from confroute.routers.policy import make_policy, policy_from_string
+
+    p = policy_from_string("router-se_adaptive-1.5")
+    assert isinstance(p, AdaptiveSECascade) and p.threshold == 1.5 and p.n_max == 10
+    assert make_policy("se_adaptive", 0.7, samples=6).n_max == 6
+    with pytest.raises(ValueError, match="not a number"):
+        policy_from_string("router-se_adaptive-x")
+    with pytest.raises(ValueError, match="threshold"):
+        make_policy("se_adaptive", None)

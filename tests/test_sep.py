@@ -167,3 +167,54 @@ def test_sep_refuses_another_edge_and_bad_hidden(hidden_edge, se_rows, tmp_path)
         SEPRouter.load(tmp_path / "s", edge=hidden_edge)
     with pytest.raises(ValueError, match="not trained"):
         SEPRouter(edge=hidden_edge).score(["x"])
+
+
+def test_decision_path_reads_the_edges_hidden_state_for_sep(hidden_edge, se_rows, embedder):
+    from confroute import routing
+    from confroute.routers.policy import RouterPolicy
+    from confroute.scorer import ConfidenceScorer
+    from confroute.supply import EdgeSupplier
+
+    r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
+    policy = RouterPolicy(r, 0.5)
+    q = routing.make_query([{"role": "user", "content": UNSEEN[2]}])
+    d, ev = routing.decide(policy, q, EdgeSupplier(hidden_edge, ConfidenceScorer(embedder)))
+    assert ev.hidden.shape == (hidden_edge.n_layer + 1, hidden_edge.n_embd)
+    assert d.n_samples == 0 and d.score == r.score([UNSEEN[2]])[0]
+    assert d.route == ("cloud" if d.score > 0.5 else "edge")
+    with pytest.raises(ValueError, match="hidden state of shape"):
+        r.score_evidence(["x"], [routing.Evidence(hidden=np.zeros((3, 576)))])
+
+
+def test_server_serves_sep_and_adaptive_se_with_a_samples_histogram(hidden_edge, se_rows,
+                                                                    tmp_path):
+    import openai
+    from server_helpers import confroute_server
+
+    r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
+    r.save(tmp_path / "sep")
+    cfg = {"edge": {"n_ctx": 512, "n_seq_max": 8, "n_threads": THREADS},
+           # never called: both routes below keep every query on the edge
+           "cloud": {"base_url": "http://127.0.0.1:9/v1", "model": "none", "timeout_s": 5},
+           "routers": [{"name": "se_adaptive", "thresholds": [100], "samples": 8},
+                       {"name": "sep", "path": str(tmp_path / "sep"), "thresholds": [1.0]}]}
+    msgs = [{"role": "user", "content": UNSEEN[0]}]
+    with confroute_server(cfg, tmp_path) as srv:
+        client = openai.OpenAI(base_url=srv.url, api_key="unused")
+        a = client.chat.completions.create(model="router-se_adaptive-100", max_tokens=8,
+                                           messages=msgs)
+        facts = a.model_extra["confroute"]
+        # SE of 8 samples is at most ln 8 < 100: settled after the first round of 3
+        assert facts["routed_to"] == "edge" and facts["n_samples"] == 3
+        b = client.chat.completions.create(model="router-sep-1", max_tokens=8, messages=msgs)
+        facts = b.model_extra["confroute"]
+        assert facts["routed_to"] == "edge" and facts["n_samples"] == 0
+        assert facts["score"] == pytest.approx(r.score([UNSEEN[0]])[0], abs=1e-9)
+        assert b.choices[0].message.content
+        h = "confroute_edge_samples_per_decision"
+        assert srv.metric(f'{h}_count{{router="se_adaptive"}}') == 1
+        assert srv.metric(f'{h}_sum{{router="se_adaptive"}}') == 3
+        assert srv.metric(f'{h}_bucket{{router="se_adaptive",le="3"}}') == 1
+        assert srv.metric(f'{h}_bucket{{router="se_adaptive",le="2"}}') == 0
+        assert srv.metric(f'{h}_count{{router="sep"}}') == 1
+        assert srv.metric(f'{h}_sum{{router="sep"}}') == 0

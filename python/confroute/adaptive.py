@@ -214,7 +214,7 @@ class AdaptiveSECascade:
 
     def decide(self, prompt, evidence):
         """From an AdaptiveResult (``measure``) or the path's evidence (``.confidence``)."""
-        from confroute.controller import Decision
+        from confroute.routing import Decision
 
         if isinstance(evidence, AdaptiveResult):
             decision, conf = evidence.decision, evidence.confidence
@@ -226,15 +226,9 @@ class AdaptiveSECascade:
             if decision is None:
                 raise ValueError(f"the decision is not settled after {conf.n_samples} of "
                                  f"{self.n_max} samples: ask need() for more")
-        se = conf.se_discrete
-        return _decision(Decision, decision, se, self.threshold, conf.n_samples, self.n_max)
-
-
-def _decision(Decision, route, se, threshold, k, n_max):
-    fields = getattr(Decision, "__dataclass_fields__", {})
-    if "reason" not in fields:   # the Controller's Decision before the shared path
-        return Decision(route, se, threshold)
-    why = (f"semantic entropy {se:.3f} of {k} samples: {route} settled at threshold "
-           f"{threshold:g} (n_max {n_max})")
-    return Decision(route, float(se), float(threshold), semantic_entropy=float(se),
-                    reason=why, n_samples=k)
+        se = float(conf.se_discrete)
+        return Decision(decision, se, self.threshold, semantic_entropy=se,
+                        reason=f"discrete semantic entropy {se:.3f} of {conf.n_samples} "
+                               f"samples: {decision} settled at threshold {self.threshold:g} "
+                               f"(n_max {self.n_max}, rule {self.rule})",
+                        n_samples=conf.n_samples)

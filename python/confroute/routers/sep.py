@@ -241,6 +241,30 @@ class SEPRouter(Router):
             raise ValueError(f"hidden states must be [n, {self.n_embd}], got {H.shape}")
         return np.clip(self._probe.score(H), 0.0, 1.0)
 
+    @property
+    def needs(self):
+        """What the decision path must supply: the prompt's hidden state (one prefill)."""
+        from confroute.routing import Need
+
+        return Need(hidden=True)
+
+    def score_evidence(self, prompts: Sequence[str], evidences) -> np.ndarray:
+        """Scores from the path's evidence: ``hidden`` as ``EdgeModel.hidden_state`` gives it
+        (every layer, [n_layer + 1, n_embd]), of the edge model this probe was trained on."""
+        self._require_fitted()
+        rows = []
+        for ev in evidences:
+            h = getattr(ev, "hidden", None)
+            if h is None:
+                raise ValueError("router 'sep' needs the edge's hidden state in the evidence")
+            h = np.asarray(h)
+            if h.ndim != 2 or h.shape[1] != self.n_embd or h.shape[0] <= self.fitted_layer:
+                raise ValueError(f"hidden state of shape {h.shape}: router 'sep' reads layer "
+                                 f"{self.fitted_layer} of {self.n_embd}-wide states "
+                                 f"({self.edge_name})")
+            rows.append(h[self.fitted_layer])
+        return self.score_hidden(np.stack(rows)) if rows else np.zeros(0)
+
     def score(self, prompts: Sequence[str]) -> np.ndarray:
         self._require_fitted()
         H = self.hidden(prompts, self.layers)
