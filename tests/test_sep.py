@@ -133,10 +133,12 @@ def test_error_target_and_a_fixed_layer(hidden_edge, se_rows):
     assert r.score(UNSEEN[:2]).shape == (2,)
 
 
-def test_router_string_serves_and_calibrates_sep(hidden_edge, se_rows, tmp_path, monkeypatch):
-    from confroute.controller import Decision
+def test_router_string_serves_and_calibrates_sep(hidden_edge, se_rows, tmp_path, monkeypatch,
+                                                 embedder):
+    from confroute.controller import Controller, Decision
     from confroute.routers.calibrate import calibrate
     from confroute.routers.policy import RouterPolicy
+    from confroute.scorer import ConfidenceScorer
 
     r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
     cal = calibrate(r, TRAIN, 0.5, heldout=UNSEEN)
@@ -146,11 +148,14 @@ def test_router_string_serves_and_calibrates_sep(hidden_edge, se_rows, tmp_path,
     monkeypatch.setenv("CONFROUTE_ROUTERS", str(tmp_path))
     policy = RouterPolicy.from_string("router-sep")   # the calibrated threshold
     assert policy.threshold == pytest.approx(cal.threshold)
-    policy.router._edge = hidden_edge   # the test's model instead of loading a second one
-    d = policy.decide([{"role": "user", "content": UNSEEN[1]}])
-    assert isinstance(d, Decision) and d.route == ("cloud" if d.score > cal.threshold
-                                                   else "edge")
-    assert d.score == pytest.approx(r.score([UNSEEN[1]])[0])
+    # the Controller's path supplies the hidden state from its own edge model
+    ctl = Controller(hidden_edge, None, policy, ConfidenceScorer(embedder))
+    d, conf = ctl.decide([{"role": "user", "content": UNSEEN[1]}])
+    assert isinstance(d, Decision) and conf is None and d.n_samples == 0
+    assert d.route == ("cloud" if d.score > cal.threshold else "edge")
+    assert d.score == r.score([UNSEEN[1]])[0]
+    with pytest.raises(ValueError, match="hidden state"):   # no evidence: the path's job
+        policy.decide(UNSEEN[1])
 
 
 def test_sep_refuses_another_edge_and_bad_hidden(hidden_edge, se_rows, tmp_path):
