@@ -136,6 +136,50 @@ class ConfidenceScorer:
         return self._core(samples, emb, self.threshold, "embedding", None,
                           {"generate": t_generate, "embed": t1 - t0})
 
+    def score_adaptive(self, messages: Messages, model, threshold: float, n_max: int = 10,
+                       first: int = 3, step: int = 2, rule: str = "exact",
+                       delta: float = 0.05, alpha: Optional[float] = None, **opts):
+        """Discrete SE drawn in rounds (``first`` samples, then ``step`` at a time, at most
+        ``n_max``), stopping once the route at ``threshold`` (nats; cloud where SE >
+        threshold) is settled: ``rule='exact'`` when no completion to n_max can change it,
+        ``'confidence'`` also when it holds with probability >= 1 - ``delta`` under a
+        Pólya-urn predictive (``alpha``: weight of a new meaning, None = fitted), ``'none'`` draws all n_max
+        (the full-n reference: the same samples, round by round). A round after k samples
+        draws with seed ``seed + k`` (the first is the plain ``score`` draw). Returns an
+        :class:`confroute.adaptive.AdaptiveResult`; the rules are in that module."""
+        from confroute import adaptive
+
+        if rule not in adaptive.RULES:
+            raise ValueError(f"rule must be one of {adaptive.RULES}, got {rule!r}")
+        if not (isinstance(threshold, (int, float)) and threshold >= 0):
+            raise ValueError(f"threshold must be a number >= 0 (nats), got {threshold!r}")
+        if not 0 < delta < 0.5:
+            raise ValueError(f"delta must lie in (0, 0.5), got {delta}")
+        if self.method != "greedy" and rule != "none":
+            raise ValueError("adaptive stopping needs greedy clustering: with 'components' a "
+                             "later sample can merge clusters, and the bound no longer holds")
+        sizes = adaptive.schedule(int(n_max), int(first), int(step))
+        seed = opts.get("seed", self.seed)
+        drawn, embs, secs = [], [], {"generate": 0.0, "embed": 0.0}
+        for r, size in enumerate(sizes):
+            t0 = time.perf_counter()
+            k = sum(d.n for d in drawn)
+            drawn.append(self._sample(messages, model, {**opts, "n": size,
+                                                        "seed": None if seed is None
+                                                        else int(seed) + k}))
+            t1 = time.perf_counter()
+            embs.append(self.embedder.embed(list(drawn[-1].texts)))
+            secs["generate"] += t1 - t0
+            secs["embed"] += time.perf_counter() - t1
+            conf = self._core([_concat_samples(drawn)], np.concatenate(embs), self.threshold,
+                              "embedding", None, dict(secs))[0]
+            decision, exact, p = adaptive.verdict(conf.cluster_ids, conf.se_discrete,
+                                                  int(n_max), threshold, rule, delta, alpha)
+            if decision is not None:
+                return adaptive.AdaptiveResult(decision, float(threshold), conf.n_samples,
+                                               int(n_max), r + 1, exact, rule, conf, p)
+        raise AssertionError("unreachable: the last round draws n_max")
+
     def score_exact(self, messages: Messages, model, extract: str = "number",
                     letters: str = "ABCD", **opts) -> Confidence:
         """Samples clustered by their final answer: ``extract='number'`` or ``'option'``.
@@ -241,6 +285,21 @@ def _exact_answer(text: str, extract: str, letters: str) -> Optional[str]:
         return extract_letter(text, letters)
     x = extract_number(text)
     return None if x is None else format_number(x)
+
+
+def _concat_samples(parts: Sequence[Samples]) -> Samples:
+    """Rounds of samples of one prompt as one Samples (answers in draw order)."""
+    if len(parts) == 1:
+        return parts[0]
+    lps = None if any(s.token_logprobs is None for s in parts) else \
+        tuple(lp for s in parts for lp in s.token_logprobs)
+    ids = None if any(s.token_ids is None for s in parts) else \
+        tuple(t for s in parts for t in s.token_ids)
+    return Samples(texts=tuple(t for s in parts for t in s.texts), token_logprobs=lps,
+                   token_ids=ids, finish_reasons=tuple(f for s in parts for f in s.finish_reasons),
+                   model=parts[0].model, prompt_tokens=parts[0].prompt_tokens,
+                   completion_tokens=sum(s.completion_tokens for s in parts),
+                   temperature=parts[0].temperature, seconds=sum(s.seconds for s in parts))
 
 
 def _one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:

@@ -2,12 +2,13 @@
 
     confroute train --router sw --labels labels.jsonl --out routers/sw
     confroute train --router mlp --labels labels.jsonl --param hidden=64 --param alpha=0.01
+    confroute train --router sep --labels se.jsonl --param target=error   # probe on the edge
 """
 from __future__ import annotations
 
 import json
 
-ROUTERS = ("sw", "mf", "mlp", "knn")
+ROUTERS = ("sw", "mf", "mlp", "knn", "sep")
 
 
 def add_arguments(parser) -> None:
@@ -20,7 +21,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weak", default=None, help="the weak model's name in the labels")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a router option, e.g. k=3 (knn), gamma=10, top_k=1000 (sw), "
-                             "rank=16 (mf), hidden=128 (mlp); repeatable")
+                             "rank=16 (mf), hidden=128 (mlp), target=se|error, layer=N, "
+                             "C=0.05, edge_model=NAME|GGUF (sep); repeatable")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -61,7 +63,9 @@ def run(args) -> int:
     router.info["train_seconds"] = round(seconds, 3)
     router.save(out)
     summary = {"router": args.router, "out": out, "strong": router.strong, "weak": router.weak,
-               "dim": router.dim, "embedder": router.embedder_name,
+               "dim": getattr(router, "dim", None) or getattr(router, "n_embd", None),
+               "embedder": getattr(router, "embedder_name", None) or
+               f"{router.edge_name} layer {router.fitted_layer}",
                "n_train": router.info["n_train"], "seconds": round(seconds, 3)}
     if args.strong is None:
         summary["labels"] = label_counts(rows)

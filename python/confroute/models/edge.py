@@ -27,8 +27,8 @@ import ctypes
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -58,7 +58,8 @@ class EdgeModel:
 
     def __init__(self, path, n_ctx: int = 2048, n_threads: Optional[int] = None,
                  seed: Optional[int] = None, n_seq_max: int = 8, n_batch: int = 512,
-                 flash_attn: bool = False, name: Optional[str] = None, verbose: bool = False):
+                 flash_attn: bool = False, name: Optional[str] = None, verbose: bool = False,
+                 hidden_states: bool = False):
         import llama_cpp
         from llama_cpp import _internals, _logger
 
@@ -96,6 +97,16 @@ class EdgeModel:
         cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                               else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         cp.no_perf = True
+        self.n_layer = int(llama_cpp.llama_model_n_layer(self._model.model))
+        self.n_embd = int(llama_cpp.llama_model_n_embd(self._model.model))
+        # Hidden states need llama.cpp's eval callback, which is fixed at context creation:
+        # opt-in, since every graph node then calls into Python (see models/hidden.py).
+        self._capture = self._hidden_sink = None
+        if hidden_states:
+            from confroute.models.hidden import HiddenCapture
+
+            self._capture = HiddenCapture(llama_cpp, self.n_layer, self.n_embd)
+            cp.cb_eval = self._capture.callback
         self._ctx = llama_cpp.llama_init_from_model(self._model.model, cp)
         if not self._ctx:
             raise RuntimeError(f"llama.cpp could not create a context for {path}")
@@ -209,12 +220,17 @@ class EdgeModel:
         rows = []
         last = len(tokens) - 1
         logits_from = min(logits_from, last)
+        sink = self._hidden_sink   # hidden states asked for: read them in this prefill
+        if sink is not None:
+            self._capture.arm(sink.layers)
         for start in range(0, len(tokens), self.n_batch):
             chunk = range(start, min(start + self.n_batch, len(tokens)))
             self._decode([(tokens[p], p, seq, p >= logits_from) for p in chunk])
             k = sum(1 for p in chunk if p >= logits_from)
             if k:
                 rows.append(self._logits(k, len(chunk) - k).copy())
+        if sink is not None:
+            sink.append(self._capture.take())
         return rows
 
     def _sampler(self, temperature, top_k, top_p, min_p, seed):
@@ -239,34 +255,105 @@ class EdgeModel:
     # --- generation ----------------------------------------------------------------------------
     def sample(self, messages: Messages, n: int = 5, max_tokens: int = 64,
                temperature: float = 1.0, seed: Optional[int] = None, top_k: int = 0,
-               top_p: float = 1.0, min_p: float = 0.0) -> Samples:
+               top_p: float = 1.0, min_p: float = 0.0,
+               hidden_layers: Optional[Sequence[int]] = None,
+               keep: Optional[Callable[[List[np.ndarray]], bool]] = None) -> Samples:
         """n answers drawn at ``temperature`` (0 = greedy) as parallel sequences of one batch,
         each with its per-token log-probabilities under the model (see the module doc).
         ``top_k``/``top_p``/``min_p`` truncate the sampling distribution (off by default, so
         the samples follow the model); ``seed`` makes the draw reproducible. ``messages`` may
-        also be the prompt's token ids (see ``SampleRequest``)."""
+        also be the prompt's token ids (see ``SampleRequest``). ``hidden_layers`` and
+        ``keep``: see ``sample_many``."""
         return self.sample_many([SampleRequest(messages, n, max_tokens, temperature, seed,
-                                               top_k, top_p, min_p)])[0]
+                                               top_k, top_p, min_p)], hidden_layers, keep)[0]
 
-    def sample_many(self, requests: Sequence[SampleRequest]) -> List[Samples]:
+    def hidden_states(self, messages: Messages, layers: Sequence[int]) -> np.ndarray:
+        """float32 [len(layers), n_embd]: the hidden state at the prompt's last token after
+        each of ``layers`` (0..n_layer-1 the blocks' outputs, n_layer or -1 the final-normed
+        state), from one prefill and no generation. Needs ``hidden_states=True`` at
+        construction. ``messages`` may be token ids, as for ``sample``."""
+        from confroute.models.hidden import HiddenSink
+
+        sink = HiddenSink(self._hidden_layers(layers))
+        prompt = self._prompt_ids(messages)
+        if len(prompt) > self.n_ctx:
+            raise ValueError(f"the prompt ({len(prompt)} tokens) exceeds the context of "
+                             f"{self.n_ctx} tokens")
+        with self._lock:
+            self._clear_kv()
+            self._hidden_sink = sink
+            try:
+                self._prefill(prompt, len(prompt) - 1)
+            finally:
+                self._hidden_sink = None
+        return sink[0]
+
+    def hidden_state(self, messages: Messages) -> np.ndarray:
+        """Every layer's state at the prompt's last token, [n_layer + 1, n_embd] (row i as
+        ``hidden_states(messages, [i])``): what the decision path hands a probe, which picks
+        its own layer."""
+        return self.hidden_states(messages, list(range(self.n_layer + 1)))
+
+    def _hidden_layers(self, layers) -> List[int]:
+        from confroute.models.hidden import check_layers
+
+        if self._capture is None:
+            raise ValueError(f"{self.name}: hidden states need EdgeModel(..., "
+                             "hidden_states=True) (llama.cpp's eval callback is set when the "
+                             "context is made)")
+        return check_layers(layers, self.n_layer)
+
+    def sample_many(self, requests: Sequence[SampleRequest],
+                    hidden_layers: Optional[Sequence[int]] = None,
+                    keep: Optional[Callable[[List[np.ndarray]], bool]] = None
+                    ) -> List[Samples]:
         """One Samples per request, the same as ``sample`` draws for it alone, with all the
         requests' samples drawn together: each prompt is decoded once into the first of its
         own n sequences and copied to the others, then one ``llama_decode`` per step advances
         every live sequence of every request. Decode of a small model on a CPU is
         compute-bound per step, so one step for 15 sequences costs far less than three steps
         of 5. All requests together may use at most ``n_seq_max`` sequences (one per sample),
-        and each prompt + max_tokens must fit ``n_ctx``; otherwise ValueError."""
+        and each prompt + max_tokens must fit ``n_ctx``; otherwise ValueError.
+
+        ``hidden_layers`` (with ``hidden_states=True``): each Samples also carries ``hidden``,
+        the prompt's last-token state after those layers (as ``hidden_states``), read in the
+        same prefill — the samples are the same as without. ``keep(hiddens)``, called after
+        the prefills with the list of those arrays, may stop the generation there: on False
+        every Samples comes back with no answers (n = 0), only ``hidden`` — a router decides
+        from the prefill, and a kept query goes on from the same KV cache."""
+        from confroute.models.hidden import HiddenSink
+
         requests = list(requests)
         if not requests:
             return []
+        if keep is not None and hidden_layers is None:
+            raise ValueError("keep needs hidden_layers (it decides from the hidden states)")
+        sink = None if hidden_layers is None else HiddenSink(self._hidden_layers(hidden_layers))
         prompts = self._checked_prompts(requests)
+        kept = True
         with self._lock:
             runs = []
-            for runs in self._steps(prompts, requests):
-                pass
+            self._hidden_sink = sink
+            steps = self._steps(prompts, requests)
+            try:
+                for step, runs in enumerate(steps):
+                    if step == 0:
+                        self._hidden_sink = None   # the decode steps read no hidden states
+                        if keep is not None and not keep(list(sink)):
+                            kept = False
+                            break
+            finally:
+                self._hidden_sink = None
+                steps.close()   # frees the sampler chains at once when stopped early
             texts = [tuple(self.detokenize(self._text_tokens(run, s))
                            for s in range(len(run.tokens))) for run in runs]
-        return [self._samples(run, r, txt) for run, r, txt in zip(runs, requests, texts)]
+        out = [self._samples(run, r, txt) for run, r, txt in zip(runs, requests, texts)]
+        if not kept:
+            out = [replace(s, texts=(), token_logprobs=(), token_ids=(), finish_reasons=(),
+                           completion_tokens=0) for s in out]
+        if sink is not None:
+            out = [replace(s, hidden=h) for s, h in zip(out, sink)]
+        return out
 
     def _samples(self, run: _Run, req: SampleRequest, texts) -> Samples:
         return Samples(

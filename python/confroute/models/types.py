@@ -17,7 +17,8 @@ class Samples:
     'stop' (end of generation token) or 'length' (max_tokens reached). The edge model's
     ``token_ids[i]`` and ``token_logprobs[i]`` align and, for 'stop', end with the
     end-of-generation token, which ``texts[i]`` leaves out and ``completion_tokens`` counts;
-    a remote server's logprobs are what it sends (OpenAI's leave the stop token out)."""
+    a remote server's logprobs are what it sends (OpenAI's leave the stop token out).
+    ``hidden``: see ``EdgeModel.sample_many``."""
 
     texts: Tuple[str, ...]
     token_logprobs: Optional[Tuple[np.ndarray, ...]]
@@ -28,6 +29,8 @@ class Samples:
     completion_tokens: int
     temperature: float
     seconds: float
+    # the prompt's last-token hidden states [layers, n_embd] when asked for (EdgeModel)
+    hidden: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:

@@ -22,6 +22,8 @@ from confroute.routing import Decision, Need, Policy, SECascade
 
 PREFIX = "router-"
 SE = "se"   # the online cascade's name in router strings: its threshold is in nats
+ADAPTIVE = "se_adaptive"   # the cascade with adaptive sampling (confroute.adaptive); nats too
+ONLINE = (SE, ADAPTIVE)    # policies that sample the edge live, no saved router
 
 
 def routers_home() -> str:
@@ -112,19 +114,26 @@ class RouterPolicy(Policy):
 
 
 def make_policy(name: str, threshold: Optional[float], router: Optional[Router] = None,
-                kind: str = "kuhn") -> Policy:
+                kind: str = "kuhn", samples: int = 10) -> Policy:
     """The policy a router name and threshold stand for: ``se`` the SE cascade (threshold in
-    nats, SE of ``kind``), any other name the trained ``router`` (loaded by name if not
-    given) at ``threshold`` on its score. ValueError for a bad threshold."""
-    if name == SE:
+    nats, SE of ``kind``), ``se_adaptive`` the cascade on discrete SE with adaptive sampling
+    (at most ``samples``, the exact stopping rule), any other name the trained ``router``
+    (loaded by name if not given) at ``threshold`` on its score. ValueError for a bad
+    threshold."""
+    if name in ONLINE:
         if threshold is None:
-            raise ValueError("router-se needs a threshold in nats, e.g. router-se-0.8")
+            raise ValueError(f"router-{name} needs a threshold in nats, e.g. router-{name}-0.8")
+        if name == ADAPTIVE:
+            from confroute.adaptive import AdaptiveSECascade
+
+            return AdaptiveSECascade(threshold, n_max=samples)
         return SECascade(threshold, kind)
     return RouterPolicy(load_router(name) if router is None else router, threshold)
 
 
 def policy_from_string(spec: str, embedder=None) -> Policy:
-    """``router-se-0.8``: the SE cascade at 0.8 nats; ``router-sw-0.35`` (or
+    """``router-se-0.8``: the SE cascade at 0.8 nats; ``router-se_adaptive-0.8`` the same on
+    discrete SE with adaptive sampling (up to 10 samples); ``router-sw-0.35`` (or
     ``router-<saved-router-folder>-0.35``, ``router-sw``): a trained router."""
     se_prefix = f"{PREFIX}{SE}-"
     if isinstance(spec, str) and spec.startswith(se_prefix):
@@ -134,4 +143,12 @@ def policy_from_string(spec: str, embedder=None) -> Policy:
             raise ValueError(f"{spec!r}: the SE threshold after {se_prefix!r} is not a "
                              "number") from None
         return make_policy(SE, threshold)
+    ad_prefix = f"{PREFIX}{ADAPTIVE}-"
+    if isinstance(spec, str) and spec.startswith(ad_prefix):
+        try:
+            threshold = float(spec[len(ad_prefix):])
+        except ValueError:
+            raise ValueError(f"{spec!r}: the SE threshold after {ad_prefix!r} is not a "
+                             "number") from None
+        return make_policy(ADAPTIVE, threshold)
     return RouterPolicy.from_string(spec, embedder)

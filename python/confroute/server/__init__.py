@@ -14,8 +14,14 @@ def load_models(cfg):
     from confroute.models import CloudModel, EdgeModel, default_cloud, default_edge, store
     from confroute.scorer import ConfidenceScorer
 
+    from confroute.routers.policy import ONLINE, load_router
+
+    routers = {r.name: load_router(r.path) for r in cfg.routers if r.name not in ONLINE}
     e = cfg.edge
     kw = dict(n_ctx=e.n_ctx, n_threads=e.n_threads, n_seq_max=e.n_seq_max)
+    # a probe on the edge's hidden state (router sep) needs llama.cpp's eval callback
+    if any(getattr(getattr(r, "needs", None), "hidden", False) for r in routers.values()):
+        kw["hidden_states"] = True
     if e.model is None:
         edge = default_edge(**kw)
     elif os.path.isfile(e.model):
@@ -33,12 +39,6 @@ def load_models(cfg):
                            max_retries=c.max_retries)
     scorer = ConfidenceScorer()
     scorer.embedder.embed(["warm up"])   # load it now, not on the first request
-    routers = {}
-    for r in cfg.routers:
-        if r.name != "se":
-            from confroute.routers.policy import load_router
-
-            routers[r.name] = load_router(r.path)
     return edge, cloud, scorer, routers
 
 

@@ -145,9 +145,9 @@ def check(cfg: ServerConfig) -> None:
         if r.thresholds is not None and (not r.thresholds or not all(
                 math.isfinite(t) and t >= 0 for t in r.thresholds)):
             raise ValueError(f"router {r.name!r}: thresholds must be finite numbers >= 0")
-        if r.thresholds is None and r.name == "se":
-            raise ValueError("router 'se' needs thresholds")
-        if r.name != "se" and r.path is None:
+        if r.thresholds is None and r.name in ("se", "se_adaptive"):
+            raise ValueError(f"router {r.name!r} needs thresholds")
+        if r.name not in ("se", "se_adaptive") and r.path is None:
             raise ValueError(f"router {r.name!r} needs 'path': a saved trained router folder")
         if r.samples < 2:
             raise ValueError(f"router {r.name!r}: samples must be >= 2 for semantic entropy")

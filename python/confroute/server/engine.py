@@ -137,8 +137,9 @@ class Engine:
             from confroute.routers.policy import make_policy
 
             try:
+                rc = self.cfg.router_names[name]
                 self._policies[key] = make_policy(name, threshold, self.routers.get(name),
-                                                  kind=self.cfg.router_names[name].kind)
+                                                  kind=rc.kind, samples=rc.samples)
             except ValueError as e:
                 raise ApiError(400, f"model router-{name}-{threshold:g}: {e}", param="model",
                                code="invalid_threshold") from None
@@ -292,6 +293,7 @@ class Engine:
         batch = (policy, q) if routing.needs_now(policy, q).samples else None
         d, ev = await self.edge_q.run(lambda: routing.decide(policy, q, self.supplier), cancel,
                                       batch=batch)
+        self.metrics.samples.observe(d.n_samples, router=req.router)
         if d.semantic_entropy is not None:
             self.metrics.se.observe(d.semantic_entropy, router=req.router)
         elif math.isfinite(d.score):

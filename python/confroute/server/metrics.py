@@ -128,13 +128,17 @@ class ServerMetrics:
         self.batch_size = Histogram(p + "edge_batch_requests", "Requests whose edge samples "
                                     "were drawn in one shared llama.cpp batch.",
                                     [1, 2, 3, 4, 6, 8, 16])
+        self.samples = Histogram(p + "edge_samples_per_decision", "Edge samples drawn to "
+                                 "decide one request, by router (adaptive SE stops early; "
+                                 "a probe or a trained router draws none).",
+                                 [0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20])
         self.queue_depth = Gauge(p + "queue_depth", "Requests queued or running per in-process "
                                  "model.")
         self.breaker_open = Gauge(p + "cloud_breaker_open", "1 while the cloud breaker is open.")
         self._all = [self.requests, self.routed, self.cloud_errors, self.degraded, self.rejected,
                      self.disconnects, self.dropped, self.stopped, self.tokens, self.latency,
                      self.se, self.score,
-                     self.batch_size,
+                     self.batch_size, self.samples,
                      self.queue_depth, self.breaker_open]
 
     def render(self) -> str:
