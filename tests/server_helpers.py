@@ -210,3 +210,25 @@ class FlakyCloud:
         self._stop.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+# A trained `sw` router for the server tests: arithmetic needs the strong model, small talk
+# does not.
+MATH = ["What is 17 times 23?", "Compute 45 divided by 9.", "What is 12 squared?",
+        "Add 381 and 942.", "What is 7 to the power 3?", "Subtract 58 from 1000."]
+CHAT = ["Hello there!", "Good morning, how are you?", "Hi, nice to meet you.",
+        "Thanks, have a nice day!", "Hey, what's up?", "Good night!"]
+
+
+def trained_sw_dir(embedder, tmp_path_factory, threshold: float = 0.5) -> str:
+    """Fits and saves that router (threshold stored with it); returns its folder."""
+    from confroute.routers.sw import SWRouter
+
+    rows = [{"prompt": p, "model_a": "smol", "model_b": "qwen", "winner_model_a": int(not hard),
+             "winner_model_b": int(hard), "winner_tie": 0}
+            for hard, ps in ((1, MATH), (0, CHAT)) for p in ps]
+    r = SWRouter(embedder=embedder).fit(rows)
+    r.threshold = threshold
+    d = tmp_path_factory.mktemp("sw")
+    r.save(d)
+    return str(d)

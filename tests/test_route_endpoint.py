@@ -10,15 +10,12 @@ import math
 import httpx
 import pytest
 
-from server_helpers import FlakyCloud, confroute_server, llama_cpp_server
+from server_helpers import (MATH, FlakyCloud, confroute_server, llama_cpp_server,
+                            trained_sw_dir)
 
 KEY = "sk-test-route-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 DIVERSE = [{"role": "user", "content": "Name one random animal."}]
-MATH = ["What is 17 times 23?", "Compute 45 divided by 9.", "What is 12 squared?",
-        "Add 381 and 942.", "What is 7 to the power 3?", "Subtract 58 from 1000."]
-CHAT = ["Hello there!", "Good morning, how are you?", "Hi, nice to meet you.",
-        "Thanks, have a nice day!", "Hey, what's up?", "Good night!"]
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {
     "type": "object", "properties": {"q": {"type": "string"}}}}}]
 SAMPLES, MAX_TOKENS, SEED = 3, 16, 7
@@ -35,17 +32,8 @@ def cloud():
 
 @pytest.fixture(scope="module")
 def sw_dir(embedder, tmp_path_factory):
-    """A trained `sw` router: arithmetic needs the strong model, small talk does not."""
-    from confroute.routers.sw import SWRouter
-
-    rows = [{"prompt": p, "model_a": "smol", "model_b": "qwen", "winner_model_a": int(not hard),
-             "winner_model_b": int(hard), "winner_tie": 0}
-            for hard, ps in ((1, MATH), (0, CHAT)) for p in ps]
-    r = SWRouter(embedder=embedder).fit(rows)
-    r.threshold = 0.5
-    d = tmp_path_factory.mktemp("sw")
-    r.save(d)
-    return str(d)
+    """A trained `sw` router (server_helpers.trained_sw_dir)."""
+    return trained_sw_dir(embedder, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

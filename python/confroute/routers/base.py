@@ -29,6 +29,27 @@ def register(name: str) -> Callable[[Type["Router"]], Type["Router"]]:
     return wrap
 
 
+FORMAT_VERSION = 1   # of a saved router's router.json
+
+
+def read_config(directory, name: str) -> dict:
+    """A saved router's ``router.json``, checked to hold a ``name`` router of this format."""
+    import json
+    import os
+
+    path = os.path.join(os.fspath(directory), "router.json")
+    if not os.path.exists(path):
+        raise ValueError(f"{os.fspath(directory)} holds no saved router (no router.json)")
+    with open(path) as f:
+        config = json.load(f)
+    if config.get("name") != name:
+        raise ValueError(f"{path} holds a {config.get('name')!r} router, not {name!r}")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {config.get('format_version')!r}, this "
+                         f"confroute reads {FORMAT_VERSION}")
+    return config
+
+
 def get_router(name: str, **kwargs) -> "Router":
     """Builds the registered router ``name``; ValueError naming the known ones otherwise."""
     _load_builtin_routers()

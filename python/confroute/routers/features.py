@@ -18,9 +18,8 @@ import numpy as np
 
 from confroute.index import normalize_rows
 from confroute.labels import pair_targets, read_labels
-from confroute.routers.base import Router
+from confroute.routers.base import FORMAT_VERSION, Router, read_config
 
-FORMAT_VERSION = 1
 
 
 _SHARED = None
@@ -271,16 +270,7 @@ class EmbeddingRouter(Router):
     @classmethod
     def load(cls, directory, embedder=None) -> "EmbeddingRouter":
         directory = os.fspath(directory)
-        path = os.path.join(directory, "router.json")
-        if not os.path.exists(path):
-            raise ValueError(f"{directory} holds no saved router (no router.json)")
-        with open(path) as f:
-            config = json.load(f)
-        if config.get("name") != cls.name:
-            raise ValueError(f"{path} holds a {config.get('name')!r} router, not {cls.name!r}")
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {config.get('format_version')!r}, this "
-                             f"confroute reads {FORMAT_VERSION}")
+        config = read_config(directory, cls.name)
         obj = cls(embedder=embedder, **config["params"])
         obj.dim = int(config["embedder"]["dim"])
         obj.embedder_name = config["embedder"]["name"]

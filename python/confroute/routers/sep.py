@@ -28,9 +28,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from confroute.routers.base import Router, register
+from confroute.routers.base import FORMAT_VERSION, Router, read_config, register
 
-FORMAT_VERSION = 1
 TARGETS = ("se", "error")
 
 
@@ -295,14 +294,7 @@ class SEPRouter(Router):
     def load(cls, directory, edge=None, embedder=None, threads=None) -> "SEPRouter":
         """``embedder`` is accepted (the router strings pass one) and not used."""
         directory = os.fspath(directory)
-        path = os.path.join(directory, "router.json")
-        with open(path) as f:
-            config = json.load(f)
-        if config.get("name") != cls.name:
-            raise ValueError(f"{path} holds a {config.get('name')!r} router, not 'sep'")
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {config.get('format_version')!r}, this "
-                             f"confroute reads {FORMAT_VERSION}")
+        config = read_config(directory, cls.name)
         obj = cls(edge=edge, threshold=config.get("threshold"), threads=threads,
                   **config["params"])
         obj.edge_name, obj.n_embd = config["edge"]["name"], int(config["edge"]["n_embd"])
