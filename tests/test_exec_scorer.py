@@ -37,3 +37,13 @@ def test_entry_point_needs_a_majority():
     assert entry_point_of(["```python\ndef f(x):\n    return x\n```", "def f(y): pass",
                            "no code"]) == "f"
     assert entry_point_of(["def f(x): pass", "def g(x): pass", "text", "text"]) is None
+
+
+def test_entry_point_is_the_function_the_prompt_calls():
+    prompt = "Write is_prime(n). For example, is_prime(7) is True and is_prime(9) is False."
+    samples = ["def helper(k):\n    return k\n\ndef is_prime(n):\n    return n > 1",
+               "def check_prime(n):\n    return True", "def check_prime(n): pass", "text"]
+    # Only one sample defines the asked-for name; the others fail its calls (their behaviour).
+    assert entry_point_of(samples, prompt) == "is_prime"
+    assert entry_point_of(samples) == "check_prime"   # without the prompt: the majority
+    assert entry_point_of(["def g(x): pass"] * 3, prompt) == "g"   # nothing asked is defined

@@ -187,21 +187,32 @@ def exec_signals(task, texts, token_logprobs) -> Dict[str, float]:
 # ------------------------------------------------------------------------------- the cascade
 
 
-def entry_point_of(texts: Sequence[str]) -> Optional[str]:
-    """The function most samples define (the first ``def`` of each sample's code)."""
+def entry_point_of(texts: Sequence[str], prompt: Optional[str] = None) -> Optional[str]:
+    """The function the samples are meant to define: the one the prompt calls that most
+    samples define (a sample that defines another name then fails those calls, which is its
+    behaviour); without such a name, the function most samples define (the first ``def`` of
+    each sample's code)."""
     import re
     from collections import Counter
 
     from confroute.eval.code_grading import extract_code
 
-    names = []
+    defined = Counter()
+    first = []
     for t in texts:
-        m = re.search(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", extract_code(t), re.M)
-        if m:
-            names.append(m.group(1))
-    if not names:
+        code = extract_code(t)
+        names = re.findall(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", code, re.M)
+        defined.update(set(names))
+        if names:
+            first.append(names[0])
+    if prompt:
+        called = set(re.findall(r"\b([A-Za-z_]\w*)\s*\(", prompt))
+        asked = [(c, n) for n, c in defined.items() if n in called]
+        if asked:
+            return max(asked)[1]
+    if not first:
         return None
-    name, count = Counter(names).most_common(1)[0]
+    name, count = Counter(first).most_common(1)[0]
     return name if count * 2 >= len(texts) else None
 
 
@@ -234,7 +245,7 @@ class ExecutionScorer:
         flat = normalize_messages(messages)
         conf = self.scorer.score(flat, model, **opts)
         texts = conf.samples.texts if conf.samples is not None else ()
-        ep = entry_point_of(texts) if texts else None
+        ep = entry_point_of(texts, last_user_text(flat)) if texts else None
         calls = docstring_calls(last_user_text(flat), ep) if ep else ()
         if not calls:
             return conf
