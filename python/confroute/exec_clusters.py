@@ -234,19 +234,30 @@ class ExecutionScorer:
         return getattr(self.scorer, name)
 
     def score(self, messages, model, **opts):
+        from confroute.models.types import last_user_text, normalize_messages
+
+        flat = normalize_messages(messages)
+        return self._by_execution(self.scorer.score(flat, model, **opts), last_user_text(flat))
+
+    def score_samples(self, samples, t_generate: float = 0.0, prompts=None):
+        """Samples already drawn (the decision path's way in): by execution where their
+        prompt (the last user message) shows example calls, else by embedding."""
+        confs = self.scorer.score_samples(samples, t_generate)
+        if prompts is None:
+            return confs
+        return [self._by_execution(c, p) for c, p in zip(confs, prompts)]
+
+    def _by_execution(self, conf, prompt: str):
         import dataclasses
         import time
 
         from confroute.eval.code_grading import extract_code
         from confroute.eval.code_tasks import docstring_calls
-        from confroute.models.types import last_user_text, normalize_messages
         from confroute.scorer import _best_index
 
-        flat = normalize_messages(messages)
-        conf = self.scorer.score(flat, model, **opts)
         texts = conf.samples.texts if conf.samples is not None else ()
-        ep = entry_point_of(texts, last_user_text(flat)) if texts else None
-        calls = docstring_calls(last_user_text(flat), ep) if ep else ()
+        ep = entry_point_of(texts, prompt) if texts else None
+        calls = docstring_calls(prompt, ep) if ep else ()
         if not calls:
             return conf
         t0 = time.perf_counter()

@@ -124,9 +124,11 @@ class ConfidenceScorer:
         samples = [self._sample(m, model, opts) for m in prompts]
         return self.score_samples(samples, t_generate=time.perf_counter() - t0)
 
-    def score_samples(self, samples: Sequence[Samples], t_generate: float = 0.0
-                      ) -> List[Confidence]:
-        """Scores samples that were already drawn (by meaning, with the embedder)."""
+    def score_samples(self, samples: Sequence[Samples], t_generate: float = 0.0,
+                      prompts: Optional[Sequence[str]] = None) -> List[Confidence]:
+        """Scores samples that were already drawn (by meaning, with the embedder). ``prompts``
+        (each sample set's last user message) are for scorers that need the request, such as
+        execution clustering; embeddings read the answers alone."""
         if not samples:
             return []
         t0 = time.perf_counter()

@@ -64,7 +64,8 @@ class EdgeSupplier:
                 if not isinstance(s, Samples):
                     out[k] = dataclasses.replace(out[k], refused=s)
             confs = self.scorer.score_samples([s for _, s in ok],
-                                              t_generate=time.perf_counter() - t0)
+                                              t_generate=time.perf_counter() - t0,
+                                              prompts=[asks[k][0].prompt for k, _ in ok])
             for (k, _), c in zip(ok, confs):
                 out[k] = dataclasses.replace(out[k], confidence=c)
         return out
