@@ -232,3 +232,15 @@ def trained_sw_dir(embedder, tmp_path_factory, threshold: float = 0.5) -> str:
     d = tmp_path_factory.mktemp("sw")
     r.save(d)
     return str(d)
+
+
+@contextlib.contextmanager
+def recorded_qwen_cloud():
+    """Qwen on a real llama_cpp.server with one thread, seen through a recording FlakyCloud
+    pass-through. Not conftest's session `llama_server`: that one runs 2 threads, and on a
+    shared machine a 280-token prompt then took over 60 s (spinning threads)."""
+    from confroute.models import store
+
+    with llama_cpp_server(store.model_path(store.DEFAULT_CLOUD)) as (url, _proc):
+        with FlakyCloud(url) as proxy:
+            yield proxy

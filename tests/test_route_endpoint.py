@@ -10,8 +10,7 @@ import math
 import httpx
 import pytest
 
-from server_helpers import (MATH, FlakyCloud, confroute_server, llama_cpp_server,
-                            trained_sw_dir)
+from server_helpers import MATH, confroute_server, recorded_qwen_cloud, trained_sw_dir
 
 KEY = "sk-test-route-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -23,11 +22,8 @@ SAMPLES, MAX_TOKENS, SEED = 3, 16, 7
 
 @pytest.fixture(scope="module")
 def cloud():
-    from confroute.models import store
-
-    with llama_cpp_server(store.model_path(store.DEFAULT_CLOUD)) as (url, _proc):
-        with FlakyCloud(url) as proxy:
-            yield proxy
+    with recorded_qwen_cloud() as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ import httpx
 import openai
 import pytest
 
-from server_helpers import (CHAT, MATH, FlakyCloud, confroute_server, llama_cpp_server,
-                            trained_sw_dir)
+from server_helpers import CHAT, MATH, confroute_server, recorded_qwen_cloud, trained_sw_dir
 
 KEY = "sk-test-server-key-0123456789"
 CLOUD_KEY = "sk-test-cloud-key-abcdef"
@@ -28,14 +27,8 @@ DIVERSE = [{"role": "user", "content": "Name one random animal."}]
 
 @pytest.fixture(scope="module")
 def cloud():
-    # Qwen on a real llama_cpp.server, seen through a recording pass-through. Not conftest's
-    # session `llama_server`: that one runs 2 threads, and on this shared machine a 280-token
-    # prompt then took over 60 s (spinning threads); with 1 thread, a few seconds.
-    from confroute.models import store
-
-    with llama_cpp_server(store.model_path(store.DEFAULT_CLOUD)) as (url, _proc):
-        with FlakyCloud(url) as proxy:
-            yield proxy
+    with recorded_qwen_cloud() as proxy:
+        yield proxy
 
 
 

@@ -135,20 +135,13 @@ def policy_from_string(spec: str, embedder=None) -> Policy:
     """``router-se-0.8``: the SE cascade at 0.8 nats; ``router-se_adaptive-0.8`` the same on
     discrete SE with adaptive sampling (up to 10 samples); ``router-sw-0.35`` (or
     ``router-<saved-router-folder>-0.35``, ``router-sw``): a trained router."""
-    se_prefix = f"{PREFIX}{SE}-"
-    if isinstance(spec, str) and spec.startswith(se_prefix):
-        try:
-            threshold = float(spec[len(se_prefix):])
-        except ValueError:
-            raise ValueError(f"{spec!r}: the SE threshold after {se_prefix!r} is not a "
-                             "number") from None
-        return make_policy(SE, threshold)
-    ad_prefix = f"{PREFIX}{ADAPTIVE}-"
-    if isinstance(spec, str) and spec.startswith(ad_prefix):
-        try:
-            threshold = float(spec[len(ad_prefix):])
-        except ValueError:
-            raise ValueError(f"{spec!r}: the SE threshold after {ad_prefix!r} is not a "
-                             "number") from None
-        return make_policy(ADAPTIVE, threshold)
+    for name in (SE, ADAPTIVE):   # the online SE policies: the threshold is in nats
+        prefix = f"{PREFIX}{name}-"
+        if isinstance(spec, str) and spec.startswith(prefix):
+            try:
+                threshold = float(spec[len(prefix):])
+            except ValueError:
+                raise ValueError(f"{spec!r}: the SE threshold after {prefix!r} is not a "
+                                 "number") from None
+            return make_policy(name, threshold)
     return RouterPolicy.from_string(spec, embedder)
