@@ -50,6 +50,16 @@ def read_config(directory, name: str) -> dict:
     return config
 
 
+def prompt_list(prompts) -> list:
+    """The prompts a router scores, checked: a list of strings (one string is refused)."""
+    if isinstance(prompts, str):
+        raise ValueError("prompts must be a list of strings, not one string")
+    prompts = list(prompts)
+    if not all(isinstance(p, str) for p in prompts):
+        raise ValueError("every prompt must be a string")
+    return prompts
+
+
 def get_router(name: str, **kwargs) -> "Router":
     """Builds the registered router ``name``; ValueError naming the known ones otherwise."""
     _load_builtin_routers()

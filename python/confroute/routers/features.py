@@ -18,7 +18,7 @@ import numpy as np
 
 from confroute.index import normalize_rows
 from confroute.labels import pair_targets, read_labels
-from confroute.routers.base import FORMAT_VERSION, Router, read_config
+from confroute.routers.base import FORMAT_VERSION, Router, prompt_list, read_config
 
 
 
@@ -169,11 +169,7 @@ class EmbeddingRouter(Router):
         return self._embedder
 
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
-        if isinstance(prompts, str):
-            raise ValueError("prompts must be a list of strings, not one string")
-        prompts = list(prompts)
-        if not all(isinstance(p, str) for p in prompts):
-            raise ValueError("every prompt must be a string")
+        prompts = prompt_list(prompts)
         emb = self.embedder
         want = getattr(emb, "dim", None)
         if self.dim is not None and want is not None and int(want) != self.dim:

@@ -28,7 +28,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from confroute.routers.base import FORMAT_VERSION, Router, read_config, register
+from confroute.routers.base import FORMAT_VERSION, Router, prompt_list, read_config, register
 
 TARGETS = ("se", "error")
 
@@ -169,11 +169,7 @@ class SEPRouter(Router):
 
     def hidden(self, prompts: Sequence[str], layers: Sequence[int]) -> np.ndarray:
         """float32 [n, len(layers), n_embd]: each prompt as one user message, one prefill."""
-        if isinstance(prompts, str):
-            raise ValueError("prompts must be a list of strings, not one string")
-        prompts = list(prompts)
-        if not all(isinstance(p, str) for p in prompts):
-            raise ValueError("every prompt must be a string")
+        prompts = prompt_list(prompts)
         edge = self.edge
         out = np.zeros((len(prompts), len(layers), edge.n_embd), np.float32)
         for i, p in enumerate(prompts):
