@@ -42,6 +42,10 @@ def test_humaneval_plugin():
     q = np.array([3, 2]) / 5
     assert abs(sig["exec_se_discrete"] - float(-(q * np.log(q)).sum())) < 1e-9
     assert set(sig) <= set(b.signal_higher)
+    # with the graded answer: the share of samples that behave otherwise than it
+    sig = b.extra_signals(it, _samples([body] * 3 + ["    return None\n```"] * 2), answer=good)
+    assert sig["exec_greedy_disagreement"] == pytest.approx(0.4)
+    assert sig["exec_n_clusters"] == 2.0  # the answer is not one of the samples
     fence = get_benchmark("humaneval", cue="fence")
     assert fence.prompt(it).cue == "```python\n" and fence.settings() != b.settings()
 

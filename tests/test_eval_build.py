@@ -121,9 +121,19 @@ def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
               "--cloud", f"recorded:{MIXTRAL}", "--checkpoint", ck, "--out", out))
     t = load_table(out)
     assert t.strong == MIXTRAL and len(t) == 2
-    assert {"exact_se_discrete", "exact_se_kuhn", "se_kuhn", "perplexity"} <= set(t.signals)
+    assert {"exact_se_discrete", "exact_se_kuhn", "se_kuhn", "perplexity",
+            "greedy_disagreement", "answer_mean_logprob"} <= set(t.signals)
     recs = _records(ck)
     assert all(len(x["extra"]["sample_answers"]) == 5 for x in recs)
+    from confroute.eval.benchmarks import get_benchmark
+
+    b = get_benchmark("gsm8k")
+    items = {it.id: it for it in b.items(DATA, "dev")}
+    for x in recs:  # the share of samples whose final number differs from the graded answer's
+        mine = b.answer_key(x["answer"], items[x["id"]])
+        want = np.mean([k is None or k != mine for k in x["extra"]["sample_answers"]])
+        assert x["signals"]["greedy_disagreement"] == pytest.approx(want)
+        assert x["signals"]["answer_mean_logprob"] < 0
     assert all(x["usage"]["completion_tokens"] <= 96 for x in recs)
     # both sides recorded: nothing runs, the table is the recorded pair on the sampled prompts
     ck2, out2 = tmp_path / "r.jsonl", tmp_path / "r.csv"

@@ -139,11 +139,16 @@ def execution_clusters(programs: Sequence[str], calls: Sequence[str],
                        ) -> ExecutionClusters:
     """Behaviours, clusters and the core's SE of one prompt's samples. ``seq_logprobs``: each
     sample's (length-normalized) log-likelihood, for the weighted and Kuhn forms."""
-    from confroute import semantic_entropy
-
     if not programs:
         raise ValueError("no programs")
-    b = behaviours(programs, calls, limits, max_parallel)
+    return clusters_of(behaviours(programs, calls, limits, max_parallel), seq_logprobs)
+
+
+def clusters_of(b: Sequence[Tuple[str, ...]], seq_logprobs: Optional[Sequence[float]] = None
+                ) -> ExecutionClusters:
+    """Clusters and the core's SE of already-run behaviours (see :func:`execution_clusters`)."""
+    from confroute import semantic_entropy
+
     ids = cluster_ids(b)
     off = np.array([0, len(ids)], np.int64)
     se = {"discrete": float(semantic_entropy(ids, off, kind="discrete")[0])}
@@ -155,33 +160,42 @@ def execution_clusters(programs: Sequence[str], calls: Sequence[str],
             se[k] = float(semantic_entropy(ids, off, lp, kind=k)[0])
     nan = float("nan")
     return ExecutionClusters(tuple(b), ids, int(ids.max()) + 1, se["discrete"],
-                             se.get("weighted", nan), se.get("kuhn", nan), len(list(calls)))
+                             se.get("weighted", nan), se.get("kuhn", nan), len(b[0]))
 
 
 EXEC_SIGNALS = {"exec_se_discrete": "cloud", "exec_se_weighted": "cloud",
                 "exec_se_kuhn": "cloud", "exec_n_clusters": "cloud",
-                "exec_largest_share": "edge"}
+                "exec_largest_share": "edge", "exec_greedy_disagreement": "cloud"}
 
 
-def exec_signals(task, texts, token_logprobs) -> Dict[str, float]:
+def exec_signals(task, texts, token_logprobs, answer: Optional[str] = None
+                 ) -> Dict[str, float]:
     """The ``signal:exec_*`` values of one prompt's samples (texts and token logprobs) on
-    the task's (``CodeTask``) example calls."""
+    the task's (``CodeTask``) example calls. With the graded ``answer``,
+    ``exec_greedy_disagreement`` is the share of samples that behave otherwise than it."""
     from confroute import sequence_logprobs
     from confroute.eval.code_grading import candidate_program, extract_code
 
     if not texts:
         return {}
+    texts = list(texts) + ([answer] if answer is not None else [])
     programs = [candidate_program(task, extract_code(t, task.entry_point)) for t in texts]
+    beh = behaviours(programs, task.examples)
+    out = {}
+    if answer is not None:
+        mine = beh.pop()
+        out["exec_greedy_disagreement"] = float(np.mean([b != mine for b in beh]))
     lp = None
     if token_logprobs is not None:
         lps = [np.asarray(x, np.float64) for x in token_logprobs]
         off = np.concatenate([[0], np.cumsum([len(x) for x in lps])]).astype(np.int64)
         flat = np.concatenate(lps) if lps else np.zeros(0)
         lp = np.asarray(sequence_logprobs(flat, off, reduce="mean"))
-    c = execution_clusters(programs, task.examples, lp)
-    return {"exec_se_discrete": c.se_discrete, "exec_se_weighted": c.se_weighted,
-            "exec_se_kuhn": c.se_kuhn, "exec_n_clusters": float(c.n_clusters),
-            "exec_largest_share": float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids))}
+    c = clusters_of(beh, lp)
+    out.update(exec_se_discrete=c.se_discrete, exec_se_weighted=c.se_weighted,
+               exec_se_kuhn=c.se_kuhn, exec_n_clusters=float(c.n_clusters),
+               exec_largest_share=float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids)))
+    return out
 
 
 # ------------------------------------------------------------------------------- the cascade

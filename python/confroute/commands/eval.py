@@ -5,6 +5,8 @@
     confroute eval build --benchmark mmlu --data shared/data --limit 300 --edge qwen2.5-coder-0.5b-instruct \
         --cloud recorded:gpt-4-1106-preview --checkpoint ck.jsonl --out table.csv
     confroute eval replay --table table.csv --router random --router oracle --router signals --out D
+    confroute eval crossfit --table table.csv --router mlp --router sep --target se --target error \
+        --edge qwen2.5-coder-0.5b-instruct --out table_cv.csv
     confroute eval report D1 D2 --out R
 """
 from __future__ import annotations
@@ -102,6 +104,30 @@ def add_arguments(parser) -> None:
 
     add_ray_arguments(b)
 
+    c = sub.add_parser("crossfit", help="add out-of-fold scores of trained routers to a table "
+                                        "(signal:cv_<router>_<target>), for replay")
+    c.add_argument("--table", required=True, help="an outcome table (eval build's --out)")
+    c.add_argument("--out", required=True, help="the table with the new signal columns")
+    c.add_argument("--router", action="append", required=True,
+                   choices=["sw", "mf", "mlp", "knn", "sep"], help="repeatable")
+    c.add_argument("--target", action="append", default=None,
+                   choices=["accuracy", "error", "se"],
+                   help="labels: accuracy (RouteLLM), error (the edge was wrong), se (the "
+                        "edge's SE above the training folds' best split); repeatable "
+                        "(default: accuracy)")
+    c.add_argument("--se-signal", default="se_kuhn",
+                   help="the SE column the se target reads (e.g. exec_se_kuhn)")
+    c.add_argument("--folds", type=int, default=5)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a router option, as for `confroute train` (applies to every router "
+                        "that takes it)")
+    c.add_argument("--edge", default=None, metavar="MODEL",
+                   help="sep: the edge model that made the table (a name from `confroute "
+                        "models` or a GGUF path)")
+    c.add_argument("--hidden-cache", default=None,
+                   help="sep: an .npz that keeps the hidden states (reused on a rerun)")
+
     rp = sub.add_parser("report", help="the paper's Table 1 (Markdown + PNG) from replay "
                                        "output folders")
     rp.add_argument("folders", nargs="+", metavar="FOLDER",
@@ -130,6 +156,8 @@ def run(args) -> int:
         return _build(args)
     if args.eval_command == "judge":
         return _judge(args)
+    if args.eval_command == "crossfit":
+        return _crossfit(args)
     if args.eval_command == "report":
         from confroute.eval.report import write_report
 
@@ -139,6 +167,50 @@ def run(args) -> int:
         return 0
     raise ValueError("choose an action: confroute eval replay | build | report | judge "
                      "(see --help)")
+
+
+def _crossfit(args) -> int:
+    import inspect
+
+    from confroute.commands.train import parse_params
+    from confroute.eval.crossfit import crossfit, edge_hidden, signal_name, with_signal
+    from confroute.eval.data import load_table
+    from confroute.routers.base import router_class
+
+    if os.path.abspath(args.out) == os.path.abspath(args.table):
+        raise ValueError("--out must differ from --table (the table you gave is kept)")
+    table = load_table(args.table)
+    params = parse_params(args.param)
+    hidden = None
+    if "sep" in args.router:
+        if not args.edge:
+            raise ValueError("router 'sep' needs --edge: the model that made the table")
+        from confroute.models import store
+        from confroute.models.edge import EdgeModel
+
+        path = args.edge if os.path.isfile(args.edge) else store.model_path(args.edge)
+        edge = EdgeModel(path, name=os.path.basename(args.edge), hidden_states=True)
+        hidden = edge_hidden(table, edge, args.hidden_cache)
+        edge.close()
+    for router in args.router:
+        # each router gets the --param options its constructor takes
+        taken = inspect.signature(router_class(router).__init__).parameters
+        kw = {k: v for k, v in params.items() if k in taken}
+        for target in args.target or ["accuracy"]:
+            if router == "sep" and target == "accuracy":
+                print(f"skipped sep/{target}: the probe learns the edge's own targets")
+                continue
+            name = signal_name(router, target)
+            scores, info = crossfit(table, router, target, se_signal=args.se_signal,
+                                    folds=args.folds, seed=args.seed, params=kw, hidden=hidden)
+            table = with_signal(table, name, scores, info)
+            layers = [f.get("layer") for f in info["fold_info"] if "layer" in f]
+            print(f"signal:{name}: {args.folds} folds" +
+                  (f", layers {layers}" if layers else ""))
+    table.save(args.out)
+    print(f"wrote {args.out}; replay it with:\n  confroute eval replay --table {args.out} "
+          f"--router random --router oracle --router signals --out DIR")
+    return 0
 
 
 def _prices(spec, what):

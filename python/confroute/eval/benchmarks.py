@@ -10,7 +10,8 @@ A :class:`Benchmark` is the whole plug-in interface of ``confroute eval build`` 
 - ``grade(answer, item)`` -> ``(quality or None, extracted or None)``.
 - ``answer_key(text, item)`` -> the canonical answer of one sample (exact-answer SE clusters
   samples by it; None = a cluster of its own). Default: none (no exact-answer SE).
-- ``extra_signals(item, samples)`` -> more ``signal:<name>`` values (e.g. execution-based SE).
+- ``extra_signals(item, samples, answer=None)`` -> more ``signal:<name>`` values (e.g.
+  execution-based SE); ``answer``: the graded greedy answer (None where there is none).
 - ``options``: option letters (``"ABCD"``) when the edge answers by its next-token letter
   distribution after the cue instead of by a generated text.
 - ``max_tokens`` / ``sample_tokens``: answer lengths; ``settings()``: what goes into the
@@ -45,6 +46,7 @@ SIGNAL_HIGHER = {
     "n_clusters": "cloud", "exact_n_clusters": "cloud",
     "mean_token_logprob": "edge", "max_sequence_prob": "edge", "perplexity": "cloud",
     "option_entropy": "cloud", "letter_mass": "edge", "top_letter_prob": "edge",
+    "answer_mean_logprob": "edge", "greedy_disagreement": "cloud",
 }
 
 
@@ -71,7 +73,8 @@ class Benchmark:
     def has_answer_key(self) -> bool:
         return type(self).answer_key is not Benchmark.answer_key
 
-    def extra_signals(self, item: Item, samples) -> Dict[str, float]:
+    def extra_signals(self, item: Item, samples, answer: Optional[str] = None
+                      ) -> Dict[str, float]:
         return {}
 
     def settings(self) -> dict:

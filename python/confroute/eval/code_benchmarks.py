@@ -50,11 +50,11 @@ class _Code(Benchmark):
 
         return grade(item.reference, answer)
 
-    def extra_signals(self, item, samples):
+    def extra_signals(self, item, samples, answer=None):
         # the samples continue the cue, as the answer does
         cue = self.prompt(item).cue
         return exec_signals(item.reference, [cue + t for t in samples.texts],
-                            samples.token_logprobs)
+                            samples.token_logprobs, answer=answer)
 
     def settings(self):
         return {"max_tokens": self.max_tokens, "cue": self.cue,

@@ -16,7 +16,10 @@ Signals of an in-process edge (``EdgeModel``), each becoming a ``signal:<name>``
 - for option benchmarks: ``option_entropy`` (entropy of the renormalized letter distribution
   after the cue), ``letter_mass`` (next-token probability on the letters) and
   ``top_letter_prob``;
-- whatever ``benchmark.extra_signals`` adds.
+- for generated answers: ``answer_mean_logprob`` (the graded greedy answer's mean token
+  log-prob: a signal that costs no samples) and, where the benchmark has canonical answers,
+  ``greedy_disagreement`` (the share of samples whose answer differs from the greedy one's);
+- whatever ``benchmark.extra_signals`` adds (it sees the greedy answer too).
 """
 from __future__ import annotations
 
@@ -120,10 +123,14 @@ def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
         answer = p.cue + out[0].texts[0] if p.cue else out[0].texts[0]
         usage["completion_tokens"] += out[0].completion_tokens
         extra["finish"] = out[0].finish_reasons[0]
+    if signals and not bench.options:
+        lp = out[0].token_logprobs[0]
+        sig["answer_mean_logprob"] = float(np.mean(lp)) if len(lp) else 0.0
     if signals and settings.samples:
         s = out[-1]
         usage["sample_tokens"] = s.completion_tokens
-        ssig, sextra = _sampled_signals(bench, item, s, settings, scorer)
+        ssig, sextra = _sampled_signals(bench, item, s, settings, scorer,
+                                        None if bench.options else answer)
         sig.update(ssig)
         extra.update(sextra)
     return Answer(answer, usage, sig, extra, time.perf_counter() - t0)
@@ -214,7 +221,7 @@ def _option_answer(bench, model, ids, full_row: bool = False):
     return letters[best], sig, extra, row
 
 
-def _sampled_signals(bench, item, samples, settings, scorer):
+def _sampled_signals(bench, item, samples, settings, scorer, answer=None):
     from confroute import confidence_batch
     from confroute.scorer import _one_hot
 
@@ -241,7 +248,12 @@ def _sampled_signals(bench, item, samples, settings, scorer):
                    exact_se_weighted=float(r.se_weighted[0]),
                    exact_se_kuhn=float(r.se_kuhn[0]), exact_n_clusters=float(r.n_clusters[0]))
         extra["sample_answers"] = keys
-    sig.update({k: float(v) for k, v in bench.extra_signals(item, samples).items()})
+        if answer is not None:
+            # the graded answer against the samples: "would I say the same again?"
+            mine = bench.answer_key(answer, item)
+            sig["greedy_disagreement"] = float(np.mean([k is None or k != mine for k in keys]))
+    sig.update({k: float(v) for k, v in
+                bench.extra_signals(item, samples, answer=answer).items()})
     return sig, extra
 
 

@@ -270,7 +270,7 @@ class _FunctionBenchmark:
     def has_answer_key(self):
         return False
 
-    def extra_signals(self, item, samples):
+    def extra_signals(self, item, samples, answer=None):
         return {}
 
     def settings(self):

@@ -60,12 +60,17 @@ def prompt_list(prompts) -> list:
     return prompts
 
 
-def get_router(name: str, **kwargs) -> "Router":
-    """Builds the registered router ``name``; ValueError naming the known ones otherwise."""
+def router_class(name: str):
+    """The registered router class ``name``; ValueError naming the known ones otherwise."""
     _load_builtin_routers()
     if name not in REGISTRY:
         raise ValueError(f"unknown router {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name](**kwargs)
+    return REGISTRY[name]
+
+
+def get_router(name: str, **kwargs) -> "Router":
+    """Builds the registered router ``name``."""
+    return router_class(name)(**kwargs)
 
 
 def _load_builtin_routers() -> None:
