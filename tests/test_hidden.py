@@ -8,15 +8,6 @@ Q = "What is the capital of France? Answer in one word."
 OTHER = "Name a large animal that lives in the sea."
 
 
-@pytest.fixture(scope="module")
-def hidden_edge():
-    from confroute.models import default_edge
-
-    m = default_edge(n_ctx=512, n_threads=THREADS, hidden_states=True)
-    yield m
-    m.close()
-
-
 def test_hidden_states_do_not_change_samples_or_logprobs(edge_model, hidden_edge):
     # Same seed, same prompt: the plain model, the callback model without hidden states, and
     # the callback model reading hidden states all draw the same tokens with the same

@@ -68,15 +68,6 @@ UNSEEN = ["What is the capital of Italy?", "Invent a story title about a cat.",
 
 
 @pytest.fixture(scope="module")
-def hidden_edge():
-    from confroute.models import default_edge
-
-    m = default_edge(n_ctx=512, n_threads=THREADS, hidden_states=True)
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
 def se_rows(hidden_edge, embedder):
     """Real SE label rows, as the label job writes them (its se_fn on the edge model)."""
     from confroute.label_job import JobConfig, scorer_se_fn
