@@ -138,31 +138,38 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
         metrics.requests.inc(status="499")
         return Response(status_code=499)
 
-    async def chat_completions(request: Request) -> Response:
-        t0 = time.perf_counter()
+    async def handle(request: Request, parse, work) -> Response:
+        """Accepts a request into an in-flight slot and runs ``work(req, slot, cancel)``; the
+        refusals, cancellations and disconnects of both endpoints become responses here."""
         try:
             try:
-                req, slot = await accept(request, parse_chat_request)
+                req, slot = await accept(request, parse)
             except ClientDisconnect:
                 metrics.disconnects.inc()
                 return Response(status_code=400)
-            cancel = threading.Event()
-            try:
-                if req.stream:
-                    return await stream_response(request, req, cancel, t0, slot)
-                o = await _until_done_or_gone(request, engine.answer(req, cancel), cancel)
-            finally:
-                if not req.stream:
-                    slot()
+            return await work(req, slot, threading.Event())
         except ApiError as e:
             return refused(e)
         except (Cancelled, _ClientGone):
             return gone()
-        finish(200, o, req.model, t0)
-        body = {"id": _id(), "object": "chat.completion", "created": int(time.time()),
-                "model": o.model, "choices": o.choices, "usage": o.total_usage(),
-                "confroute": o.facts(req.model)}
-        return JSONResponse(body, headers=routing_headers(o, req.model))
+
+    async def chat_completions(request: Request) -> Response:
+        t0 = time.perf_counter()
+
+        async def work(req, slot, cancel):
+            if req.stream:
+                return await stream_response(request, req, cancel, t0, slot)
+            try:
+                o = await _until_done_or_gone(request, engine.answer(req, cancel), cancel)
+            finally:
+                slot()
+            finish(200, o, req.model, t0)
+            body = {"id": _id(), "object": "chat.completion", "created": int(time.time()),
+                    "model": o.model, "choices": o.choices, "usage": o.total_usage(),
+                    "confroute": o.facts(req.model)}
+            return JSONResponse(body, headers=routing_headers(o, req.model))
+
+        return await handle(request, parse_chat_request, work)
 
     async def stream_response(request: Request, req, cancel: threading.Event, t0: float,
                               slot: Slot):
@@ -230,29 +237,22 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
     async def route(request: Request) -> Response:
         """The decision path alone: no answer is generated and the cloud is not called (an
         SE router samples the edge: that is how it decides)."""
-        try:
-            try:
-                req, slot = await accept(request, parse_route_request)
-            except ClientDisconnect:
-                metrics.disconnects.inc()
-                return Response(status_code=400)
-            cancel = threading.Event()
+        async def work(req, slot, cancel):
             try:
                 d, ev = await _until_done_or_gone(request, engine.decide(req, cancel), cancel)
             finally:
                 slot()
-        except ApiError as e:
-            return refused(e)
-        except (Cancelled, _ClientGone):
-            return gone()
-        metrics.requests.inc(status="200")
-        s = ev.samples
-        usage = {} if s is None else {"edge": {"model": s.model, "prompt_tokens":
-                                               s.prompt_tokens,
-                                               "completion_tokens": s.completion_tokens}}
-        return JSONResponse({"object": "route", "router": f"router-{req.router}-"
-                             f"{req.threshold:g}", "model": engine.edge_name if d.route == "edge"
-                             else engine.cloud_name, **d.as_dict(), "usage": usage})
+            metrics.requests.inc(status="200")
+            s = ev.samples
+            usage = {} if s is None else {"edge": {"model": s.model, "prompt_tokens":
+                                                   s.prompt_tokens,
+                                                   "completion_tokens": s.completion_tokens}}
+            return JSONResponse({"object": "route", "router": f"router-{req.router}-"
+                                 f"{req.threshold:g}", "model": engine.edge_name
+                                 if d.route == "edge" else engine.cloud_name, **d.as_dict(),
+                                 "usage": usage})
+
+        return await handle(request, parse_route_request, work)
 
     async def models(request: Request) -> Response:
         try:
