@@ -187,30 +187,27 @@ class GSM8K(Benchmark):
     def prompt(self, item):
         from confroute.eval.grading import GSM8K_INSTRUCTION
 
-        return Prompt(({"role": "user", "content": GSM8K_INSTRUCTION + item.prompt},))
+        return Prompt(({"role": "user", "content": item.prompt + GSM8K_INSTRUCTION},))
 
     def grade(self, answer, item):
+        # the package's one extractor: the last marked answer of the whole reply
         from confroute.eval.grading import grade_gsm8k
 
-        return grade_gsm8k(_until_marker(answer), item.reference)
+        return grade_gsm8k(answer, item.reference)
 
     def answer_key(self, text, item):
         from confroute.eval.grading import extract_number
 
-        x = extract_number(_until_marker(text))
+        x = extract_number(text)
         return None if x is None else f"{x:g}"
 
     def settings(self):
-        return {"max_tokens": self.max_tokens}
+        import hashlib
 
+        from confroute.eval.grading import GSM8K_INSTRUCTION
 
-def _until_marker(text: str) -> str:
-    """The answer up to the end of the line holding its first '#### N' marker: what a stop
-    at the final-answer marker would have produced (the edge has no stop strings)."""
-    import re
-
-    m = re.search(r"####\s*[^\n]*", text)
-    return text[: m.end()] if m else text
+        return {"max_tokens": self.max_tokens,
+                "instruction": hashlib.sha256(GSM8K_INSTRUCTION.encode()).hexdigest()[:12]}
 
 
 # ------------------------------------------------------------------------------- MMLU

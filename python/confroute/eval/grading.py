@@ -8,8 +8,9 @@ from typing import Optional, Tuple
 
 from confroute.answers import extract_letter, extract_number, format_number, parse_number
 
-GSM8K_INSTRUCTION = ("Solve the problem step by step. End with the final answer on its own "
-                     "line, written as '#### <number>'.\n\n")
+# Qwen2.5's own chain-of-thought cue. The former "End with '#### <number>'" made Qwen open its
+# reply with a guessed '#### 100' before working the problem out.
+GSM8K_INSTRUCTION = "\nPlease reason step by step, and put your final answer within \\boxed{}."
 MMLU_INSTRUCTION = ("Answer the multiple-choice question. Reply with only the letter of the "
                     "correct option (A, B, C or D), no explanation.\n\n")
 
