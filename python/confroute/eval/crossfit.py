@@ -53,14 +53,16 @@ def label_rows(table: OutcomeTable, idx, target: str, values: np.ndarray,
                split: Optional[float] = None) -> List[dict]:
     """The pair-schema rows of prompts ``idx`` for ``target`` (see the module doc), with
     ``se_weak`` / ``quality_weak`` kept for ``sep``."""
-    from confroute.labels import make_row
+    from confroute.labels import make_row, outcome_rows
 
+    idx = list(idx)
+    if target == "accuracy":  # the RouteLLM labels the package already makes
+        return outcome_rows([table.prompts[i] for i in idx], table.q_weak[idx],
+                            table.q_strong[idx], table.weak, table.strong)
     out = []
     for i in idx:
         v = float(values[i])
-        if target == "accuracy":
-            winner = "strong" if v > 0 else ("weak" if v < 0 else "tie")
-        elif target == "error":
+        if target == "error":
             winner = "strong" if v > 0.5 else "weak"
         else:
             winner = "strong" if v > split else "weak"
