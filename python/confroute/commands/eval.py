@@ -185,11 +185,9 @@ def _crossfit(args) -> int:
     if "sep" in args.router:
         if not args.edge:
             raise ValueError("router 'sep' needs --edge: the model that made the table")
-        from confroute.models import store
-        from confroute.models.edge import EdgeModel
+        from confroute.routers.sep import SEPRouter
 
-        path = args.edge if os.path.isfile(args.edge) else store.model_path(args.edge)
-        edge = EdgeModel(path, name=os.path.basename(args.edge), hidden_states=True)
+        edge = SEPRouter(edge_model=args.edge).edge  # the model sep serves with
         hidden = edge_hidden(table, edge, args.hidden_cache)
         edge.close()
     for router in args.router:
