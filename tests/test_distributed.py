@@ -210,7 +210,8 @@ def test_model_store_empty_on_a_worker_is_an_error_naming_it(ray_local, prompts,
     empty = {"CONFROUTE_HOME": str(tmp_path / "empty"), "CONFROUTE_OFFLINE": "1"}
     with pytest.raises(ValueError, match=r"replica 1 \(pid \d+ on .+\) could not load its "
                                          r"models: ModelError: .*confroute models pull"):
-        with RayJob(label._LabelReplica(args, None), RayOptions(replicas=1, env=empty)):
+        with RayJob(label._LabelReplica(args, label._Job(args)),
+                    RayOptions(replicas=1, env=empty)):
             pass
 
 

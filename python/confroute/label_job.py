@@ -8,7 +8,8 @@ beside the file (``<out>.meta.json``); resuming with other options is refused, n
 
 The job is written against one callable, ``se_fn(role, prompt, seed) -> (se, response)`` with
 role 'weak' or 'strong', so it runs with any backend; :func:`scorer_se_fn` builds it from the
-package's models and confidence scorer.
+package's models and confidence scorer, :func:`benchmark_fns` from a benchmark's prompts, grader
+and SE signal (`confroute label --benchmark`).
 """
 from __future__ import annotations
 
@@ -83,12 +84,17 @@ def _existing(out: str, prompts: Sequence[str]) -> set:
     return done
 
 
-def open_job(out: str, prompts: Sequence[str], config: JobConfig, graded: bool) -> set:
-    """Checks or writes ``out``'s options file; returns the ids already labelled in ``out``."""
+def open_job(out: str, prompts: Sequence[str], config: JobConfig, graded: bool,
+             source: Optional[dict] = None) -> set:
+    """Checks or writes ``out``'s options file; returns the ids already labelled in ``out``.
+    ``source``: where the prompts and their SE come from beyond ``config`` (a benchmark, its
+    split, prompt settings and SE signal)."""
     if not prompts:
         raise ValueError("no prompts to label")
     # the prompt count is not part of it: a job may be extended with more prompts later
     meta = {"config": asdict(config), "graded": graded}
+    if source:
+        meta["source"] = source
     if os.path.exists(_meta_path(out)):
         with open(_meta_path(out)) as f:
             old = json.load(f)
@@ -106,13 +112,15 @@ def open_job(out: str, prompts: Sequence[str], config: JobConfig, graded: bool) 
 
 def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
                   progress: bool = True,
-                  grade_fn: Optional[Callable[[int, str], float]] = None) -> JobResult:
+                  grade_fn: Optional[Callable[[int, str], float]] = None,
+                  source: Optional[dict] = None) -> JobResult:
     """Labels every prompt not yet in ``out``; returns what was done. ``grade_fn(i,
     response)``, where the prompts have known answers, adds each response's quality
-    (``quality_weak``/``quality_strong``): accuracy labels for the same prompts and samples."""
+    (``quality_weak``/``quality_strong``): accuracy labels for the same prompts and samples.
+    ``source``: see :func:`open_job`."""
     out = os.fspath(out)
     prompts = list(prompts)
-    done = open_job(out, prompts, config, graded=grade_fn is not None)
+    done = open_job(out, prompts, config, graded=grade_fn is not None, source=source)
     todo = [i for i in range(len(prompts)) if i not in done]
     t0 = time.perf_counter()
     bar = None
@@ -172,6 +180,49 @@ def scorer_se_fn(weak_model, strong_model, scorer, config: JobConfig) -> SEFn:
         return float(_se_of(conf, config.kind)), _response_of(conf)
 
     return se_fn
+
+
+def benchmark_fns(bench, items, models, config: JobConfig, signal: str
+                  ) -> Tuple[SEFn, Callable[[int, str], float]]:
+    """``se_fn`` and ``grade_fn`` for a benchmark's items (``confroute label --benchmark``).
+    Each model (``models``: role -> in-process model) answers as in ``confroute eval build``:
+    the benchmark's prompt and cue, the greedy answer as the response, graded by the
+    benchmark's own grader (HumanEval/MBPP: their tests in the sandbox), and ``config.n``
+    samples at ``config.temperature`` whose ``signal`` (e.g. ``exec_se_kuhn``: SE over
+    behaviour on the prompt's example calls) is the model's SE. Samples are seeded by the
+    run seed and the item id, as the builder seeds them, not by the item's position."""
+    from confroute.eval.live import LiveSettings, answer_item
+
+    by_prompt = {}
+    for it in items:
+        if it.prompt in by_prompt:
+            raise ValueError(f"{bench.name}: items {by_prompt[it.prompt].id} and {it.id} have "
+                             f"the same prompt text; a label row is keyed by its prompt")
+        by_prompt[it.prompt] = it
+    for role, m in models.items():
+        if not (hasattr(m, "sample_many") and hasattr(m, "prompt_tokens")):
+            raise ValueError(f"the {role} model {getattr(m, 'name', m)!r} is not in process: "
+                             f"--benchmark labels need both models' samples and token "
+                             f"logprobs (GGUF models)")
+    settings = LiveSettings(samples=config.n, sample_temperature=config.temperature,
+                            sample_tokens=config.max_tokens, seed=config.seed,
+                            threshold=config.similarity)
+
+    def se_fn(role: str, prompt: str, seed: int):
+        a = answer_item(bench, models[role], by_prompt[prompt], settings, signals=True)
+        se = a.signals.get(signal)
+        if se is None:
+            raise ValueError(f"{bench.name} gives no signal {signal!r}; it gives: "
+                             f"{', '.join(sorted(a.signals))}")
+        return float(se), a.answer
+
+    def grade_fn(i: int, response: str) -> float:
+        quality, _ = bench.grade(response, items[i])
+        if quality is None:
+            raise ValueError(f"{bench.name}: item {items[i].id} could not be graded")
+        return float(quality)
+
+    return se_fn, grade_fn
 
 
 def _se_of(conf, kind: str) -> float:

@@ -2,6 +2,8 @@
 
     # SE labels: sample the edge and the cloud model (resumable: rerun the same command)
     confroute label --prompts ../shared/data/nq_open/dev.jsonl --limit 200 --out se.jsonl
+    # SE labels on a benchmark's own prompts, graded by its grader (code: SE by execution)
+    confroute label --benchmark mbpp --split train --data ../shared/data --n 5 --out mbpp.jsonl
     # accuracy labels from the graded responses of an SE label file (same prompts)
     confroute label --accuracy-of se.jsonl --out acc.jsonl
     # accuracy labels from an outcome table (a benchmark in --data, or a CSV/JSONL table)
@@ -18,6 +20,9 @@ def add_arguments(parser) -> None:
     src.add_argument("--prompts", help="prompts to label by SE: .jsonl (prompt/question field; "
                                        "an 'answer' field also grades the responses), .csv, "
                                        "or one prompt per line")
+    src.add_argument("--benchmark", metavar="NAME",
+                     help="label a benchmark's items (in --data) as `eval build` prompts and "
+                          "grades them: humaneval, mbpp, gsm8k, mmlu")
     src.add_argument("--accuracy-of", metavar="SE_LABELS",
                      help="write accuracy labels from a graded SE label file")
     src.add_argument("--outcomes", metavar="TABLE",
@@ -28,7 +33,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--start", type=int, default=0, help="skip the first prompts")
     parser.add_argument("--limit", type=int, default=None, help="label at most N prompts")
     parser.add_argument("--n", type=int, default=4, help="samples per model (default 4)")
-    parser.add_argument("--max-tokens", type=int, default=24)
+    parser.add_argument("--split", default="train",
+                        help="--benchmark: the split to label (default train: router-training "
+                             "prompts, kept apart from the dev tables)")
+    parser.add_argument("--se-signal", default=None, metavar="NAME",
+                        help="--benchmark: the signal that is each model's SE (default: the "
+                             "benchmark's, e.g. exec_se_kuhn for code, exact_se_kuhn for gsm8k)")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="tokens per sample (default 24; --benchmark: the benchmark's)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--tau", type=float, default=0.1, help="tie band of Eq. 4")
     parser.add_argument("--kind", default="kuhn", choices=["kuhn", "discrete", "weighted"],
@@ -44,7 +56,8 @@ def add_arguments(parser) -> None:
                         help="strong model's OpenAI-compatible base URL (default: Qwen in-process)")
     parser.add_argument("--cloud-model", default=None, help="model name at --cloud-url")
     parser.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"),
-                        help="folder laid out like shared/data, for --outcomes BENCHMARK")
+                        help="folder laid out like shared/data, for --benchmark and "
+                             "--outcomes BENCHMARK")
     parser.add_argument("--weak", default=None, help="--outcomes: the weak model's column")
     parser.add_argument("--strong", default=None, help="--outcomes: the strong model's column")
     parser.add_argument("--no-progress", action="store_true")
@@ -104,11 +117,11 @@ def _grader(golds):
 
 
 def run(args) -> int:
-    from confroute.labels import accuracy_rows_from, label_counts, read_labels, read_prompts
+    from confroute.labels import accuracy_rows_from, label_counts, read_labels
 
-    if args.ray and not args.prompts:
-        raise ValueError("--ray runs the SE label job (--prompts); --outcomes and "
-                         "--accuracy-of sample nothing")
+    if args.ray and not (args.prompts or args.benchmark):
+        raise ValueError("--ray runs the SE label job (--prompts or --benchmark); --outcomes "
+                         "and --accuracy-of sample nothing")
     if args.outcomes:
         return _outcomes(args)
     if args.accuracy_of:
@@ -119,26 +132,82 @@ def run(args) -> int:
 
     from confroute.label_job import run_label_job
 
-    if args.start < 0 or (args.limit is not None and args.limit < 1):
-        raise ValueError("--start must be >= 0 and --limit >= 1")
-    prompts = read_prompts(args.prompts, args.field)
-    end = None if args.limit is None else args.start + args.limit
-    prompts = prompts[args.start:end]
-    if not prompts:
-        raise ValueError(f"no prompts left after --start {args.start}")
-    golds = _gold_answers(args.prompts, args.field)
-    grade = _grader(golds[args.start:end]) if golds else None
-
+    job = _Job(args)
     if args.ray:
-        return _run_ray(args, prompts, golds[args.start:end] if golds else None)
+        return _run_ray(args, job)
     weak, strong, strong_name = _models(args.edge_model, args.cloud_url, args.cloud_model,
                                         args.threads)
-    config = _config(args, weak.name, strong_name)
-    se_fn = _se_fn(weak, strong, config)
-    res = run_label_job(prompts, args.out, config, se_fn, progress=not args.no_progress,
-                        grade_fn=grade)
+    config = job.config(weak.name, strong_name)
+    se_fn, grade = job.fns(weak, strong, config)
+    res = run_label_job(job.prompts, args.out, config, se_fn, progress=not args.no_progress,
+                        grade_fn=grade, source=job.source)
     _summary(args.out, res.written, res.done_before, res.seconds)
     return 0
+
+
+class _Job:
+    """What an SE label job labels (the --start/--limit slice of --prompts or of a
+    benchmark's items) and how: its config, ``se_fn`` and grader, the same in the
+    single-process job and in every Ray replica."""
+
+    def __init__(self, args):
+        from confroute.labels import read_prompts
+
+        if args.start < 0 or (args.limit is not None and args.limit < 1):
+            raise ValueError("--start must be >= 0 and --limit >= 1")
+        end = None if args.limit is None else args.start + args.limit
+        self.args, self.bench, self.items, self.golds, self.source = args, None, None, None, None
+        if args.benchmark:
+            self._benchmark(args, end)
+        else:
+            if args.se_signal:
+                raise ValueError("--se-signal is for --benchmark; --prompts cluster the "
+                                 "answers by embedding (--kind picks the SE form)")
+            self.prompts = read_prompts(args.prompts, args.field)[args.start:end]
+            golds = _gold_answers(args.prompts, args.field)
+            self.golds = golds[args.start:end] if golds else None
+        if not self.prompts:
+            raise ValueError(f"no prompts left after --start {args.start}")
+
+    def _benchmark(self, args, end):
+        from confroute.eval.benchmarks import get_benchmark
+
+        if not args.data:
+            raise ValueError("--benchmark needs --data (or $CONFROUTE_DATA)")
+        if args.benchmark == "mt-bench":
+            raise ValueError("--benchmark mt-bench needs a judge to grade; label its "
+                             "questions with --prompts")
+        self.bench = get_benchmark(args.benchmark, seed=args.seed)
+        self.items = self.bench.items(args.data, args.split)[args.start:end]
+        self.prompts = [it.prompt for it in self.items]
+        self.signal = args.se_signal or self.bench.se_signal(args.kind)
+        self.source = {"benchmark": self.bench.name, "split": args.split,
+                       "signal": self.signal, "settings": self.bench.settings(),
+                       "grader": self.bench.grader()}
+
+    def config(self, weak: str, strong: str):
+        from confroute.label_job import JobConfig
+
+        a = self.args
+        tokens = a.max_tokens
+        if tokens is None:
+            tokens = 24
+            if self.bench is not None:
+                from confroute.eval.live import LiveSettings
+
+                tokens = LiveSettings().sampled_tokens(self.bench)
+        return JobConfig(weak=weak, strong=strong, n=a.n, max_tokens=tokens,
+                         temperature=a.temperature, tau=a.tau, kind=a.kind, seed=a.seed,
+                         similarity=a.similarity)
+
+    def fns(self, weak, strong, config):
+        """(se_fn, grade_fn or None) for the job's models."""
+        if self.bench is not None:
+            from confroute.label_job import benchmark_fns
+
+            return benchmark_fns(self.bench, self.items, {"weak": weak, "strong": strong},
+                                 config, self.signal)
+        return _se_fn(weak, strong, config), (_grader(self.golds) if self.golds else None)
 
 
 def _models(edge_model, cloud_url, cloud_model, threads):
@@ -161,14 +230,6 @@ def _models(edge_model, cloud_url, cloud_model, threads):
     return weak, strong, getattr(strong, "name", None) or cloud_model or "cloud"
 
 
-def _config(args, weak: str, strong: str):
-    from confroute.label_job import JobConfig
-
-    return JobConfig(weak=weak, strong=strong, n=args.n, max_tokens=args.max_tokens,
-                     temperature=args.temperature, tau=args.tau, kind=args.kind,
-                     seed=args.seed, similarity=args.similarity)
-
-
 def _se_fn(weak, strong, config):
     from confroute.label_job import scorer_se_fn
     from confroute.scorer import ConfidenceScorer
@@ -189,26 +250,25 @@ def _summary(out, written, done_before, seconds) -> None:
 
 
 class _LabelReplica:
-    """What each Ray replica runs once: load the two models and the embedder, then label
+    """What each Ray replica runs once: load the two models (and the embedder), then label
     prompts with :func:`confroute.label_job.label_item`, the single-process job's own step."""
 
-    def __init__(self, args, golds):
+    def __init__(self, args, job):
         self.models = (args.edge_model, args.cloud_url, args.cloud_model,
                        args.threads or max(1, int(args.cpus_per_replica)))
-        self.args, self.golds = args, golds
+        self.job = job
 
     def __call__(self):
         from confroute.label_job import label_item
 
         weak, strong, strong_name = _models(*self.models)
-        config = _config(self.args, weak.name, strong_name)
-        se_fn = _se_fn(weak, strong, config)
-        grade = _grader(self.golds) if self.golds else None
+        config = self.job.config(weak.name, strong_name)
+        se_fn, grade = self.job.fns(weak, strong, config)
         return ((lambda i, prompt: label_item(i, prompt, config, se_fn, grade)),
                 {"weak": config.weak, "strong": config.strong})
 
 
-def _run_ray(args, prompts, golds) -> int:
+def _run_ray(args, job) -> int:
     """The SE label job on Ray: blocks of prompts committed under ``<out>.blocks/``, then
     every row written to ``out`` in id order, as the single-process job writes them."""
     import time
@@ -219,13 +279,14 @@ def _run_ray(args, prompts, golds) -> int:
     import_ray()  # the install hint before any work
     out = os.fspath(args.out)
     t0 = time.perf_counter()
-    with RayJob(_LabelReplica(args, golds), ray_options(args)) as job:
-        config = _config(args, job.info["weak"], job.info["strong"])
-        done = open_job(out, prompts, config, graded=golds is not None)
+    graded = job.golds is not None or job.bench is not None
+    with RayJob(_LabelReplica(args, job), ray_options(args)) as ray_job:
+        config = job.config(ray_job.info["weak"], ray_job.info["strong"])
+        done = open_job(out, job.prompts, config, graded=graded, source=job.source)
         store = BlockStore(out + ".blocks")
-        tasks = [(i, p) for i, p in enumerate(prompts) if i not in done]
-        rows = job.run(tasks, store, progress=not args.no_progress, desc="labelling",
-                       unit="prompt", initial=len(done))
+        tasks = [(i, p) for i, p in enumerate(job.prompts) if i not in done]
+        rows = ray_job.run(tasks, store, progress=not args.no_progress, desc="labelling",
+                           unit="prompt", initial=len(done))
     lines = {}
     if os.path.exists(out):  # rows a single-process run (or an earlier one) wrote
         with open(out, encoding="utf-8") as f:
@@ -238,10 +299,10 @@ def _run_ray(args, prompts, golds) -> int:
         os.fsync(f.fileno())
     os.replace(out + ".tmp", out)
     store.remove()
-    if job.resumed:
-        print(f"{job.resumed} rows came from the blocks an earlier run committed")
-    _summary(out, len(rows) - job.resumed, len(done), time.perf_counter() - t0)
-    if job.deaths:
-        print(f"{len(job.deaths)} replica(s) lost and replaced, their blocks redone: "
-              + "; ".join(job.deaths))
+    if ray_job.resumed:
+        print(f"{ray_job.resumed} rows came from the blocks an earlier run committed")
+    _summary(out, len(rows) - ray_job.resumed, len(done), time.perf_counter() - t0)
+    if ray_job.deaths:
+        print(f"{len(ray_job.deaths)} replica(s) lost and replaced, their blocks redone: "
+              + "; ".join(ray_job.deaths))
     return 0

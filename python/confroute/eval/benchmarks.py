@@ -12,6 +12,8 @@ A :class:`Benchmark` is the whole plug-in interface of ``confroute eval build`` 
   samples by it; None = a cluster of its own). Default: none (no exact-answer SE).
 - ``extra_signals(item, samples, answer=None)`` -> more ``signal:<name>`` values (e.g.
   execution-based SE); ``answer``: the graded greedy answer (None where there is none).
+- ``se_signal(kind)``: which of those signals is the benchmark's semantic entropy (the SE
+  that ``confroute label --benchmark`` labels by).
 - ``options``: option letters (``"ABCD"``) when the edge answers by its next-token letter
   distribution after the cue instead of by a generated text.
 - ``max_tokens`` / ``sample_tokens``: answer lengths; ``settings()``: what goes into the
@@ -72,6 +74,12 @@ class Benchmark:
 
     def has_answer_key(self) -> bool:
         return type(self).answer_key is not Benchmark.answer_key
+
+    def se_signal(self, kind: str = "kuhn") -> str:
+        """The signal that is this benchmark's semantic entropy of ``kind``: over exact
+        answers where answers have a key, else over embedding clusters (code benchmarks
+        override it with execution clusters)."""
+        return f"exact_se_{kind}" if self.has_answer_key() else f"se_{kind}"
 
     def extra_signals(self, item: Item, samples, answer: Optional[str] = None
                       ) -> Dict[str, float]:

@@ -56,6 +56,9 @@ class _Code(Benchmark):
         return exec_signals(item.reference, [cue + t for t in samples.texts],
                             samples.token_logprobs, answer=answer)
 
+    def se_signal(self, kind="kuhn"):
+        return f"exec_se_{kind}"  # two programs mean the same when they behave the same
+
     def settings(self):
         return {"max_tokens": self.max_tokens, "cue": self.cue,
                 "instruction": hashlib.sha256(self.instruction.encode()).hexdigest()[:12]}
