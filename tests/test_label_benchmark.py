@@ -78,3 +78,16 @@ def test_benchmark_labels_refuse_what_they_cannot_measure(capsys):
     assert cli.main(["label", "--prompts", "q.txt", "--se-signal", "se_kuhn",
                      "--out", "x.jsonl"]) == 2
     assert "--se-signal is for --benchmark" in capsys.readouterr().err
+
+
+@needs_data
+def test_gsm8k_train_split_for_labels():
+    from confroute.eval.benchmarks import get_benchmark
+
+    b = get_benchmark("gsm8k")
+    train, dev = b.items(DATA, "train"), b.items(DATA, "dev")
+    assert len(train) == 7473 and train[0].reference == "72"
+    assert not {it.id for it in train} & {it.id for it in dev}   # another split, other ids
+    assert b.se_signal() == "exact_se_kuhn" and b.se_signal("discrete") == "exact_se_discrete"
+    assert get_benchmark("mbpp").se_signal() == "exec_se_kuhn"
+    assert get_benchmark("mt-bench").se_signal() == "se_kuhn"   # no answer key: embeddings

@@ -185,6 +185,8 @@ class GSM8K(Benchmark):
         from confroute.eval.data import gsm8k_items
 
         items = gsm8k_items(data_dir, split)
+        if split == "train":  # router-training questions: no recorded outcomes
+            return items
         d = os.path.join(os.fspath(data_dir), "gsm8k")
         rec = _recorded_by_prompt(load_gsm8k(data_dir, split, include_contaminated=True))
         bad = set() if include_contaminated else load_contaminated(

@@ -391,8 +391,11 @@ class Item:
 
 
 def gsm8k_items(data_dir, split: str = "dev", file: Optional[str] = None) -> List[Item]:
-    """GSM8K questions with the gold number (after ``####``)."""
-    path = _require(file or os.path.join(os.fspath(data_dir), "gsm8k", f"test_{split}.jsonl"))
+    """GSM8K questions with the gold number (after ``####``). Splits: ``train``
+    (``train.jsonl``, ids ``gsm8k-train:N``) and halves of the test set (``test_<split>``)."""
+    name = "train.jsonl" if split == "train" else f"test_{split}.jsonl"
+    path = _require(file or os.path.join(os.fspath(data_dir), "gsm8k", name))
+    tag = "gsm8k-train" if split == "train" else "gsm8k"
     out = []
     for lineno, o in read_jsonl(path):
         if "question" not in o or "answer" not in o:
@@ -400,7 +403,7 @@ def gsm8k_items(data_dir, split: str = "dev", file: Optional[str] = None) -> Lis
         if "####" not in o["answer"]:
             raise ValueError(f"{path}: line {lineno}: the answer has no '#### N' final line")
         gold = o["answer"].rsplit("####", 1)[1].strip().replace(",", "")
-        out.append(Item(f"gsm8k:{lineno}", o["question"], gold))
+        out.append(Item(f"{tag}:{lineno}", o["question"], gold))
     if not out:
         raise ValueError(f"{path}: no rows")
     return out
