@@ -191,7 +191,7 @@ def benchmark_fns(bench, items, models, config: JobConfig, signal: str
     samples at ``config.temperature`` whose ``signal`` (e.g. ``exec_se_kuhn``: SE over
     behaviour on the prompt's example calls) is the model's SE. Samples are seeded by the
     run seed and the item id, as the builder seeds them, not by the item's position."""
-    from confroute.eval.live import LiveSettings, answer_item
+    from confroute.eval.live import LiveSettings, answer_item, in_process
 
     by_prompt = {}
     for it in items:
@@ -200,7 +200,7 @@ def benchmark_fns(bench, items, models, config: JobConfig, signal: str
                              f"the same prompt text; a label row is keyed by its prompt")
         by_prompt[it.prompt] = it
     for role, m in models.items():
-        if not (hasattr(m, "sample_many") and hasattr(m, "prompt_tokens")):
+        if not in_process(m):
             raise ValueError(f"the {role} model {getattr(m, 'name', m)!r} is not in process: "
                              f"--benchmark labels need both models' samples and token "
                              f"logprobs (GGUF models)")

@@ -78,6 +78,12 @@ class Answer:
     seconds: float
 
 
+def in_process(model) -> bool:
+    """Whether ``model`` runs here (a GGUF model): token ids, batched samples and their
+    logprobs, which a chat API does not give."""
+    return hasattr(model, "sample_many") and hasattr(model, "prompt_tokens")
+
+
 def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
                 signals: bool = False, scorer=None) -> Answer:
     """The model's answer to ``item`` (greedy by default) and, with ``signals``, the edge's
@@ -86,14 +92,14 @@ def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
     t0 = time.perf_counter()
     p = bench.prompt(item)
     turns = tuple(getattr(item, "turns", ()) or ())
-    in_process = hasattr(model, "sample_many") and hasattr(model, "prompt_tokens")
-    if len(turns) > 1 or not in_process:
+    local = in_process(model)
+    if len(turns) > 1 or not local:
         # a chat-only backend (a cloud API) answers in text: no letter distribution, no cue
         # (APIs do not reliably continue an assistant prefix); the grader extracts the answer
         answer, usage = _chat_answer(model, p, turns, settings.answer_tokens(bench),
                                      settings.temperature)
         sig, extra = {}, {}
-        if signals and settings.samples and in_process:
+        if signals and settings.samples and local:
             ids = _prompt_ids(model, p)
             s = model.sample_many([_sample_request(bench, ids, item, settings)])[0]
             sig, extra = _sampled_signals(bench, item, s, settings, scorer)
