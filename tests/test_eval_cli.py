@@ -103,3 +103,22 @@ def test_shares_option(tmp_path, capsys):
     rc, cap = _run(["eval", "replay", "--table", str(t), "--shares", "half",
                     "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and "--shares" in cap.err
+
+
+def test_compare_prints_and_writes_paired_differences(tmp_path, capsys):
+    t = tmp_path / "t.csv"
+    rows = [(1, 1), (0, 1), (0, 0), (0, 1), (1, 1), (0, 1), (0, 0), (1, 0)] * 5
+    t.write_text("prompt,edge,cloud\n" + "".join(f"p{i},{a},{b}\n"
+                                                 for i, (a, b) in enumerate(rows)))
+    out = tmp_path / "o"
+    rc, cap = _run(["eval", "replay", "--table", str(t), "--router", "oracle", "--router",
+                    "random:seed=1", "--compare", "oracle", "random:seed=1", "--bootstrap",
+                    "50", "--no-plot", "--out", str(out)], capsys)
+    assert rc == 0, cap.err
+    c = json.loads((out / "metrics.json").read_text())["comparisons"]
+    assert [(x["a"], x["b"]) for x in c] == [("oracle", "random:seed=1")]
+    assert c[0]["apgr"]["diff"] > 0 and c[0]["n_boot"] == 50
+    assert "oracle - random:seed=1 (paired, 50 resamples): APGR +" in cap.out
+    rc, cap = _run(["eval", "replay", "--table", str(t), "--router", "oracle", "--compare",
+                    "oracle", "sw", "--no-plot", "--out", str(out)], capsys)
+    assert rc == 2 and "compare: no router 'sw'" in cap.err

@@ -9,7 +9,8 @@ from confroute.eval import metrics as M
 from confroute.eval.benchmarks import get_benchmark, item_seed, stratified_sample
 from confroute.eval.data import Item, load_table
 from confroute.eval.outcomes import OutcomeTable
-from confroute.eval.replay import bootstrap_intervals, replay, signal_scores, sweep
+from confroute.eval.replay import (bootstrap_intervals, paired_intervals, replay,
+                                   signal_scores, sweep)
 from confroute.routers.baselines import RandomRouter
 from test_eval_data import DATA
 
@@ -107,6 +108,51 @@ def test_random_is_mean_and_sd_over_seeds_and_overlap_is_marked():
     assert r["signal:noise"]["overlaps_random"]["apgr"] is True
     lo, hi = r["signal:good"]["ci"]["apgr"]
     assert lo <= r["signal:good"]["apgr"] <= hi
+
+
+def test_paired_difference_uses_the_same_resamples():
+    rng = np.random.default_rng(3)
+    n = 60
+    s = rng.random(n)
+    qw = (rng.random(n) < 0.4).astype(float)
+    qs = (rng.random(n) < 0.8).astype(float)
+    # Against a constant router (every resample with a gap: the diagonal, APGR 0.5), the
+    # difference's interval is the router's own interval shifted by 0.5 -- only if both
+    # routers were replayed on the very same resamples.
+    d = paired_intervals(s, np.zeros(n), qw, qs, n_boot=300, seed=4)
+    own = bootstrap_intervals(s, qw, qs, n_boot=300, seed=4)
+    assert d["apgr"]["ci"] == pytest.approx(np.array(own["apgr"]) - 0.5, abs=1e-12)
+    c = sweep(s, qw, qs)
+    assert d["apgr"]["diff"] == pytest.approx(M.apgr(c.share, c.quality, qw.mean(),
+                                                     qs.mean()) - 0.5)
+    # a router against itself: no difference in any resample, and never "better"
+    same = paired_intervals(s, s, qw, qs, n_boot=100)
+    assert same["apgr"] == {"diff": 0.0, "ci": [0.0, 0.0], "a_better": 0.0, "n": 100}
+
+
+def test_paired_difference_separates_a_good_router_from_a_bad_one():
+    rng = np.random.default_rng(0)
+    n = 200
+    qw = (rng.random(n) < 0.4).astype(float)
+    qs = (rng.random(n) < 0.8).astype(float)
+    good = (qs - qw) + rng.normal(0, 0.3, n)
+    t = _table(qw, qs, {"good": good, "bad": -good, "noise": rng.random(n)})
+    rep = replay(t, ["random", "signal:good", "signal:bad", "signal:noise"],
+                 random_seeds=5, compare=[("signal:good", "signal:bad"),
+                                          ("signal:noise", "signal:good")])
+    gb, ng = rep.comparisons
+    assert (gb["a"], gb["b"]) == ("signal:good", "signal:bad")
+    assert gb["apgr"]["ci"][0] > 0 and gb["apgr"]["a_better"] == 1.0
+    assert gb["cpt50"]["diff"] < 0 and gb["cpt50"]["ci"][1] < 0   # good reaches 50% sooner
+    assert gb["auroc"]["ci"][0] > 0
+    assert ng["apgr"]["ci"][1] < 0 and ng["apgr"]["a_better"] < 0.01
+    assert gb["n_boot"] == 1000   # n_boot=0 in replay: comparisons still get intervals
+    assert rep.to_json()["comparisons"][0]["a"] == "signal:good"
+    for bad, what in [(("signal:good", "nope"), "no router 'nope'"),
+                      (("random", "signal:good"), "random over seeds"),
+                      (("signal:good", "signal:good"), "against itself")]:
+        with pytest.raises(ValueError, match=what):
+            replay(t, ["random", "signal:good"], random_seeds=5, compare=[bad])
 
 
 # ------------------------------------------------------------------------------- signals

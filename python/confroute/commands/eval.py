@@ -56,6 +56,10 @@ def add_arguments(parser) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     r.add_argument("--random-seeds", type=int, default=20,
                    help="'random' is the mean +- sd over this many seeds (default 20)")
+    r.add_argument("--compare", nargs=2, action="append", default=[], metavar=("A", "B"),
+                   help="paired bootstrap interval of router A minus router B (labels as "
+                        "printed, e.g. a saved router's folder name or signal:NAME); "
+                        "repeatable")
 
     b = sub.add_parser("build", help="run an edge and a cloud model over a benchmark "
                                      "(checkpointed, resumable) and write an outcome table")
@@ -249,7 +253,8 @@ def _replay(args) -> int:
         raise ValueError("--bootstrap and --random-seeds must be >= 0")
     report = replay(table, args.router or ["random", "oracle"], n_points=args.points,
                     shares=shares, n_boot=args.bootstrap, seed=args.seed,
-                    random_seeds=args.random_seeds)
+                    random_seeds=args.random_seeds,
+                    compare=[tuple(pair) for pair in args.compare])
     out = report.to_json()
     out["table_meta"] = {k: v for k, v in table.meta.items() if k != "checkpoint"}
     edge, cloud = _prices(args.edge_price, "--edge-price"), _prices(args.cloud_price,
@@ -348,7 +353,22 @@ def format_table(report) -> str:
     if any("ci" in r.metrics for r in report.results):
         lines.append("[lo, hi]: bootstrap 95% interval over prompts; '>': never reached in "
                      "some resamples; ~random: the APGR interval meets random's mean +- 1.96 sd")
+    for c in report.comparisons:
+        lines.append(f"{c['a']} - {c['b']} (paired, {c['n_boot']} resamples): " + "; ".join(
+            f"{name} {_signed(c[k], pct)}" for k, name, pct in
+            (("apgr", "APGR", False), ("cpt50", "CPT50", True), ("cpt80", "CPT80", True),
+             ("auroc", "AUROC", False))))
     return "\n".join(lines)
+
+
+def _signed(d, pct=False) -> str:
+    """A paired difference: point [lo, hi], and the share of resamples where A was better."""
+    if not d or d["diff"] is None:
+        return "n/a"
+    k = 100 if pct else 1
+    unit = " pts" if pct else ""
+    return (f"{k * d['diff']:+.3f}{unit} [{k * d['ci'][0]:+.3f}, {k * d['ci'][1]:+.3f}] "
+            f"(A better in {100 * d['a_better']:.0f}%)")
 
 
 def _ci(v, pct=False) -> str:

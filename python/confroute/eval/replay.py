@@ -46,6 +46,8 @@ class Report:
     results: Tuple[RouterResult, ...]
     q_weak: float
     q_strong: float
+    # paired differences a - b (replay's ``compare``): {"a", "b", metric: paired_intervals}
+    comparisons: Tuple[dict, ...] = ()
 
     def to_json(self) -> dict:
         t = self.table
@@ -58,6 +60,7 @@ class Report:
             "binary_quality": t.is_binary,
             "routers": {r.label: r.metrics for r in self.results},
             "notes": _notes(self),
+            **({"comparisons": list(self.comparisons)} if self.comparisons else {}),
         }
 
 
@@ -243,6 +246,31 @@ def _flat(m: Dict[str, object]) -> Dict[str, float]:
     return out
 
 
+def _resamples(score_sets, qw, qs, n_points, shares, n_boot, seed):
+    """The flat metrics of each score vector on ``n_boot`` seeded resamples of the rows, the
+    same rows for every vector (so differences are paired), and whether each resample has a
+    gap (strong better than weak)."""
+    qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
+    sets = [np.asarray(s, np.float64) for s in score_sets]
+    n = qw.size
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    rows, gap = [[] for _ in sets], []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        for r, s in zip(rows, sets):
+            r.append(_flat(_point_metrics(s[idx], qw[idx], qs[idx], n_points, shares)))
+        gap.append(qs[idx].mean() > qw[idx].mean())
+    return ([{k: np.array([x[k] for x in r]) for k in r[0]} for r in rows], np.array(gap))
+
+
+def _check_level(level: float) -> Tuple[float, float]:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    return 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+
 def bootstrap_intervals(scores, qw, qs, n_points: int = 201,
                         shares: Sequence[float] = DEFAULT_SHARES, n_boot: int = 1000,
                         seed: int = 0, level: float = 0.95) -> Dict[str, object]:
@@ -252,25 +280,11 @@ def bootstrap_intervals(scores, qw, qs, n_points: int = 201,
     skipped (``no_gap`` counts them), as are those without an AUROC (one class only); a CPT
     that a resample never reaches counts as above every share, so a bound beyond 100% is
     None ("not reached"). Fewer than half the resamples defined: [None, None]."""
-    s = np.asarray(scores, np.float64)
-    qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
-    n = s.size
-    if n_boot < 2:
-        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    rows, gap = [], []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        rows.append(_flat(_point_metrics(s[idx], qw[idx], qs[idx], n_points, shares)))
-        gap.append(qs[idx].mean() > qw[idx].mean())
-    gap = np.array(gap)
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    lo_q, hi_q = _check_level(level)
+    (rows,), gap = _resamples([scores], qw, qs, n_points, shares, n_boot, seed)
     out: Dict[str, object] = {"n_boot": n_boot, "seed": seed, "level": level,
                               "no_gap": float(1 - gap.mean())}
-    for k in rows[0]:
-        v = np.array([r[k] for r in rows])
+    for k, v in rows.items():
         if k.startswith("cpt"):
             # resamples without a gap have no CPT; with one, "never reached" is above 100%
             v = v[gap]
@@ -285,6 +299,35 @@ def bootstrap_intervals(scores, qw, qs, n_points: int = 201,
             ok = v[np.isfinite(v)]
             out[k] = ([float(x) for x in np.percentile(ok, [lo_q, hi_q])]
                       if ok.size >= 0.5 * n_boot else [None, None])
+    return out
+
+
+def paired_intervals(scores_a, scores_b, qw, qs, n_points: int = 201,
+                     shares: Sequence[float] = DEFAULT_SHARES, n_boot: int = 1000,
+                     seed: int = 0, level: float = 0.95) -> Dict[str, object]:
+    """Router a minus router b on the same prompts: for each metric the point difference
+    (``diff``), its paired percentile bootstrap interval (both routers replayed on the same
+    resamples, so what the two share cancels out) and ``a_better``, the share of resamples
+    where a's metric is the better one (higher APGR/AUC/AUROC/quality, lower CPT). Resamples
+    where either value is undefined (no gap, one class, a CPT never reached) are left out;
+    ``n`` counts those used. Fewer than half defined: None."""
+    lo_q, hi_q = _check_level(level)
+    qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
+    point = [_flat(_point_metrics(np.asarray(s, np.float64), qw, qs, n_points, shares))
+             for s in (scores_a, scores_b)]
+    (ra, rb), _ = _resamples([scores_a, scores_b], qw, qs, n_points, shares, n_boot, seed)
+    out: Dict[str, object] = {"n_boot": n_boot, "seed": seed, "level": level}
+    for k in ra:
+        d = ra[k] - rb[k]
+        d = d[np.isfinite(d)]
+        pd = point[0][k] - point[1][k]
+        if d.size < 0.5 * n_boot:
+            out[k] = None
+            continue
+        sign = -1.0 if k.startswith("cpt") else 1.0   # a lower CPT is the better one
+        out[k] = {"diff": float(pd) if np.isfinite(pd) else None,
+                  "ci": [float(x) for x in np.percentile(d, [lo_q, hi_q])],
+                  "a_better": float(np.mean(sign * d > 0)), "n": int(d.size)}
     return out
 
 
@@ -320,14 +363,17 @@ def replay(table: OutcomeTable,
            routers: Union[Sequence[RouterSpec], Mapping[str, RouterSpec]],
            n_points: int = 201,
            shares: Sequence[float] = DEFAULT_SHARES, n_boot: int = 0, seed: int = 0,
-           random_seeds: int = 0) -> Report:
+           random_seeds: int = 0,
+           compare: Sequence[Tuple[str, str]] = ()) -> Report:
     """Sweeps every router over ``table`` and computes the routing and uncertainty metrics.
     ``routers``: specs or Router objects, or a mapping label -> spec/Router; ``signal:NAME``
     and ``signals`` replay the table's own signal columns (see :func:`signal_scores`).
     ``n_boot`` > 0 adds bootstrap intervals (``metrics["ci"]``, seeded by ``seed``);
     ``random_seeds`` > 1 makes a plain ``random`` the mean over that many seeds, with its sd
     and band (mean +- 1.96 sd), and marks every other router whose interval meets that band
-    (``metrics["overlaps_random"]``)."""
+    (``metrics["overlaps_random"]``). ``compare``: pairs of result labels (a, b) whose paired
+    differences a - b get bootstrap intervals (:func:`paired_intervals`, ``n_boot`` resamples,
+    or 1000 when ``n_boot`` is 0)."""
     items = list(routers.items()) if isinstance(routers, Mapping) else [(None, r) for r in routers]
     if not items:
         raise ValueError("no routers to evaluate")
@@ -367,4 +413,25 @@ def replay(table: OutcomeTable,
             if "ci" in r.metrics:
                 r.metrics["overlaps_random"] = {
                     k: _overlaps(r.metrics["ci"].get(k), rand[k]["band"]) for k in CI_METRICS}
-    return Report(table, tuple(results), q_weak, q_strong)
+    comparisons = tuple(_compare(results, pair, qw, qs, n_points, shares,
+                                 n_boot or 1000, seed) for pair in compare)
+    return Report(table, tuple(results), q_weak, q_strong, comparisons)
+
+
+def _compare(results, pair, qw, qs, n_points, shares, n_boot, seed) -> dict:
+    by = {r.label: r for r in results}
+    if len(pair) != 2:
+        raise ValueError(f"compare takes pairs of router labels, got {pair!r}")
+    for label in pair:
+        if label not in by:
+            raise ValueError(f"compare: no router {label!r} in this replay; the routers are "
+                             f"{sorted(by)}")
+        if "over_seeds" in by[label].metrics:
+            raise ValueError(f"compare: {label!r} is random over seeds, whose spread is "
+                             "routing noise, not a resample of prompts; every router is "
+                             "already marked against its band")
+    a, b = pair
+    if a == b:
+        raise ValueError(f"compare: a router against itself ({a!r})")
+    return {"a": a, "b": b, **paired_intervals(by[a].scores, by[b].scores, qw, qs, n_points,
+                                               shares, n_boot, seed)}
