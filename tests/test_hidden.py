@@ -127,3 +127,48 @@ def test_sample_many_reads_each_prompts_own_state(hidden_edge):
     np.testing.assert_array_equal(out[0].hidden, m.hidden_states(Q, [4, -1]))
     np.testing.assert_array_equal(out[1].hidden, m.hidden_states(OTHER, [4, -1]))
     assert [s.n for s in out] == [2, 3]
+
+
+def _count_prefills(model, monkeypatch):
+    prompts = []
+    real = model._prefill
+
+    def counting(tokens, *args, **kw):
+        prompts.append(list(tokens))
+        return real(tokens, *args, **kw)
+
+    monkeypatch.setattr(model, "_prefill", counting)
+    return prompts
+
+
+def test_a_sample_right_after_the_hidden_state_reuses_its_prefill(edge_model, hidden_edge,
+                                                                  monkeypatch):
+    # A router reads the prompt's hidden state; the kept query's answer then starts from that
+    # prefill instead of reading the prompt again, and draws what a fresh prefill draws.
+    kw = dict(n=3, max_tokens=12, temperature=1.0, seed=9)
+    fresh = edge_model.sample(Q, **kw)
+    greedy = edge_model.generate(Q, max_tokens=10)
+    prefills = _count_prefills(hidden_edge, monkeypatch)
+    hidden_edge.hidden_state(Q)
+    reused = hidden_edge.sample(Q, **kw)
+    assert len(prefills) == 1
+    assert reused.texts == fresh.texts and reused.prompt_tokens == fresh.prompt_tokens
+    for a, b in zip(reused.token_logprobs, fresh.token_logprobs):
+        np.testing.assert_array_equal(a, b)
+    # used once: the same prompt again is read again
+    again = hidden_edge.sample(Q, **kw)
+    assert len(prefills) == 2 and again.texts == fresh.texts
+    # a greedy answer (the path's kept-query generation) reuses it as well
+    hidden_edge.hidden_state(Q)
+    assert hidden_edge.generate(Q, max_tokens=10).text == greedy.text and len(prefills) == 3
+    # another prompt, or anything decoded in between, is a fresh prefill
+    hidden_edge.hidden_state(Q)
+    hidden_edge.sample(OTHER, n=1, max_tokens=2, seed=1)
+    assert len(prefills) == 5
+    hidden_edge.hidden_state(Q)
+    hidden_edge.next_token_logprobs(OTHER, [1, 2])
+    assert hidden_edge.sample(Q, **kw).texts == fresh.texts and len(prefills) == 8
+    # a sample that must read hidden states itself prefills (the callback runs in it)
+    hidden_edge.hidden_state(Q)
+    read = hidden_edge.sample(Q, hidden_layers=[-1], **kw)
+    assert len(prefills) == 10 and read.texts == fresh.texts

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -102,6 +102,10 @@ class EdgeModel:
         # Hidden states need llama.cpp's eval callback, which is fixed at context creation:
         # opt-in, since every graph node then calls into Python (see models/hidden.py).
         self._capture = self._hidden_sink = None
+        # (prompt ids, last logits row) while sequence 0 holds exactly that prompt's prefill
+        # and no decode has followed it: the next sample of the same prompt starts from it
+        # (a router that read the prompt's hidden state, then a kept query's answer)
+        self._kv_prompt: Optional[Tuple[Tuple[int, ...], np.ndarray]] = None
         if hidden_states:
             from confroute.models.hidden import HiddenCapture
 
@@ -188,6 +192,7 @@ class EdgeModel:
             b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, 1, out
             b.seq_id[i][0] = seq
         b.n_tokens = len(items)
+        self._kv_prompt = None   # the cache and the logits change
         rc = self._ll.llama_decode(self._ctx, b)
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with code {rc} ({self.name})")
@@ -210,7 +215,16 @@ class EdgeModel:
         return np.ctypeslib.as_array(first, shape=(rows, self.n_vocab))
 
     def _clear_kv(self) -> None:
+        self._kv_prompt = None
         self._ll.llama_memory_clear(self._ll.llama_get_memory(self._ctx), True)
+
+    def _prefill_prompt(self, prompt: List[int]) -> np.ndarray:
+        """A fresh prefill of ``prompt`` into sequence 0, as a sample's first step does it;
+        kept (``_kv_prompt``) for the next sample of the same prompt. The last logits row."""
+        self._clear_kv()
+        row = self._prefill(prompt, len(prompt) - 1)[-1]
+        self._kv_prompt = (tuple(prompt), row)
+        return row
 
     def _prefill(self, tokens: Sequence[int], logits_from: int, seq: int = 0
                  ) -> List[np.ndarray]:
@@ -271,7 +285,9 @@ class EdgeModel:
         """float32 [len(layers), n_embd]: the hidden state at the prompt's last token after
         each of ``layers`` (0..n_layer-1 the blocks' outputs, n_layer or -1 the final-normed
         state), from one prefill and no generation. Needs ``hidden_states=True`` at
-        construction. ``messages`` may be token ids, as for ``sample``."""
+        construction. ``messages`` may be token ids, as for ``sample``. The prefill stays in
+        the cache: a sample of the same prompt next (a kept query's answer) starts from it
+        instead of reading the prompt again, and draws the same samples."""
         from confroute.models.hidden import HiddenSink
 
         sink = HiddenSink(self._hidden_layers(layers))
@@ -280,10 +296,9 @@ class EdgeModel:
             raise ValueError(f"the prompt ({len(prompt)} tokens) exceeds the context of "
                              f"{self.n_ctx} tokens")
         with self._lock:
-            self._clear_kv()
             self._hidden_sink = sink
             try:
-                self._prefill(prompt, len(prompt) - 1)
+                self._prefill_prompt(prompt)
             finally:
                 self._hidden_sink = None
         return sink[0]
@@ -410,13 +425,22 @@ class EdgeModel:
         runs = [_Run([[] for _ in range(r.n)], [[] for _ in range(r.n)], ["length"] * r.n,
                      len(p)) for p, r in zip(prompts, requests)]
         base = [sum(r.n for r in requests[:k]) for k in range(len(requests))]
-        self._clear_kv()
+        # The first prompt's prefill may already be in sequence 0 (see _prefill_prompt): the
+        # same decode, done earlier, so the samples are the same. Not when this prefill must
+        # read hidden states.
+        kept = self._kv_prompt
+        if kept is None or kept[0] != tuple(prompts[0]) or self._hidden_sink is not None:
+            kept = None
+            self._clear_kv()
+        self._kv_prompt = None   # used once: its sequences are about to change
         chains = []
         try:
             live = []   # (request, sample) of each sequence still generating, in batch order
             for k, (p, r) in enumerate(zip(prompts, requests)):
                 chains.append(self._sampler(r.temperature, r.top_k, r.top_p, r.min_p, r.seed))
-                live += [(k, s) for s in self._first_step(runs[k], p, r, chains[k], base[k])]
+                row = kept[1] if kept is not None and k == 0 else None
+                live += [(k, s) for s in self._first_step(runs[k], p, r, chains[k], base[k],
+                                                          row)]
             yield runs
             while live:
                 self._decode([(runs[k].tokens[s][-1], runs[k].n_prompt + len(runs[k].tokens[s])
@@ -434,7 +458,7 @@ class EdgeModel:
                 ll.llama_sampler_free(chain)
 
     def _first_step(self, run: _Run, prompt: List[int], req: SampleRequest, chain,
-                    base: int) -> List[int]:
+                    base: int, row: Optional[np.ndarray] = None) -> List[int]:
         """Decodes the prompt into sequence ``base``, copies its KV cells to the request's
         other sequences and samples every sequence's first token from the prompt's last
         logits — before the next prompt's decode replaces them. Returns the samples that go
@@ -442,7 +466,8 @@ class EdgeModel:
         from confroute import token_logprobs
 
         ll = self._ll
-        row = self._prefill(prompt, len(prompt) - 1, base)[-1]
+        if row is None:   # else: the prompt is in sequence 0 already, its logits current
+            row = self._prefill(prompt, len(prompt) - 1, base)[-1]
         mem = ll.llama_get_memory(self._ctx)
         for s in range(1, req.n):
             ll.llama_memory_seq_cp(mem, base, base + s, -1, -1)
@@ -546,8 +571,7 @@ class EdgeModel:
             raise ValueError(f"token ids must lie in [0, {self.n_vocab})")
         prompt = self._prompt_ids(messages)  # messages, or token ids (a prompt + answer cue)
         with self._lock:
-            self._clear_kv()
-            row = self._prefill(prompt, len(prompt) - 1)[-1][-1]
+            row = self._prefill_prompt(prompt)[-1]
         # One core call gives the log-normalizer of the row (lse = logit - logprob); every
         # candidate then costs a subtraction, however many there are.
         lse = float(row[ids[0]]) - float(token_logprobs(row[None, :], ids[:1], 1.0)[0])
