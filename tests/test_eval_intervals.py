@@ -9,8 +9,8 @@ from confroute.eval import metrics as M
 from confroute.eval.benchmarks import get_benchmark, item_seed, stratified_sample
 from confroute.eval.data import Item, load_table
 from confroute.eval.outcomes import OutcomeTable
-from confroute.eval.replay import (bootstrap_intervals, paired_intervals, replay,
-                                   signal_scores, sweep)
+from confroute.eval.replay import (bootstrap_intervals, mean_intervals, paired_intervals,
+                                   replay, signal_scores, sweep)
 from confroute.routers.baselines import RandomRouter
 from test_eval_data import DATA
 
@@ -108,6 +108,20 @@ def test_random_is_mean_and_sd_over_seeds_and_overlap_is_marked():
     assert r["signal:noise"]["overlaps_random"]["apgr"] is True
     lo, hi = r["signal:good"]["ci"]["apgr"]
     assert lo <= r["signal:good"]["apgr"] <= hi
+
+
+def test_model_quality_gets_an_interval():
+    qw = np.r_[np.ones(30), np.zeros(70)]
+    qs = np.r_[np.ones(80), np.zeros(20)]
+    (w, s_) = mean_intervals([qw, qs], n_boot=2000, seed=1)
+    # the normal approximation of a proportion's interval: p +- 1.96 sqrt(p(1-p)/n)
+    for (lo, hi), p in ((w, 0.3), (s_, 0.8)):
+        half = 1.96 * np.sqrt(p * (1 - p) / 100)
+        assert lo == pytest.approx(p - half, abs=0.02) and hi == pytest.approx(p + half, abs=0.02)
+    rep = replay(_table(qw, qs), ["oracle"], n_boot=50, seed=3)
+    assert rep.to_json()["weak"]["ci"] == mean_intervals([qw, qs], 50, 3)[0]
+    assert "ci" not in replay(_table(qw, qs), ["oracle"]).to_json()["strong"]
+    assert mean_intervals([np.ones(5)], n_boot=10) == [[1.0, 1.0]]
 
 
 def test_paired_difference_uses_the_same_resamples():

@@ -323,8 +323,10 @@ def _write_curves(report, path) -> None:
 
 def format_table(report) -> str:
     t = report.table
-    head = (f"{t.name}: {len(t)} prompts | weak {t.weak} = {report.q_weak:.4f} | "
-            f"strong {t.strong} = {report.q_strong:.4f}")
+    qc = report.quality_ci or {}
+    head = (f"{t.name}: {len(t)} prompts | weak {t.weak} = {report.q_weak:.4f}"
+            f"{_ci(qc.get('weak'))} | strong {t.strong} = {report.q_strong:.4f}"
+            f"{_ci(qc.get('strong'))}")
     cols = ["router", "APGR", "CPT20", "CPT50", "CPT80", "q@20%", "q@50%", "AUROC", "PRR",
             "~random"]
     rows = []

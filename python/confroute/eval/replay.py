@@ -48,14 +48,18 @@ class Report:
     q_strong: float
     # paired differences a - b (replay's ``compare``): {"a", "b", metric: paired_intervals}
     comparisons: Tuple[dict, ...] = ()
+    # bootstrap intervals of each model's mean quality (pass@1), when replay had n_boot
+    quality_ci: Optional[Dict[str, List[float]]] = None
 
     def to_json(self) -> dict:
         t = self.table
         return {
             "benchmark": t.name,
             "n_prompts": len(t),
-            "weak": {"model": t.weak, "quality": self.q_weak},
-            "strong": {"model": t.strong, "quality": self.q_strong},
+            "weak": {"model": t.weak, "quality": self.q_weak,
+                     **({"ci": self.quality_ci["weak"]} if self.quality_ci else {})},
+            "strong": {"model": t.strong, "quality": self.q_strong,
+                       **({"ci": self.quality_ci["strong"]} if self.quality_ci else {})},
             "quality_scale": list(t.scale),
             "binary_quality": t.is_binary,
             "routers": {r.label: r.metrics for r in self.results},
@@ -415,7 +419,25 @@ def replay(table: OutcomeTable,
                     k: _overlaps(r.metrics["ci"].get(k), rand[k]["band"]) for k in CI_METRICS}
     comparisons = tuple(_compare(results, pair, qw, qs, n_points, shares,
                                  n_boot or 1000, seed) for pair in compare)
-    return Report(table, tuple(results), q_weak, q_strong, comparisons)
+    quality_ci = None
+    if n_boot:
+        quality_ci = dict(zip(("weak", "strong"), mean_intervals([qw, qs], n_boot, seed)))
+    return Report(table, tuple(results), q_weak, q_strong, comparisons, quality_ci)
+
+
+def mean_intervals(columns, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+                   ) -> List[List[float]]:
+    """Percentile bootstrap interval of each column's mean (a model's accuracy or pass@1),
+    the same row resamples for every column."""
+    lo_q, hi_q = _check_level(level)
+    cols = np.stack([np.asarray(c, np.float64) for c in columns])
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    means = np.stack([cols[:, rng.integers(0, cols.shape[1], cols.shape[1])].mean(1)
+                      for _ in range(n_boot)])
+    return [[float(x) for x in np.percentile(means[:, j], [lo_q, hi_q])]
+            for j in range(len(cols))]
 
 
 def _compare(results, pair, qw, qs, n_points, shares, n_boot, seed) -> dict:

@@ -61,6 +61,12 @@ def _num(x, pct):
     return f"{100 * x:.1f}" if pct else f"{x:.3f}"
 
 
+def _quality(side: dict) -> str:
+    ci = side.get("ci")
+    return _num(side["quality"], False) + (f" [{_num(ci[0], False)}, {_num(ci[1], False)}]"
+                                           if ci else "")
+
+
 def cell(m: dict, key: str, pct: bool) -> str:
     """'value [lo, hi]' (percent for CPT), or 'mean ± sd' for random over seeds."""
     if "over_seeds" in m:
@@ -101,9 +107,8 @@ def markdown(replays) -> str:
     lines = ["# Routing results (Table 1 layout)", ""]
     for name, m in replays:
         lines.append(f"- **{name}**: {m.get('benchmark')} · {m.get('n_prompts')} prompts · "
-                     f"edge/weak `{m['weak']['model']}` = {_num(m['weak']['quality'], False)}"
-                     f" · cloud/strong `{m['strong']['model']}` = "
-                     f"{_num(m['strong']['quality'], False)}")
+                     f"edge/weak `{m['weak']['model']}` = {_quality(m['weak'])}"
+                     f" · cloud/strong `{m['strong']['model']}` = {_quality(m['strong'])}")
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "CPT in % of cloud calls; [lo, hi] = bootstrap 95% interval over prompts "
