@@ -65,12 +65,16 @@ def _apgr_by_hand(s, qw, qs):
     return float(np.sum(np.diff(share) * (p[1:] + p[:-1]) / 2))
 
 
-def test_bootstrap_matches_an_independent_computation():
-    rng = np.random.default_rng(5)
-    n = 40
+def _random_case(seed, n):
+    """Random scores and 0/1 outcomes: the edge right 40% of the time, the cloud 80%."""
+    rng = np.random.default_rng(seed)
     s = rng.random(n)
-    qw = (rng.random(n) < 0.4).astype(float)
-    qs = (rng.random(n) < 0.8).astype(float)
+    return s, (rng.random(n) < 0.4).astype(float), (rng.random(n) < 0.8).astype(float)
+
+
+def test_bootstrap_matches_an_independent_computation():
+    n = 40
+    s, qw, qs = _random_case(5, n)
     ci = bootstrap_intervals(s, qw, qs, n_points=n + 1, n_boot=300, seed=7)
     # The same resamples, drawn the same way, scored with the hand-written APGR.
     draw = np.random.default_rng(7)
@@ -125,11 +129,8 @@ def test_model_quality_gets_an_interval():
 
 
 def test_paired_difference_uses_the_same_resamples():
-    rng = np.random.default_rng(3)
     n = 60
-    s = rng.random(n)
-    qw = (rng.random(n) < 0.4).astype(float)
-    qs = (rng.random(n) < 0.8).astype(float)
+    s, qw, qs = _random_case(3, n)
     # Against a constant router (every resample with a gap: the diagonal, APGR 0.5), the
     # difference's interval is the router's own interval shifted by 0.5 -- only if both
     # routers were replayed on the very same resamples.
