@@ -367,9 +367,8 @@ def _signed(d, pct=False) -> str:
     """A paired difference: point [lo, hi], and the share of resamples where A was better."""
     if not d or d["diff"] is None:
         return "n/a"
-    k = 100 if pct else 1
-    unit = " pts" if pct else ""
-    return (f"{k * d['diff']:+.3f}{unit} [{k * d['ci'][0]:+.3f}, {k * d['ci'][1]:+.3f}] "
+    f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
+    return (f"{f(d['diff'])}{' pts' if pct else ''} [{f(d['ci'][0])}, {f(d['ci'][1])}] "
             f"(A better in {100 * d['a_better']:.0f}%)")
 
 
