@@ -257,8 +257,6 @@ def _resamples(score_sets, qw, qs, n_points, shares, n_boot, seed):
     qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
     sets = [np.asarray(s, np.float64) for s in score_sets]
     n = qw.size
-    if n_boot < 2:
-        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
     rng = np.random.default_rng(seed)
     rows, gap = [[] for _ in sets], []
     for _ in range(n_boot):
@@ -269,7 +267,11 @@ def _resamples(score_sets, qw, qs, n_points, shares, n_boot, seed):
     return ([{k: np.array([x[k] for x in r]) for k in r[0]} for r in rows], np.array(gap))
 
 
-def _check_level(level: float) -> Tuple[float, float]:
+def _percentiles(n_boot: int, level: float) -> Tuple[float, float]:
+    """The checked bootstrap settings: the lower and upper percentile of a ``level``
+    interval."""
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     return 100 * (1 - level) / 2, 100 * (1 + level) / 2
@@ -284,7 +286,7 @@ def bootstrap_intervals(scores, qw, qs, n_points: int = 201,
     skipped (``no_gap`` counts them), as are those without an AUROC (one class only); a CPT
     that a resample never reaches counts as above every share, so a bound beyond 100% is
     None ("not reached"). Fewer than half the resamples defined: [None, None]."""
-    lo_q, hi_q = _check_level(level)
+    lo_q, hi_q = _percentiles(n_boot, level)
     (rows,), gap = _resamples([scores], qw, qs, n_points, shares, n_boot, seed)
     out: Dict[str, object] = {"n_boot": n_boot, "seed": seed, "level": level,
                               "no_gap": float(1 - gap.mean())}
@@ -315,7 +317,7 @@ def paired_intervals(scores_a, scores_b, qw, qs, n_points: int = 201,
     where a's metric is the better one (higher APGR/AUC/AUROC/quality, lower CPT). Resamples
     where either value is undefined (no gap, one class, a CPT never reached) are left out;
     ``n`` counts those used. Fewer than half defined: None."""
-    lo_q, hi_q = _check_level(level)
+    lo_q, hi_q = _percentiles(n_boot, level)
     qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
     point = [_flat(_point_metrics(np.asarray(s, np.float64), qw, qs, n_points, shares))
              for s in (scores_a, scores_b)]
@@ -429,10 +431,8 @@ def mean_intervals(columns, n_boot: int = 1000, seed: int = 0, level: float = 0.
                    ) -> List[List[float]]:
     """Percentile bootstrap interval of each column's mean (a model's accuracy or pass@1),
     the same row resamples for every column."""
-    lo_q, hi_q = _check_level(level)
+    lo_q, hi_q = _percentiles(n_boot, level)
     cols = np.stack([np.asarray(c, np.float64) for c in columns])
-    if n_boot < 2:
-        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
     rng = np.random.default_rng(seed)
     means = np.stack([cols[:, rng.integers(0, cols.shape[1], cols.shape[1])].mean(1)
                       for _ in range(n_boot)])
