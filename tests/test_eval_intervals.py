@@ -274,3 +274,14 @@ def test_report_writes_table1(tmp_path):
     assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no metrics.json"):
         write_report([str(tmp_path)], str(tmp_path / "x"))
+
+
+def test_bad_bootstrap_settings_are_clear_errors():
+    s, qw, qs = _random_case(0, 10)
+    for fn, args in [(bootstrap_intervals, (s, qw, qs)), (paired_intervals, (s, s, qw, qs))]:
+        with pytest.raises(ValueError, match="n_boot must be >= 2, got 1"):
+            fn(*args, n_boot=1)
+        with pytest.raises(ValueError, match=r"level must be in \(0, 1\), got 1.5"):
+            fn(*args, n_boot=10, level=1.5)
+    with pytest.raises(ValueError, match="n_boot must be >= 2, got 0"):
+        mean_intervals([qw], n_boot=0)
