@@ -41,6 +41,8 @@ def test_humaneval_plugin():
     assert sig["exec_n_clusters"] == 2.0
     q = np.array([3, 2]) / 5
     assert abs(sig["exec_se_discrete"] - float(-(q * np.log(q)).sum())) < 1e-9
+    # each sample's behaviour cluster in draw order, kept for `eval prefix` / `eval adaptive`
+    assert sig.pop("exec_cluster_ids") == [0, 0, 0, 1, 1]
     assert set(sig) <= set(b.signal_higher)
     # with the graded answer: the share of samples that behave otherwise than it
     sig = b.extra_signals(it, _samples([body] * 3 + ["    return None\n```"] * 2), answer=good)

@@ -135,6 +135,26 @@ def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
         assert x["signals"]["greedy_disagreement"] == pytest.approx(want)
         assert x["signals"]["answer_mean_logprob"] < 0
     assert all(x["usage"]["completion_tokens"] <= 96 for x in recs)
+    # the samples in draw order replay SE at fewer samples, and adaptive stopping
+    pre = tmp_path / "g5.csv"
+    r = _run(_cmd("prefix", "--table", out, "--samples", 5, "--samples", 2, "--out", pre))
+    tp = load_table(pre)
+    np.testing.assert_allclose(tp.signals["exact_se_kuhn_n5"], t.signals["exact_se_kuhn"],
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(tp.signals["exact_se_discrete_n5"],
+                               t.signals["exact_se_discrete"], rtol=1e-9, atol=1e-12)
+    assert np.all(tp.signals["exact_se_discrete_n2"] <= np.log(2) + 1e-12)
+    from confroute.eval.prefix import _ids_of
+
+    for x, se2 in zip(sorted(recs, key=lambda x: t.ids.index(x["id"])),
+                      tp.signals["exact_se_discrete_n2"]):
+        a = x["extra"]["sample_answers"][:2]  # two samples: 0 if they agree, else log 2
+        assert se2 == pytest.approx(0.0 if len(set(_ids_of(a))) == 1 else np.log(2))
+    adj = tmp_path / "ad.json"
+    _run(_cmd("adaptive", "--table", out, "--threshold", 0.5, "--rule", "exact",
+              "--bootstrap", 20, "--out", adj))
+    res = json.load(open(adj))["results"][0]
+    assert res["identical"] == 1.0 and 3 <= res["mean_samples"] <= 5 and res["n_max"] == 5
     # both sides recorded: nothing runs, the table is the recorded pair on the sampled prompts
     ck2, out2 = tmp_path / "r.jsonl", tmp_path / "r.csv"
     _run(_cmd("build", "--benchmark", "gsm8k", "--data", DATA, "--limit", 20,

@@ -169,9 +169,10 @@ EXEC_SIGNALS = {"exec_se_discrete": "cloud", "exec_se_weighted": "cloud",
 
 
 def exec_signals(task, texts, token_logprobs, answer: Optional[str] = None
-                 ) -> Dict[str, float]:
+                 ) -> Dict[str, object]:
     """The ``signal:exec_*`` values of one prompt's samples (texts and token logprobs) on
-    the task's (``CodeTask``) example calls. With the graded ``answer``,
+    the task's (``CodeTask``) example calls, and ``exec_cluster_ids`` (each sample's
+    behaviour cluster, in draw order). With the graded ``answer``,
     ``exec_greedy_disagreement`` is the share of samples that behave otherwise than it."""
     from confroute import sequence_logprobs
     from confroute.eval.code_grading import candidate_program, extract_code
@@ -194,7 +195,8 @@ def exec_signals(task, texts, token_logprobs, answer: Optional[str] = None
     c = clusters_of(beh, lp)
     out.update(exec_se_discrete=c.se_discrete, exec_se_weighted=c.se_weighted,
                exec_se_kuhn=c.se_kuhn, exec_n_clusters=float(c.n_clusters),
-               exec_largest_share=float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids)))
+               exec_largest_share=float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids)),
+               exec_cluster_ids=[int(i) for i in c.cluster_ids])
     return out
 
 

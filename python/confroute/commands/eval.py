@@ -132,6 +132,41 @@ def add_arguments(parser) -> None:
     c.add_argument("--hidden-cache", default=None,
                    help="sep: an .npz that keeps the hidden states (reused on a rerun)")
 
+    pf = sub.add_parser("prefix", help="add the SE of each prompt's first K samples to a "
+                                       "table (signal:<exec|exact>_se_<kind>_n<K>), from the "
+                                       "samples eval build kept in draw order")
+    pf.add_argument("--table", required=True, help="an outcome table (eval build's --out)")
+    pf.add_argument("--samples", type=int, action="append", required=True, metavar="K",
+                    help="samples to keep (repeatable)")
+    pf.add_argument("--checkpoint", default=None,
+                    help="eval build's checkpoint (default: the one the table's meta names)")
+    pf.add_argument("--out", required=True, help="the table with the new signal columns")
+
+    ad = sub.add_parser("adaptive", help="replay adaptive SE on the samples eval build kept "
+                                         "in draw order: samples drawn, decisions identical "
+                                         "to full-n SE")
+    ad.add_argument("--table", required=True, help="an outcome table (eval build's --out)")
+    ad.add_argument("--checkpoint", default=None,
+                    help="eval build's checkpoint (default: the one the table's meta names)")
+    ad.add_argument("--n-max", type=int, default=None,
+                    help="the cap (default: every sample the table has)")
+    ad.add_argument("--threshold", type=float, action="append", default=[],
+                    help="discrete SE threshold in nats (repeatable)")
+    ad.add_argument("--share", type=float, action="append", default=[],
+                    help="or the threshold that sends this share to the cloud under full-n SE "
+                         "(repeatable)")
+    ad.add_argument("--rule", action="append", choices=["exact", "confidence"], default=None,
+                    help="stopping rule (repeatable; default: both)")
+    ad.add_argument("--first", type=int, default=3)
+    ad.add_argument("--step", type=int, default=2)
+    ad.add_argument("--delta", type=float, default=0.05,
+                    help="confidence rule: stop where P(the decision flips) < delta")
+    ad.add_argument("--source", choices=["exec", "exact"], default=None,
+                    help="the clusters: program behaviour or canonical answer (default: "
+                         "what the table has, exec first)")
+    ad.add_argument("--bootstrap", type=int, default=1000, metavar="B")
+    ad.add_argument("--out", default=None, help="write the results as JSON here")
+
     rp = sub.add_parser("report", help="the paper's Table 1 (Markdown + PNG) from replay "
                                        "output folders")
     rp.add_argument("folders", nargs="+", metavar="FOLDER",
@@ -162,6 +197,10 @@ def run(args) -> int:
         return _judge(args)
     if args.eval_command == "crossfit":
         return _crossfit(args)
+    if args.eval_command == "prefix":
+        return _prefix(args)
+    if args.eval_command == "adaptive":
+        return _adaptive(args)
     if args.eval_command == "report":
         from confroute.eval.report import write_report
 
@@ -169,8 +208,8 @@ def run(args) -> int:
         print(open(paths["markdown"]).read())
         print(f"wrote {paths['markdown']}, {paths['png']}")
         return 0
-    raise ValueError("choose an action: confroute eval replay | build | report | judge "
-                     "(see --help)")
+    raise ValueError("choose an action: confroute eval replay | build | crossfit | prefix | "
+                     "adaptive | report | judge (see --help)")
 
 
 def _crossfit(args) -> int:
@@ -212,6 +251,94 @@ def _crossfit(args) -> int:
     table.save(args.out)
     print(f"wrote {args.out}; replay it with:\n  confroute eval replay --table {args.out} "
           f"--router random --router oracle --router signals --out DIR")
+    return 0
+
+
+def _draws(args, table):
+    """The table's rows' per-sample draws, by source, in the table's row order."""
+    from confroute.eval.prefix import SOURCES, checkpoint_records, draws_of
+
+    ck = args.checkpoint or table.meta.get("checkpoint")
+    if not ck:
+        raise ValueError(f"{args.table}: the table's meta names no checkpoint: give "
+                         f"--checkpoint")
+    if not args.checkpoint and not os.path.exists(ck):
+        ck = os.path.join(os.path.dirname(os.path.abspath(args.table)), ck)
+    if not os.path.exists(ck):
+        raise ValueError(f"checkpoint not found: {ck}")
+    recs = {r.id: r for r in checkpoint_records(ck, table.meta.get("signals_from"))}
+    missing = [i for i in table.ids if i not in recs]
+    if missing or not table.ids:
+        raise ValueError(f"{ck}: no record of {len(missing) or 'any'} of the table's rows "
+                         f"(first: {missing[0] if missing else None!r})")
+    rows = [recs[i] for i in table.ids]
+    have = [s for s in SOURCES if all(SOURCES[s] in r.extra for r in rows)]
+    if not have:
+        raise ValueError(f"{ck}: the records keep no per-sample clusters "
+                         f"({' or '.join(SOURCES.values())}): rebuild with eval build")
+    return {s: draws_of(rows, s) for s in have}
+
+
+def _prefix(args) -> int:
+    from confroute.eval.crossfit import with_signal
+    from confroute.eval.data import load_table
+    from confroute.eval.prefix import prefix_signals
+
+    if os.path.abspath(args.out) == os.path.abspath(args.table):
+        raise ValueError("--out must differ from --table (the table you gave is kept)")
+    table = load_table(args.table)
+    for source, draws in _draws(args, table).items():
+        for k in args.samples:
+            for name, values in prefix_signals(draws, k, source).items():
+                table = with_signal(table, name, values)
+                print(f"signal:{name}")
+    table.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _adaptive(args) -> int:
+    from confroute.eval.data import load_table
+    from confroute.eval.prefix import adaptive_replay, prefix_se, share_threshold
+    from confroute.eval.replay import mean_intervals
+
+    table = load_table(args.table)
+    by_source = _draws(args, table)
+    source = args.source or next(iter(by_source))
+    if source not in by_source:
+        raise ValueError(f"the records keep no {source!r} clusters; they have "
+                         f"{', '.join(by_source)}")
+    draws = by_source[source]
+    n_max = args.n_max or min(d.cluster_ids.size for d in draws)
+    if not (args.threshold or args.share):
+        raise ValueError("give at least one --threshold (nats) or --share")
+    full = prefix_se(draws, n_max)["discrete"]
+    thresholds = list(args.threshold) + [share_threshold(full, s) for s in args.share]
+    results = []
+    print(f"{len(draws)} prompts, {source} clusters, n_max {n_max}, rounds "
+          f"{args.first}+{args.step}+...; 95% bootstrap intervals over prompts")
+    print("| threshold (nats) | cloud share, full n | rule | mean samples | share of n_max "
+          "| identical decisions |")
+    print("|---|---|---|---|---|---|")
+    for t in thresholds:
+        for rule in args.rule or ["exact", "confidence"]:
+            r = adaptive_replay(draws, t, n_max, args.first, args.step, rule, args.delta)
+            ci = mean_intervals([r.n_drawn, r.identical], n_boot=args.bootstrap) \
+                if args.bootstrap else [[float("nan")] * 2] * 2
+            res = {"threshold": t, "rule": rule, "n_max": n_max, "source": source,
+                   "n_prompts": len(draws), "cloud_share_full": float(r.cloud_full.mean()),
+                   "cloud_share": float(r.cloud.mean()),
+                   "mean_samples": float(r.n_drawn.mean()), "mean_samples_ci": ci[0],
+                   "identical": float(r.identical.mean()), "identical_ci": ci[1]}
+            results.append(res)
+            print(f"| {t:.3f} | {res['cloud_share_full']:.0%} | {rule} | "
+                  f"{res['mean_samples']:.2f} [{ci[0][0]:.2f}, {ci[0][1]:.2f}] | "
+                  f"{res['mean_samples'] / n_max:.0%} | {res['identical']:.1%} "
+                  f"[{ci[1][0]:.1%}, {ci[1][1]:.1%}] |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"table": args.table, "results": results}, f, indent=1)
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -242,7 +242,12 @@ def _sampled_signals(bench, item, samples, settings, scorer, answer=None):
            "se_kuhn": conf.se_kuhn, "n_clusters": float(conf.n_clusters),
            "mean_token_logprob": conf.mean_token_logprob,
            "max_sequence_prob": conf.max_sequence_prob, "perplexity": conf.mean_perplexity}
-    extra: Dict[str, object] = {"sample_finish": list(samples.finish_reasons)}
+    # per sample, in draw order, so a prefix of the samples (SE at a smaller n, adaptive
+    # stopping) can be replayed from the table: see confroute.eval.prefix
+    extra: Dict[str, object] = {"sample_finish": list(samples.finish_reasons),
+                                "sample_mean_logprob": [
+                                    float(np.mean(x)) if len(x) else 0.0
+                                    for x in samples.token_logprobs]}
     if bench.has_answer_key():
         keys = [bench.answer_key(t, item) for t in samples.texts]
         lps = [np.asarray(x, np.float64) for x in samples.token_logprobs]
@@ -258,8 +263,11 @@ def _sampled_signals(bench, item, samples, settings, scorer, answer=None):
             # the graded answer against the samples: "would I say the same again?"
             mine = bench.answer_key(answer, item)
             sig["greedy_disagreement"] = float(np.mean([k is None or k != mine for k in keys]))
-    sig.update({k: float(v) for k, v in
-                bench.extra_signals(item, samples, answer=answer).items()})
+    for k, v in bench.extra_signals(item, samples, answer=answer).items():
+        if isinstance(v, (list, tuple)):
+            extra[k] = list(v)   # per-sample values (e.g. execution cluster ids)
+        else:
+            sig[k] = float(v)
     return sig, extra
 
 
