@@ -6,6 +6,8 @@ SmolLM2-135M.
   and with all layers' hidden states read in the same prefill.
 - "decision cost": SE with n=5 (samples + MiniLM + core; reference) against the probe's
   decision (one prefill reading one layer + a dot product) — the issue's goal is >= 5x.
+- "adaptive SE rounds": five rounds of samples of one ~190-token prompt, each reading the
+  prompt again (reference) against each starting from the prompt kept after the last round.
 - "kept sep query": the probe's prefill, then the edge's greedy answer, on a prompt of ~190
   tokens (a short HumanEval prompt's size, where the prefill is much of a short answer's
   cost): the answer reads the prompt again (reference: the kept prefill dropped) against the
@@ -119,3 +121,27 @@ def test_kept_query_prefills_twice_reference(benchmark, hidden):
 @pytest.mark.benchmark(group=KEPT)
 def test_kept_query_reuses_the_prefill(benchmark, hidden):
     _pedantic(benchmark, lambda: _kept_query(hidden, False), rounds=5)
+
+
+ROUNDS = "adaptive SE rounds: 3+2+2+2+1 samples of 24 tokens, ~190-token prompt"
+
+
+def _rounds(model, drop: bool):
+    texts, k = [], 0
+    for n in (3, 2, 2, 2, 1):
+        if drop:
+            model._clear_kv()   # what each round did before the edge kept the prompt
+        texts += model.sample(LONG, n=n, max_tokens=24, temperature=0.7, seed=k).texts
+        k += n
+    return texts
+
+
+@pytest.mark.benchmark(group=ROUNDS)
+def test_rounds_prefill_each_reference(benchmark, plain):
+    texts = _pedantic(benchmark, lambda: _rounds(plain, True), rounds=5)
+    assert texts == _rounds(plain, False)
+
+
+@pytest.mark.benchmark(group=ROUNDS)
+def test_rounds_reuse_the_prefill(benchmark, plain):
+    _pedantic(benchmark, lambda: _rounds(plain, False), rounds=5)

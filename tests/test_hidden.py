@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from confroute.models.types import SampleRequest
 from processes import THREADS
 
 Q = "What is the capital of France? Answer in one word."
@@ -155,20 +156,49 @@ def test_a_sample_right_after_the_hidden_state_reuses_its_prefill(edge_model, hi
     assert reused.texts == fresh.texts and reused.prompt_tokens == fresh.prompt_tokens
     for a, b in zip(reused.token_logprobs, fresh.token_logprobs):
         np.testing.assert_array_equal(a, b)
-    # used once: the same prompt again is read again
+    # kept after the samples too (their cells dropped): the same prompt again (adaptive SE's
+    # next round) and then its greedy answer (a kept query's) start from it as well
     again = hidden_edge.sample(Q, **kw)
-    assert len(prefills) == 2 and again.texts == fresh.texts
-    # a greedy answer (the path's kept-query generation) reuses it as well
-    hidden_edge.hidden_state(Q)
-    assert hidden_edge.generate(Q, max_tokens=10).text == greedy.text and len(prefills) == 3
+    assert len(prefills) == 1 and again.texts == fresh.texts
+    for a, b in zip(again.token_logprobs, fresh.token_logprobs):
+        np.testing.assert_array_equal(a, b)
+    assert hidden_edge.generate(Q, max_tokens=10).text == greedy.text and len(prefills) == 1
     # another prompt, or anything decoded in between, is a fresh prefill
-    hidden_edge.hidden_state(Q)
     hidden_edge.sample(OTHER, n=1, max_tokens=2, seed=1)
-    assert len(prefills) == 5
+    assert len(prefills) == 2
+    hidden_edge.next_token_logprobs(OTHER, [1, 2])
+    assert hidden_edge.sample(Q, **kw).texts == fresh.texts and len(prefills) == 4
     hidden_edge.hidden_state(Q)
     hidden_edge.next_token_logprobs(OTHER, [1, 2])
-    assert hidden_edge.sample(Q, **kw).texts == fresh.texts and len(prefills) == 8
+    assert hidden_edge.sample(Q, **kw).texts == fresh.texts and len(prefills) == 7
     # a sample that must read hidden states itself prefills (the callback runs in it)
     hidden_edge.hidden_state(Q)
     read = hidden_edge.sample(Q, hidden_layers=[-1], **kw)
-    assert len(prefills) == 10 and read.texts == fresh.texts
+    assert len(prefills) == 9 and read.texts == fresh.texts
+
+
+def test_rounds_of_samples_of_one_prompt_read_it_once(edge_model, monkeypatch):
+    # Adaptive SE draws in rounds (3, then 2 more, seeded apart); each round after the first
+    # starts from the prompt's kept prefill and draws what a fresh prefill draws.
+    from confroute.models import default_edge
+
+    plain = default_edge(n_ctx=256, n_seq_max=4, n_threads=THREADS)
+    want = [plain.sample(Q, n=n, max_tokens=12, temperature=0.7, seed=s)
+            for n, s in ((3, 1), (2, 4), (1, 5))]
+    plain.close()
+    edge_model.sample(OTHER, n=1, max_tokens=1)   # whatever an earlier test left is dropped
+    prefills = _count_prefills(edge_model, monkeypatch)
+    got = [edge_model.sample(Q, n=n, max_tokens=12, temperature=0.7, seed=s)
+           for n, s in ((3, 1), (2, 4), (1, 5))]
+    assert len(prefills) == 1
+    for g, w in zip(got, want):
+        assert g.texts == w.texts
+        for a, b in zip(g.token_logprobs, w.token_logprobs):
+            np.testing.assert_array_equal(a, b)
+    # several prompts in one batch: the first one's prefill is used and kept, the others'
+    # are read and dropped
+    edge_model.sample_many([SampleRequest(Q, 2, 8, 0.7, 1), SampleRequest(OTHER, 2, 8, 0.7, 1)])
+    assert len(prefills) == 2
+    assert edge_model.sample(Q, n=3, max_tokens=12, temperature=0.7, seed=1).texts == \
+        want[0].texts and len(prefills) == 2
+    assert edge_model.sample(OTHER, n=1, max_tokens=4, seed=2) and len(prefills) == 3

@@ -103,9 +103,11 @@ class EdgeModel:
         # opt-in, since every graph node then calls into Python (see models/hidden.py).
         self._capture = self._hidden_sink = None
         # (prompt ids, last logits row) while sequence 0 holds exactly that prompt's prefill
-        # and no decode has followed it: the next sample of the same prompt starts from it
-        # (a router that read the prompt's hidden state, then a kept query's answer)
+        # and nothing else is in the cache: the next sample of the same prompt starts from it
+        # (a router read the prompt's hidden state or drew samples; then a kept query's
+        # answer, or adaptive SE's next round)
         self._kv_prompt: Optional[Tuple[Tuple[int, ...], np.ndarray]] = None
+        self._cand = None   # the candidates array of _sample_row, made once
         if hidden_states:
             from confroute.models.hidden import HiddenCapture
 
@@ -425,22 +427,24 @@ class EdgeModel:
         runs = [_Run([[] for _ in range(r.n)], [[] for _ in range(r.n)], ["length"] * r.n,
                      len(p)) for p, r in zip(prompts, requests)]
         base = [sum(r.n for r in requests[:k]) for k in range(len(requests))]
-        # The first prompt's prefill may already be in sequence 0 (see _prefill_prompt): the
-        # same decode, done earlier, so the samples are the same. Not when this prefill must
-        # read hidden states.
+        # The first prompt's prefill may already be in sequence 0 (see _prefill_prompt and
+        # _keep_prompt): the same decode, done earlier, so the samples are the same. Not when
+        # this prefill must read hidden states.
         kept = self._kv_prompt
         if kept is None or kept[0] != tuple(prompts[0]) or self._hidden_sink is not None:
             kept = None
             self._clear_kv()
-        self._kv_prompt = None   # used once: its sequences are about to change
+        self._kv_prompt = None   # its sequences are about to change
         chains = []
         try:
             live = []   # (request, sample) of each sequence still generating, in batch order
+            first_row = None
             for k, (p, r) in enumerate(zip(prompts, requests)):
                 chains.append(self._sampler(r.temperature, r.top_k, r.top_p, r.min_p, r.seed))
-                row = kept[1] if kept is not None and k == 0 else None
-                live += [(k, s) for s in self._first_step(runs[k], p, r, chains[k], base[k],
-                                                          row)]
+                row = kept[1] if kept is not None and k == 0 else \
+                    self._prefill(p, len(p) - 1, base[k])[-1]
+                first_row = row if k == 0 else first_row
+                live += [(k, s) for s in self._first_step(runs[k], r, chains[k], base[k], row)]
             yield runs
             while live:
                 self._decode([(runs[k].tokens[s][-1], runs[k].n_prompt + len(runs[k].tokens[s])
@@ -453,29 +457,58 @@ class EdgeModel:
                 live = [(k, s) for (k, s), tok, lp in zip(live, toks, lps)
                         if self._accept(runs[k], s, tok, lp, requests[k].max_tokens)]
                 yield runs
+            self._keep_prompt(prompts[0], first_row, sum(r.n for r in requests))
         finally:
             for chain in chains:
                 ll.llama_sampler_free(chain)
 
-    def _first_step(self, run: _Run, prompt: List[int], req: SampleRequest, chain,
-                    base: int, row: Optional[np.ndarray] = None) -> List[int]:
-        """Decodes the prompt into sequence ``base``, copies its KV cells to the request's
-        other sequences and samples every sequence's first token from the prompt's last
-        logits — before the next prompt's decode replaces them. Returns the samples that go
-        on."""
+    def _keep_prompt(self, prompt: List[int], row: np.ndarray, n_seq: int) -> None:
+        """After a generation: drop every answer's cells, keeping the first prompt's cells in
+        sequence 0 and its last logits row, so the next sample of that prompt (adaptive SE's
+        next round, a kept query's answer) starts from them. The cells are those a fresh
+        prefill makes (the same decode), and the next tokens go to the same places."""
+        mem = self._ll.llama_get_memory(self._ctx)
+        ok = self._ll.llama_memory_seq_rm(mem, 0, len(prompt), -1)
+        for s in range(1, n_seq):
+            ok = self._ll.llama_memory_seq_rm(mem, s, -1, -1) and ok
+        self._kv_prompt = (tuple(prompt), row) if ok else None
+        if not ok:
+            self._clear_kv()
+
+    def _first_step(self, run: _Run, req: SampleRequest, chain, base: int,
+                    row: np.ndarray) -> List[int]:
+        """With the prompt in sequence ``base``: copies its KV cells to the request's other
+        sequences and samples every sequence's first token from the prompt's last logits
+        ``row``. Returns the samples that go on."""
         from confroute import token_logprobs
 
         ll = self._ll
-        if row is None:   # else: the prompt is in sequence 0 already, its logits current
-            row = self._prefill(prompt, len(prompt) - 1, base)[-1]
         mem = ll.llama_get_memory(self._ctx)
         for s in range(1, req.n):
             ll.llama_memory_seq_cp(mem, base, base + s, -1, -1)
-        idx = (len(prompt) - 1) % self.n_batch   # the last token of the last prefill chunk
-        toks = [ll.llama_sampler_sample(chain, self._ctx, idx) for _ in range(req.n)]
+        toks = [self._sample_row(chain, row) for _ in range(req.n)]
         lps = token_logprobs(np.broadcast_to(row, (req.n, self.n_vocab)), toks, 1.0)
         return [s for s, tok, lp in zip(range(req.n), toks, lps)
                 if self._accept(run, s, tok, lp, req.max_tokens)]
+
+    def _sample_row(self, chain, row: np.ndarray) -> int:
+        """One token drawn by ``chain`` from a logits row we hold (a kept prompt's, which the
+        context no longer has): what ``llama_sampler_sample`` does with the context's row —
+        every token with its logit, the chain applied, the pick accepted."""
+        ll = self._ll
+        if self._cand is None:
+            self._cand = (ll.llama_token_data * self.n_vocab)()
+            self._cand_np = np.frombuffer(self._cand, dtype=np.dtype(
+                [("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
+        c = self._cand_np
+        c["id"], c["logit"], c["p"] = np.arange(self.n_vocab, dtype=np.int32), row, 0.0
+        arr = ll.llama_token_data_array(self._cand, self.n_vocab, -1, False)
+        ll.llama_sampler_apply(chain, ctypes.byref(arr))
+        if not 0 <= arr.selected < arr.size:
+            raise RuntimeError(f"the sampler selected no token ({self.name})")
+        tok = int(self._cand[arr.selected].id)
+        ll.llama_sampler_accept(chain, tok)
+        return tok
 
     def _accept(self, run: _Run, s: int, tok, lp, max_tokens: int) -> bool:
         """Appends sample s's new token and its logprob; False once the sample has ended. An
