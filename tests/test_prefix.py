@@ -9,7 +9,7 @@ from confroute import semantic_entropy
 from confroute.adaptive import discrete_entropy, settled
 from confroute.eval.outcomes import LiveRecord
 from confroute.eval.prefix import (
-    Draws, _ids_of, adaptive_replay, draws_of, prefix_se, share_threshold,
+    Draws, _ids_of, adaptive_replay, draws_of, prefix_se, prefix_signals, share_threshold,
 )
 
 
@@ -51,6 +51,16 @@ def test_prefix_se_is_the_core_se_of_the_first_k():
     assert np.all(prefix_se(draws, 1)["discrete"] == 0)
     with pytest.raises(ValueError, match="fewer than 9 samples"):
         prefix_se(draws, 9)
+    # another window: the SE of samples 4..7, cluster ids renumbered within it
+    later = prefix_se(draws, 4, start=4)
+    for d, disc in zip(draws, later["discrete"]):
+        assert disc == pytest.approx(discrete_entropy(np.bincount(d.cluster_ids[4:])), abs=1e-12)
+    assert set(prefix_signals(draws, 4, "exact", start=4)) == {
+        "exact_se_discrete_n4_from4", "exact_se_weighted_n4_from4", "exact_se_kuhn_n4_from4"}
+    with pytest.raises(ValueError, match="fewer than 9 samples"):
+        prefix_se(draws, 4, start=5)
+    with pytest.raises(ValueError, match="start >= 0"):
+        prefix_se(draws, 4, start=-1)
 
 
 @settings(max_examples=200, deadline=None)

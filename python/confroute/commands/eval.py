@@ -138,6 +138,9 @@ def add_arguments(parser) -> None:
     pf.add_argument("--table", required=True, help="an outcome table (eval build's --out)")
     pf.add_argument("--samples", type=int, action="append", required=True, metavar="K",
                     help="samples to keep (repeatable)")
+    pf.add_argument("--start", type=int, default=0,
+                    help="skip this many samples first: another window of the same draws "
+                         "(signal names end in _from<START>), to see SE's draw-to-draw noise")
     pf.add_argument("--checkpoint", default=None,
                     help="eval build's checkpoint (default: the one the table's meta names)")
     pf.add_argument("--out", required=True, help="the table with the new signal columns")
@@ -289,7 +292,7 @@ def _prefix(args) -> int:
     table = load_table(args.table)
     for source, draws in _draws(args, table).items():
         for k in args.samples:
-            for name, values in prefix_signals(draws, k, source).items():
+            for name, values in prefix_signals(draws, k, source, args.start).items():
                 table = with_signal(table, name, values)
                 print(f"signal:{name}")
     table.save(args.out)

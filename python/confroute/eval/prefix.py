@@ -62,27 +62,33 @@ def draws_of(records, source: str) -> List[Draws]:
     return out
 
 
-def prefix_se(draws: Sequence[Draws], k: int) -> Dict[str, np.ndarray]:
-    """Discrete, weighted and Kuhn SE of each prompt's first ``k`` samples (the core's)."""
+def prefix_se(draws: Sequence[Draws], k: int, start: int = 0) -> Dict[str, np.ndarray]:
+    """Discrete, weighted and Kuhn SE of each prompt's samples ``start .. start + k - 1``
+    (the first ``k`` by default; another window of the same draws shows how much SE at k
+    samples moves from draw to draw), by the core."""
     from confroute import semantic_entropy
 
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    short = [d.id for d in draws if d.cluster_ids.size < k]
+    if k < 1 or start < 0:
+        raise ValueError(f"need k >= 1 and start >= 0, got k={k}, start={start}")
+    short = [d.id for d in draws if d.cluster_ids.size < start + k]
     if short:
-        raise ValueError(f"{len(short)} prompts have fewer than {k} samples (first: "
+        raise ValueError(f"{len(short)} prompts have fewer than {start + k} samples (first: "
                          f"{short[0]!r})")
-    ids = np.concatenate([d.cluster_ids[:k] for d in draws])
-    lp = np.concatenate([d.mean_logprob[:k] for d in draws])
+    # cluster ids renumbered within the window (the core wants 0..K-1 per prompt)
+    ids = np.concatenate([_ids_of(d.cluster_ids[start:start + k].tolist()) for d in draws])
+    lp = np.concatenate([d.mean_logprob[start:start + k] for d in draws])
     off = np.arange(len(draws) + 1, dtype=np.int64) * k
     return {kind: np.asarray(semantic_entropy(ids, off, None if kind == "discrete" else lp,
                                               kind=kind), np.float64) for kind in KINDS}
 
 
-def prefix_signals(draws: Sequence[Draws], k: int, source: str) -> Dict[str, np.ndarray]:
-    """``{<source>_se_<kind>_n<k>: values}``: the table's SE signal names with the sample
-    count appended."""
-    return {f"{source}_se_{kind}_n{k}": v for kind, v in prefix_se(draws, k).items()}
+def prefix_signals(draws: Sequence[Draws], k: int, source: str, start: int = 0
+                   ) -> Dict[str, np.ndarray]:
+    """``{<source>_se_<kind>_n<k>[_from<start>]: values}``: the table's SE signal names with
+    the sample window appended."""
+    tail = f"_from{start}" if start else ""
+    return {f"{source}_se_{kind}_n{k}{tail}": v
+            for kind, v in prefix_se(draws, k, start).items()}
 
 
 @dataclass(frozen=True)
