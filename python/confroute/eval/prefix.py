@@ -36,10 +36,11 @@ class Draws:
 
 
 def _ids_of(keys) -> np.ndarray:
-    # equal keys share a cluster; a missing key (no answer found) is a cluster of its own
-    first: Dict[object, int] = {}
-    return np.array([first.setdefault(k if k is not None else ("none", i), len(first))
-                     for i, k in enumerate(keys)], np.int64)
+    """Equal keys share a cluster, numbered by first appearance (the rule of execution
+    clusters); a missing key (no answer found) is a cluster of its own."""
+    from confroute.exec_clusters import cluster_ids
+
+    return cluster_ids([(k,) if k is not None else (None, i) for i, k in enumerate(keys)])
 
 
 def draws_of(records, source: str) -> List[Draws]:
