@@ -17,7 +17,9 @@ from confroute.index import VectorIndex
 __version__ = "0.1.0"
 
 # The cascade loads on first use: confroute.Controller, .SECascade, .RoutedAnswer.
-_LAZY = {"Controller": "confroute.controller", "SECascade": "confroute.routing",
+_LAZY = {"Controller": "confroute.controller", "SECascade": "confroute.policies",
+         "AnswerLogprob": "confroute.policies", "Disagreement": "confroute.policies",
+         "Sampling": "confroute.routing",
          "RoutedAnswer": "confroute.controller", "ConfidenceScorer": "confroute.scorer"}
 
 
@@ -29,11 +31,14 @@ def __getattr__(name):
     raise AttributeError(f"module 'confroute' has no attribute {name!r}")
 
 __all__ = [
+    "AnswerLogprob",
     "ConfidenceBatch",
     "ConfidenceScorer",
     "Controller",
+    "Disagreement",
     "RoutedAnswer",
     "SECascade",
+    "Sampling",
     "VectorIndex",
     "build_info",
     "cluster_by_similarity",

@@ -199,11 +199,12 @@ class AdaptiveSECascade:
         from confroute.routing import Need
 
         conf = getattr(evidence, "confidence", None)
+        # the answer (what is served if the edge keeps it) comes with the first round
         if conf is None:
-            return Need(samples=self.first)
+            return Need(samples=self.first, answer=True)
         if self._verdict(conf)[0] is not None:
-            return Need(samples=conf.n_samples)        # settled: what is there suffices
-        return Need(samples=min(conf.n_samples + self.step, self.n_max))
+            return Need(samples=conf.n_samples, answer=True)   # settled: what is there will do
+        return Need(samples=min(conf.n_samples + self.step, self.n_max), answer=True)
 
     # -- driving it with a scorer ---------------------------------------------------------------
     def measure(self, scorer, messages, edge, **opts) -> AdaptiveResult:

@@ -75,6 +75,12 @@ def extract_number(text: str) -> Optional[float]:
     return _signed(text, hits[-1]) if hits else None
 
 
+def has_marked_number(text: str) -> bool:
+    """Whether the reply states its final number with a marker ('####', '\\boxed{', 'the
+    answer is'): a reply that commits to an answer, as math replies do."""
+    return _MARKED_NUMBER.search(text) is not None
+
+
 def _letter_patterns(letters: str):
     L = "[" + re.escape(letters) + "]"
     end = r"(?![A-Za-z0-9'])"  # 'B' as a word, not the start of 'Because' or "A's"

@@ -3,8 +3,8 @@
 
 The policy is a :class:`confroute.routing.Policy` (e.g. :class:`SECascade`, or a trained
 router's :class:`~confroute.routers.policy.RouterPolicy`) or a router string. When the edge
-keeps a query, the answer is one of the samples already drawn (the most likely member of the
-largest meaning cluster): no extra generation. When the cloud fails or times out, the edge
+keeps a query, the answer is the edge's answer the policy judged (greedy by default, the one
+``eval build`` grades): no second generation. When the cloud fails or times out, the edge
 answer comes back marked ``degraded`` with the error, instead of an exception.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from confroute import routing
 from confroute.models.types import Messages
-from confroute.routing import Decision, Policy, SECascade  # noqa: F401 - the public names
+from confroute.policies import AnswerLogprob, Disagreement, SECascade  # noqa: F401 - public
+from confroute.routing import Decision, Policy, Sampling
 from confroute.scorer import Confidence, ConfidenceScorer
 from confroute.supply import EdgeSupplier
 
@@ -59,14 +60,15 @@ class RoutedAnswer:
 
 
 class Controller:
-    """``Controller(edge, cloud, policy)``: ``edge`` needs ``sample`` and ``generate`` (an
-    EdgeModel); ``cloud`` needs ``chat`` (a CloudModel, or an in-process model); ``policy`` is
-    a policy object or a router string (``confroute.routers.policy.policy_from_string``).
-    ``scorer`` defaults to a :class:`ConfidenceScorer` on the MiniLM embedder; its n,
-    max_tokens, temperature and seed are the sampling defaults."""
+    """``Controller(edge, cloud, policy)``: ``edge`` needs ``sample`` (an EdgeModel);
+    ``cloud`` needs ``chat`` (a CloudModel, or an in-process model); ``policy`` is a policy
+    object or a router string (``confroute.routers.policy.policy_from_string``).
+    ``scorer`` judges meaning (default: a :class:`ConfidenceScorer` on the MiniLM embedder,
+    ``meaning='auto'``); ``sampling`` (:class:`confroute.routing.Sampling`) is how the edge
+    answers and samples, the same defaults as the server and ``eval build``."""
 
     def __init__(self, edge, cloud, policy, scorer: Optional[ConfidenceScorer] = None,
-                 cloud_max_tokens: int = 512):
+                 cloud_max_tokens: int = 512, sampling: Optional[Sampling] = None):
         if isinstance(policy, str):
             from confroute.routers.policy import policy_from_string
 
@@ -76,6 +78,7 @@ class Controller:
                              "(see confroute.routing.Policy)")
         self.edge, self.cloud, self.policy = edge, cloud, policy
         self.scorer = scorer or ConfidenceScorer()
+        self.sampling = sampling or Sampling()
         self.cloud_max_tokens = cloud_max_tokens
         self._supplier = EdgeSupplier(edge, self.scorer)
 
@@ -85,25 +88,25 @@ class Controller:
         if unknown:
             raise ValueError(f"unknown option(s) {sorted(unknown)}; the edge takes "
                              f"{', '.join(_SAMPLING)} (and chat() also cloud_options)")
-        sc = self.scorer
-        defaults = {"n": sc.n, "max_tokens": sc.max_tokens, "temperature": sc.temperature,
-                    "seed": sc.seed}
-        return routing.make_query(messages, routing.Sampling(**{**defaults, **gen_options}),
+        import dataclasses
+
+        return routing.make_query(messages, dataclasses.replace(self.sampling, **gen_options),
                                   cloud_only)
 
     def decide(self, messages: Messages, **gen_options
                ) -> Tuple[Decision, Optional[Confidence]]:
         """Only the routing step (the same path as the server's ``POST /v1/route``): the
-        policy's decision and the edge confidence (None when the policy drew no samples).
-        When the route is 'edge', ``confidence.answer`` is the answer."""
+        policy's decision and the edge confidence (None when the policy drew no samples)."""
         decision, evidence = routing.decide(self.policy, self._query(messages, gen_options),
                                             self._supplier)
         return decision, evidence.confidence
 
     def chat(self, messages: Messages, **gen_options) -> RoutedAnswer:
-        """Routes one conversation. ``gen_options`` (n, max_tokens, temperature, seed) set the
-        edge sampling; ``cloud_options`` (a dict) goes to ``cloud.chat``. Tools in
-        ``cloud_options`` send the request to the cloud: only it can call them."""
+        """Routes one conversation. ``gen_options`` (n, max_tokens, temperature, seed,
+        answer_temperature) override ``sampling``; ``cloud_options`` (a dict) goes to
+        ``cloud.chat``. Tools in ``cloud_options`` send the request to the cloud: only it can
+        call them. When the edge keeps the query, the answer is the edge's answer that the
+        policy judged (drawn after the decision only if the policy needed none)."""
         t0 = time.perf_counter()
         cloud_options = dict(gen_options.pop("cloud_options", None) or {})
         tools = cloud_options.get("tools") and cloud_options.get("tool_choice") != "none"
@@ -112,10 +115,8 @@ class Controller:
         decision, evidence = routing.decide(self.policy, q, self._supplier)
         confidence = evidence.confidence
         usage: Dict[str, Dict[str, int]] = {}
-        if confidence is not None:
-            s = confidence.samples
-            usage["edge"] = {"prompt_tokens": s.prompt_tokens,
-                             "completion_tokens": s.completion_tokens}
+        _add_usage(usage, evidence.samples)
+        _add_usage(usage, evidence.answer)
         common = dict(score=decision.score, threshold=decision.threshold,
                       n_samples=decision.n_samples, decision=decision, confidence=confidence)
         error = None
@@ -133,18 +134,24 @@ class Controller:
                 return RoutedAnswer(answer=r.text, routed_to="cloud",
                                     model=r.model or _name(self.cloud), degraded=False,
                                     usage=usage, latency_s=time.perf_counter() - t0, **common)
-        if confidence is not None:
-            answer, model = confidence.answer, confidence.samples.model
-        else:
-            r = self.edge.generate(q.edge_messages, **_generate_options(gen_options))
-            answer, model = r.text, r.model
-            usage["edge"] = dict(r.usage)
-        return RoutedAnswer(answer=answer, routed_to="edge", model=model,
+        answer = evidence.answer
+        if answer is None:
+            answer = self._supplier.answer(q)
+            _add_usage(usage, answer)
+        return RoutedAnswer(answer=answer.texts[0], routed_to="edge", model=answer.model,
                             degraded=error is not None, usage=usage,
                             latency_s=time.perf_counter() - t0, error=error, **common)
 
 
-_SAMPLING = ("n", "max_tokens", "temperature", "seed")
+def _add_usage(usage: Dict[str, Dict[str, int]], s) -> None:
+    if s is None:
+        return
+    u = usage.setdefault("edge", {"prompt_tokens": 0, "completion_tokens": 0})
+    u["prompt_tokens"] += s.prompt_tokens
+    u["completion_tokens"] += s.completion_tokens
+
+
+_SAMPLING = ("n", "max_tokens", "temperature", "seed", "answer_temperature")
 
 
 def _keeps_lists(model) -> bool:
@@ -156,7 +163,3 @@ def _keeps_lists(model) -> bool:
 
 def _name(model) -> str:
     return getattr(model, "name", None) or type(model).__name__
-
-
-def _generate_options(opts: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: v for k, v in opts.items() if k in ("max_tokens", "temperature", "seed")}

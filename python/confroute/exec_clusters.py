@@ -163,44 +163,7 @@ def clusters_of(b: Sequence[Tuple[str, ...]], seq_logprobs: Optional[Sequence[fl
                              se.get("weighted", nan), se.get("kuhn", nan), len(b[0]))
 
 
-EXEC_SIGNALS = {"exec_se_discrete": "cloud", "exec_se_weighted": "cloud",
-                "exec_se_kuhn": "cloud", "exec_n_clusters": "cloud",
-                "exec_largest_share": "edge", "exec_greedy_disagreement": "cloud"}
-
-
-def exec_signals(task, texts, token_logprobs, answer: Optional[str] = None
-                 ) -> Dict[str, object]:
-    """The ``signal:exec_*`` values of one prompt's samples (texts and token logprobs) on
-    the task's (``CodeTask``) example calls, and ``exec_cluster_ids`` (each sample's
-    behaviour cluster, in draw order). With the graded ``answer``,
-    ``exec_greedy_disagreement`` is the share of samples that behave otherwise than it."""
-    from confroute import sequence_logprobs
-    from confroute.eval.code_grading import candidate_program, extract_code
-
-    if not texts:
-        return {}
-    texts = list(texts) + ([answer] if answer is not None else [])
-    programs = [candidate_program(task, extract_code(t, task.entry_point)) for t in texts]
-    beh = behaviours(programs, task.examples)
-    out = {}
-    if answer is not None:
-        mine = beh.pop()
-        out["exec_greedy_disagreement"] = float(np.mean([b != mine for b in beh]))
-    lp = None
-    if token_logprobs is not None:
-        lps = [np.asarray(x, np.float64) for x in token_logprobs]
-        off = np.concatenate([[0], np.cumsum([len(x) for x in lps])]).astype(np.int64)
-        flat = np.concatenate(lps) if lps else np.zeros(0)
-        lp = np.asarray(sequence_logprobs(flat, off, reduce="mean"))
-    c = clusters_of(beh, lp)
-    out.update(exec_se_discrete=c.se_discrete, exec_se_weighted=c.se_weighted,
-               exec_se_kuhn=c.se_kuhn, exec_n_clusters=float(c.n_clusters),
-               exec_largest_share=float(np.bincount(c.cluster_ids).max() / len(c.cluster_ids)),
-               exec_cluster_ids=[int(i) for i in c.cluster_ids])
-    return out
-
-
-# ------------------------------------------------------------------------------- the cascade
+# ------------------------------------------------------------------------------- the path
 
 
 def entry_point_of(texts: Sequence[str], prompt: Optional[str] = None) -> Optional[str]:
@@ -232,58 +195,20 @@ def entry_point_of(texts: Sequence[str], prompt: Optional[str] = None) -> Option
     return name if count * 2 >= len(texts) else None
 
 
-class ExecutionScorer:
-    """A drop-in for :class:`confroute.scorer.ConfidenceScorer` in the Controller: when most
-    samples are code defining one function and the prompt shows literal example calls of it
-    (``f(7)``), the samples are clustered by their behaviour on those calls in the sandbox
-    (``method='execution'``); otherwise by embedding, as the wrapped scorer does."""
+def behaviour_keys(texts: Sequence[str], prompt: Optional[str],
+                   limits: Limits = CLUSTER_LIMITS, max_parallel: int = 2
+                   ) -> Tuple[Optional[List[Tuple[str, ...]]], str]:
+    """(each text's behaviour, why not): the behaviours (its code's outcome on each call of
+    :func:`confroute.eval.code_tasks.example_calls`) when most texts are code defining one
+    function that ``prompt`` names or shows; else None and the reason ('not code', 'no
+    example calls'), and the caller judges meaning another way."""
+    from confroute.eval.code_grading import extract_code
+    from confroute.eval.code_tasks import example_calls
 
-    def __init__(self, scorer=None, limits: Limits = CLUSTER_LIMITS, max_parallel: int = 2):
-        from confroute.scorer import ConfidenceScorer
-
-        self.scorer = scorer or ConfidenceScorer()
-        self.limits, self.max_parallel = limits, max_parallel
-
-    def __getattr__(self, name):  # n, max_tokens, embedder, ...: the wrapped scorer's
-        if name == "scorer":
-            raise AttributeError(name)
-        return getattr(self.scorer, name)
-
-    def score(self, messages, model, **opts):
-        from confroute.models.types import last_user_text, normalize_messages
-
-        flat = normalize_messages(messages)
-        return self._by_execution(self.scorer.score(flat, model, **opts), last_user_text(flat))
-
-    def score_samples(self, samples, t_generate: float = 0.0, prompts=None):
-        """Samples already drawn (the decision path's way in): by execution where their
-        prompt (the last user message) shows example calls, else by embedding."""
-        confs = self.scorer.score_samples(samples, t_generate)
-        if prompts is None:
-            return confs
-        return [self._by_execution(c, p) for c, p in zip(confs, prompts)]
-
-    def _by_execution(self, conf, prompt: str):
-        import dataclasses
-        import time
-
-        from confroute.eval.code_grading import extract_code
-        from confroute.eval.code_tasks import docstring_calls
-        from confroute.scorer import _best_index
-
-        texts = conf.samples.texts if conf.samples is not None else ()
-        ep = entry_point_of(texts, prompt) if texts else None
-        calls = docstring_calls(prompt, ep) if ep else ()
-        if not calls:
-            return conf
-        t0 = time.perf_counter()
-        programs = [extract_code(t, ep) for t in texts]
-        lp = conf.seq_logprob_mean if conf.samples.has_logprobs else None
-        ec = execution_clusters(programs, calls, lp, self.limits, self.max_parallel)
-        nan = float("nan")
-        return dataclasses.replace(
-            conf, method="execution", n_clusters=ec.n_clusters, cluster_ids=ec.cluster_ids,
-            se_discrete=ec.se_discrete, se_weighted=ec.se_weighted if lp is not None else nan,
-            se_kuhn=ec.se_kuhn if lp is not None else nan,
-            best_index=_best_index(ec.cluster_ids, lp), threshold=None,
-            seconds={**conf.seconds, "execute": time.perf_counter() - t0})
+    ep = entry_point_of(texts, prompt) if texts and prompt else None
+    if not ep:
+        return None, "not code"
+    calls = example_calls(prompt, ep)
+    if not calls:
+        return None, "no example calls"
+    return behaviours([extract_code(t, ep) for t in texts], calls, limits, max_parallel), ""

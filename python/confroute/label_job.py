@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from confroute.routing import DEFAULT_SAMPLING
+
 from confroute.eval.data import read_jsonl
 from confroute.labels import check_row, se_row
 
@@ -29,9 +31,9 @@ SEFn = Callable[[str, str, int], Tuple[float, str]]
 class JobConfig:
     weak: str
     strong: str
-    n: int = 4
-    max_tokens: int = 24
-    temperature: float = 0.7
+    n: int = DEFAULT_SAMPLING.n
+    max_tokens: int = DEFAULT_SAMPLING.max_tokens
+    temperature: float = DEFAULT_SAMPLING.temperature
     tau: float = 0.1
     kind: str = "kuhn"
     seed: int = 0
@@ -205,8 +207,9 @@ def benchmark_fns(bench, items, models, config: JobConfig, signal: str
                              f"--benchmark labels need both models' samples and token "
                              f"logprobs (GGUF models)")
     settings = LiveSettings(samples=config.n, sample_temperature=config.temperature,
-                            sample_tokens=config.max_tokens, seed=config.seed,
-                            threshold=config.similarity)
+                            max_tokens=config.max_tokens, seed=config.seed,
+                            threshold=config.similarity,
+                            policies=(signal,))
 
     def se_fn(role: str, prompt: str, seed: int):
         a = answer_item(bench, models[role], by_prompt[prompt], settings, signals=True)

@@ -35,7 +35,9 @@ MAX_ROUNDS = 16   # a policy that keeps asking for more is a bug, not a reason t
 class Decision:
     """Where a request goes and why. ``score`` is the number the policy compared (higher =
     needs the cloud more; NaN when the policy was not asked); ``semantic_entropy`` is the SE
-    (nats) the decision used, None when it used none; ``n_samples`` the edge samples drawn."""
+    (nats) the decision used, None when it used none; ``n_samples`` the edge samples drawn;
+    ``meaning`` how samples were judged alike ('execution', 'exact', 'embedding', or e.g.
+    'embedding (no example calls)' where a code prompt fell back; empty when none were)."""
 
     route: str        # "edge" | "cloud"
     score: float
@@ -43,6 +45,7 @@ class Decision:
     semantic_entropy: Optional[float] = None
     reason: str = ""
     n_samples: int = 0
+    meaning: str = ""
 
     def __post_init__(self):
         if self.route not in ("edge", "cloud"):
@@ -50,19 +53,20 @@ class Decision:
 
     @classmethod
     def compare(cls, score: float, threshold: float, what: str = "score",
-                semantic_entropy: Optional[float] = None) -> "Decision":
+                semantic_entropy: Optional[float] = None, meaning: str = "") -> "Decision":
         """The rule every built-in policy uses: the cloud where score > threshold; an
         undefined score (NaN) escalates."""
         route = "edge" if score <= threshold else "cloud"
         return cls(route, float(score), float(threshold), semantic_entropy,
                    f"{what} {score:.3f} {'<=' if route == 'edge' else '>'} "
-                   f"threshold {threshold:g}")
+                   f"threshold {threshold:g}" + (f" (meaning: {meaning})" if meaning else ""),
+                   meaning=meaning)
 
     def as_dict(self) -> Dict[str, Any]:
         """JSON-able: non-finite numbers become None."""
         return {"route": self.route, "score": _finite(self.score),
                 "threshold": self.threshold, "semantic_entropy": _finite(self.semantic_entropy),
-                "reason": self.reason, "n_samples": self.n_samples}
+                "reason": self.reason, "n_samples": self.n_samples, "meaning": self.meaning}
 
 
 def _finite(x: Optional[float]) -> Optional[float]:
@@ -73,10 +77,17 @@ def _finite(x: Optional[float]) -> Optional[float]:
 class Need:
     """What a policy needs from the edge before it can decide, in total: ``samples`` edge
     samples (those drawn in earlier rounds count), ``hidden`` the prompt's hidden state from
-    one prefill."""
+    one prefill, ``answer`` the edge's own answer (the one served if the edge keeps the
+    query) with its token logprobs."""
 
     samples: int = 0
     hidden: bool = False
+    answer: bool = False
+
+    def __or__(self, other: "Need") -> "Need":
+        """What covers both."""
+        return Need(max(self.samples, other.samples), self.hidden or other.hidden,
+                    self.answer or other.answer)
 
     def __post_init__(self):
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) \
@@ -86,16 +97,43 @@ class Need:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How the edge samples for one request: ``n`` is the caller's sample count (what a fixed
-    SE policy draws), the rest go to every draw."""
+    """How the edge answers and samples one request: the one sampling configuration of the
+    server, ``Controller``, the label job and ``eval build`` (its defaults are the tables').
+
+    ``n`` samples (what a fixed SE or disagreement policy draws) at ``temperature``; the
+    answer (the reply served when the edge keeps the query, and the one a table grades) at
+    ``answer_temperature`` (0: greedy); both up to ``max_tokens``. ``seed``: the answer draws
+    with ``seed``, the samples with ``seed + 1`` (a later round, after k samples, with
+    ``seed + 1 + k``); None draws fresh each time."""
 
     n: int = 5
-    max_tokens: int = 64
-    temperature: float = 1.0
+    max_tokens: int = 256
+    temperature: float = 0.7
     seed: Optional[int] = None
+    answer_temperature: float = 0.0
 
     def __post_init__(self):
         check_generation(self.n, self.max_tokens, self.temperature)
+        check_generation(1, self.max_tokens, self.answer_temperature)
+        if self.seed is not None and (isinstance(self.seed, bool) or
+                                      not isinstance(self.seed, int)):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], where: str = "sampling") -> "Sampling":
+        if not isinstance(data, dict):
+            raise ValueError(f"{where} must be an object with n, max_tokens, temperature, "
+                             "seed, answer_temperature")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{where}: unknown setting(s) {sorted(unknown)}")
+        return cls(**data)
+
+
+DEFAULT_SAMPLING = Sampling()
 
 
 @dataclass(frozen=True)
@@ -109,6 +147,13 @@ class Query:
     prompt: str
     sampling: Sampling
     cloud_only: Optional[str] = None
+
+    @property
+    def prefix(self) -> str:
+        """The start of the answer, when the conversation ends with an assistant message: the
+        edge continues it, and the policies judge prefix + continuation."""
+        last = self.edge_messages[-1] if len(self.edge_messages) > 1 else None
+        return last["content"] if last is not None and last["role"] == "assistant" else ""
 
 
 def make_query(messages: Messages, sampling: Sampling = Sampling(),
@@ -126,12 +171,15 @@ def make_query(messages: Messages, sampling: Sampling = Sampling(),
 @dataclass(frozen=True)
 class Evidence:
     """What the edge has supplied for one query so far: ``confidence`` over every sample drawn
-    (None before any), ``hidden`` the prompt's hidden state, ``refused`` why the edge cannot
-    serve the query (the cloud then gets it)."""
+    (None before any; with the answer, it says which samples mean what the answer means),
+    ``hidden`` the prompt's hidden state, ``answer`` the edge's answer (a one-sample
+    :class:`Samples` with its token logprobs; its text starts with the query's prefix),
+    ``refused`` why the edge cannot serve the query (the cloud then gets it)."""
 
     confidence: Any = None          # confroute.scorer.Confidence
     hidden: Any = None              # numpy array, as the edge model gives it
     refused: Optional[str] = None
+    answer: Optional[Samples] = None
 
     @property
     def n_samples(self) -> int:
@@ -141,8 +189,13 @@ class Evidence:
     def samples(self) -> Optional[Samples]:
         return self.confidence.samples if self.confidence is not None else None
 
+    @property
+    def answer_text(self) -> Optional[str]:
+        return self.answer.texts[0] if self.answer is not None else None
+
     def covers(self, need: Need) -> bool:
-        return self.n_samples >= need.samples and (not need.hidden or self.hidden is not None)
+        return (self.n_samples >= need.samples and (not need.hidden or self.hidden is not None)
+                and (not need.answer or self.answer is not None))
 
 
 class Policy:
@@ -158,34 +211,6 @@ class Policy:
 
     def decide(self, prompt: str, evidence: Evidence) -> Decision:
         raise NotImplementedError
-
-
-class SECascade(Policy):
-    """Escalate to the cloud when the edge model's SE of ``kind`` over the request's ``n``
-    samples is above ``threshold`` (nats). An undefined SE (NaN: no logprobs for the
-    weighted/Kuhn forms) escalates."""
-
-    def __init__(self, threshold: float, kind: str = "kuhn"):
-        from confroute.scorer import KINDS
-
-        if kind not in KINDS:
-            raise ValueError(f"unknown SE kind {kind!r}; use one of {KINDS}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
-                or threshold != threshold or threshold < 0:
-            raise ValueError(f"threshold must be a number >= 0 (nats), got {threshold!r}")
-        self.threshold, self.kind = float(threshold), kind
-
-    def __repr__(self):
-        return f"SECascade(threshold={self.threshold}, kind={self.kind!r})"
-
-    def need(self, evidence: Evidence, sampling: Sampling) -> Need:
-        return Need(samples=sampling.n)
-
-    def decide(self, prompt: str, evidence: Evidence) -> Decision:
-        if evidence is None or evidence.confidence is None:
-            raise ValueError("SECascade needs the edge model's samples")
-        se = evidence.confidence.se(self.kind)
-        return Decision.compare(se, self.threshold, "semantic entropy", semantic_entropy=se)
 
 
 # --- the path -----------------------------------------------------------------------------
@@ -249,6 +274,45 @@ def decide_many(items: Sequence[Tuple[Any, Query]], edge) -> List[Tuple[Decision
             evidence[i] = ev
     raise ValueError(f"the policy {items[asks[0][0]][0]!r} still asks the edge for more after "
                      f"{MAX_ROUNDS} rounds")
+
+
+class _Union(Policy):
+    """Several policies as one: it needs what covers all of theirs (so one evidence serves
+    them all), and its decision is the first one's."""
+
+    def __init__(self, policies):
+        self.policies = list(policies)
+        self.threshold = threshold_of(self.policies[0])
+
+    def need(self, evidence, sampling):
+        need = Need()
+        for p in self.policies:
+            need = need | needs_now(p, _stub(sampling), evidence)
+        return need
+
+    def decide(self, prompt, evidence):
+        return self.policies[0].decide(prompt, evidence)
+
+
+def _stub(sampling: Sampling) -> Query:
+    return Query([], [], "", sampling)
+
+
+def decide_all(policies: Sequence[Any], query: Query, edge
+               ) -> Tuple[List[Decision], Evidence]:
+    """Every policy's decision on one query from one evidence, drawn once to cover what they
+    all need: what ``eval build`` runs, so each column is what the same policy decides when it
+    is served alone (a policy's score reads only its own share of the evidence, and the
+    draws are seeded per query, not per batch)."""
+    if not policies:
+        raise ValueError("decide_all needs at least one policy")
+    union = _Union(policies)
+    first, evidence = decide(union, query, edge)
+    if not evidence.covers(needs_now(union, query, evidence)):
+        # the edge had no say (cloud-only, too long, refused): every policy sends it up
+        return [dataclasses.replace(first, threshold=threshold_of(p)) for p in policies], \
+            evidence
+    return [_decided(p, query, evidence) for p in policies], evidence
 
 
 def _decided(policy, query: Query, ev: Evidence) -> Decision:

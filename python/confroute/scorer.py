@@ -13,16 +13,22 @@ Three paths, one result type (:class:`Confidence`):
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from confroute.answers import extract_letter, extract_number, format_number
+from confroute.answers import extract_letter, extract_number, format_number, has_marked_number
 from confroute.models.types import Messages, Samples, normalize_messages
 
 KINDS = ("discrete", "weighted", "kuhn")
+# How two answers are judged to mean the same (ConfidenceScorer's ``meaning``): ``auto`` picks
+# per prompt: execution where the prompt shows example calls of the function the samples
+# define, the final number where the answers mark one, embedding similarity otherwise.
+MEANINGS = ("auto", "embedding", "exact", "execution")
+NO_ANSWER = "(no answer)"   # what the embedder reads for an empty reply
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,8 @@ class Confidence:
     logprobs are NaN when the model gave none. ``seconds`` splits the time into generate /
     embed / core."""
 
-    method: str                      # "embedding" | "exact" | "options"
+    method: str   # "embedding" | "exact" | "execution" | "options", or a fallback such as
+                  # "embedding (no example calls)"
     n_samples: int
     n_clusters: int
     cluster_ids: np.ndarray
@@ -50,6 +57,8 @@ class Confidence:
     samples: Optional[Samples] = field(default=None, repr=False)
     answers: Optional[Tuple[Optional[str], ...]] = None
     seconds: Dict[str, float] = field(default_factory=dict)
+    # the share of samples whose meaning differs from the edge's answer (NaN: no answer given)
+    disagreement: float = float("nan")
 
     def se(self, kind: str = "kuhn") -> float:
         if kind not in KINDS:
@@ -70,7 +79,8 @@ class Confidence:
                 **{f"se_{k}": self.se(k) for k in KINDS},
                 "mean_token_logprob": self.mean_token_logprob,
                 "max_sequence_prob": self.max_sequence_prob,
-                "mean_perplexity": self.mean_perplexity, "seconds": dict(self.seconds)}
+                "mean_perplexity": self.mean_perplexity, "disagreement": self.disagreement,
+                "seconds": dict(self.seconds)}
 
 
 # --- the scorer --------------------------------------------------------------------------------
@@ -81,13 +91,18 @@ class ConfidenceScorer:
     paraphrases ~0.97, unrelated ~0); ``method`` the clustering ('greedy' as in Kuhn et al., or
     'components'); ``likelihood`` the sequence log-likelihood for the weighted and Kuhn forms
     ('mean' = length-normalized, or 'sum'). ``n``, ``max_tokens``, ``temperature``, ``seed``
-    are the sampling defaults; each call may override them."""
+    are the sampling defaults of ``score``; each call may override them. ``meaning``: how two
+    answers are judged alike (:data:`MEANINGS`; ``auto`` chooses per prompt, see
+    :meth:`score_samples`)."""
 
     def __init__(self, embedder=None, threshold: float = 0.8, method: str = "greedy",
                  n: int = 5, max_tokens: int = 64, temperature: float = 1.0,
-                 likelihood: str = "mean", seed: Optional[int] = None):
+                 likelihood: str = "mean", seed: Optional[int] = None, meaning: str = "auto"):
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        if meaning not in MEANINGS:
+            raise ValueError(f"meaning must be one of {MEANINGS}, got {meaning!r}")
+        self.meaning = meaning
         if method not in ("greedy", "components"):
             raise ValueError(f"method must be 'greedy' or 'components', got {method!r}")
         if likelihood not in ("mean", "sum"):
@@ -122,21 +137,91 @@ class ConfidenceScorer:
             raise ValueError("score_many takes a list of prompts; use score() for one")
         t0 = time.perf_counter()
         samples = [self._sample(m, model, opts) for m in prompts]
-        return self.score_samples(samples, t_generate=time.perf_counter() - t0)
+        from confroute.models.types import last_user_text
+
+        return self.score_samples(samples, t_generate=time.perf_counter() - t0,
+                                  prompts=[last_user_text(m) for m in prompts])
 
     def score_samples(self, samples: Sequence[Samples], t_generate: float = 0.0,
-                      prompts: Optional[Sequence[str]] = None) -> List[Confidence]:
-        """Scores samples that were already drawn (by meaning, with the embedder). ``prompts``
-        (each sample set's last user message) are for scorers that need the request, such as
-        execution clustering; embeddings read the answers alone."""
+                      prompts: Optional[Sequence[Optional[str]]] = None,
+                      answers: Optional[Sequence[Optional[str]]] = None,
+                      prefixes: Optional[Sequence[str]] = None) -> List[Confidence]:
+        """Scores samples that were already drawn, clustered by meaning (``self.meaning``)
+        per sample set:
+
+        - ``execution``: behaviour on the example calls that the prompt (``prompts``: each
+          set's last user message) shows of the function most samples define, run in the
+          sandbox; a prompt without such calls falls back to ``exact`` (under ``auto``) or
+          to embedding, and ``Confidence.method`` says so;
+        - ``exact``: the final number (:func:`confroute.answers.extract_number`); ``auto``
+          takes it where the answer, or most samples, mark one ('the answer is', '\\boxed');
+        - ``embedding``: cosine similarity of the MiniLM embeddings above ``threshold``.
+
+        ``answers``: the edge's own answer per set (or None): ``Confidence.disagreement`` is
+        then the share of samples whose meaning differs from it. ``prefixes``: the start of
+        the answer that the texts continue (an assistant message the edge went on from); code
+        and final answers are read from prefix + text, embeddings from the text alone."""
         if not samples:
             return []
+        n = len(samples)
+        prompts = list(prompts) if prompts is not None else [None] * n
+        answers = list(answers) if answers is not None else [None] * n
+        prefixes = list(prefixes) if prefixes is not None else [""] * n
+        if not len(prompts) == len(answers) == len(prefixes) == n:
+            raise ValueError("prompts, answers and prefixes need one entry per sample set")
         t0 = time.perf_counter()
-        texts = [t for s in samples for t in s.texts]
-        emb = self.embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
+        keyed = [self._keys(s, p, a, pre) for s, p, a, pre in zip(samples, prompts, answers,
+                                                                  prefixes)]
         t1 = time.perf_counter()
-        return self._core(samples, emb, self.threshold, "embedding", None,
-                          {"generate": t_generate, "embed": t1 - t0})
+        out: List[Optional[Confidence]] = [None] * n
+        by_key = [b for b in range(n) if keyed[b][1] is not None]
+        by_emb = [b for b in range(n) if keyed[b][1] is None]
+        if by_key:
+            emb = _block_one_hot([keyed[b][1][:samples[b].n] for b in by_key])
+            confs = self._core([samples[b] for b in by_key], emb, 0.5, "keys", None,
+                               {"generate": t_generate, "execute": t1 - t0})
+            for b, c in zip(by_key, confs):
+                keys = keyed[b][1]
+                dis = _key_disagreement(keys[:c.n_samples], keys[c.n_samples:])
+                out[b] = dataclasses.replace(c, method=keyed[b][0], threshold=None,
+                                             disagreement=dis)
+        if by_emb:
+            t2 = time.perf_counter()
+            texts = [_visible(t) for b in by_emb for t in samples[b].texts]
+            extra = [_visible(answers[b]) for b in by_emb if answers[b] is not None]
+            emb = self.embedder.embed(texts + extra) if texts or extra \
+                else np.zeros((0, 1), np.float32)
+            t3 = time.perf_counter()
+            confs = self._core([samples[b] for b in by_emb], emb[:len(texts)], self.threshold,
+                               "embedding", None, {"generate": t_generate, "embed": t3 - t2})
+            row, arow = 0, len(texts)
+            for b, c in zip(by_emb, confs):
+                dis = float("nan")
+                if answers[b] is not None:
+                    dis = _embedding_disagreement(emb[row:row + c.n_samples], emb[arow],
+                                                  self.threshold)
+                    arow += 1
+                row += c.n_samples
+                out[b] = dataclasses.replace(c, method=keyed[b][0], disagreement=dis)
+        return out
+
+    def _keys(self, s: Samples, prompt: Optional[str], answer: Optional[str], prefix: str):
+        """(meaning label, one key per sample and then the answer's, or None: by embedding)."""
+        texts = [prefix + t for t in s.texts] + ([prefix + answer] if answer is not None
+                                                 else [])
+        meaning, fell = self.meaning, ""
+        if meaning in ("auto", "execution") and texts:
+            from confroute.exec_clusters import behaviour_keys
+
+            keys, why = behaviour_keys(texts, prompt)
+            if keys is not None:
+                return "execution", keys
+            if meaning == "execution" or why != "not code":
+                fell = f" ({why})"   # a code prompt the sandbox cannot judge: say so
+            meaning = "auto" if meaning == "auto" else "embedding"
+        if meaning == "exact" or (meaning == "auto" and _marks_numbers(texts, answer)):
+            return "exact" + fell, [_exact_answer(t, "number", "") for t in texts]
+        return "embedding" + fell, None
 
     def score_adaptive(self, messages: Messages, model, threshold: float, n_max: int = 10,
                        first: int = 3, step: int = 2, rule: str = "exact",
@@ -302,6 +387,49 @@ def _concat_samples(parts: Sequence[Samples]) -> Samples:
                    model=parts[0].model, prompt_tokens=parts[0].prompt_tokens,
                    completion_tokens=sum(s.completion_tokens for s in parts),
                    temperature=parts[0].temperature, seconds=sum(s.seconds for s in parts))
+
+
+def _visible(text: str) -> str:
+    return text if text.strip() else NO_ANSWER
+
+
+def _marks_numbers(texts: Sequence[str], answer: Optional[str]) -> bool:
+    """The answer marks a final number, or (no answer) most texts do."""
+    if answer is not None:
+        return has_marked_number(texts[-1])
+    return 2 * sum(map(has_marked_number, texts)) > len(texts)
+
+
+def _key_disagreement(sample_keys, answer_keys) -> float:
+    """Share of samples whose key differs from the answer's (a missing key differs from
+    everything); NaN without an answer."""
+    if not answer_keys or not sample_keys:
+        return float("nan")
+    mine = answer_keys[0]
+    return float(np.mean([k is None or mine is None or k != mine for k in sample_keys]))
+
+
+def _embedding_disagreement(sample_emb: np.ndarray, answer_emb: np.ndarray,
+                            threshold: float) -> float:
+    """Share of samples whose cosine similarity to the answer is below ``threshold``."""
+    if len(sample_emb) == 0:
+        return float("nan")
+    a = np.asarray(answer_emb, np.float64)
+    e = np.asarray(sample_emb, np.float64)
+    cos = e @ a / np.maximum(np.linalg.norm(e, axis=1) * np.linalg.norm(a), 1e-12)
+    return float(np.mean(cos < threshold))
+
+
+def _block_one_hot(key_lists) -> np.ndarray:
+    """One-hot rows of several sets' keys side by side (each set in its own columns)."""
+    blocks = [_one_hot(k) for k in key_lists]
+    out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)),
+                   np.float32)
+    r = c = 0
+    for b in blocks:
+        out[r:r + b.shape[0], c:c + b.shape[1]] = b
+        r, c = r + b.shape[0], c + b.shape[1]
+    return out
 
 
 def _one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:

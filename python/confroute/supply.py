@@ -40,35 +40,55 @@ class EdgeSupplier:
         return None
 
     def supply(self, asks: Sequence[Tuple[Query, Need, Evidence]]) -> List[Evidence]:
-        """For each (query, need, evidence so far): the evidence with what was missing added,
-        or with ``refused`` set when the edge cannot sample this prompt."""
+        """For each (query, need, evidence so far): the evidence with what was missing added
+        (the answer and the samples drawn in one batch, then scored together), or with
+        ``refused`` set when the edge cannot sample this prompt."""
         out = []
-        draws = []      # (position in out, SampleRequest)
+        draws = []      # (position in out, "answer" | "samples", SampleRequest)
         for query, need, ev in asks:
             if need.hidden and ev.hidden is None:
                 ev = dataclasses.replace(ev, hidden=self._hidden(query))
+            s = query.sampling
+            if need.answer and ev.answer is None:
+                draws.append((len(out), "answer", SampleRequest(
+                    query.edge_messages, 1, s.max_tokens, s.answer_temperature, s.seed)))
             more = need.samples - ev.n_samples
             if more > 0:
-                s = query.sampling
-                # a later round must not repeat the first one's draws
-                seed = s.seed if s.seed is None or not ev.n_samples else s.seed + ev.n_samples
-                draws.append((len(out), SampleRequest(query.edge_messages, more, s.max_tokens,
-                                                      s.temperature, seed)))
+                # seed + 1: not the answer's draw; a later round after k samples: + k
+                seed = None if s.seed is None else s.seed + 1 + ev.n_samples
+                draws.append((len(out), "samples", SampleRequest(
+                    query.edge_messages, more, s.max_tokens, s.temperature, seed)))
             out.append(ev)
-        if draws:
-            t0 = time.perf_counter()
-            drawn = self._draw([r for _, r in draws])
-            ok = [(k, _merged(out[k].samples, s)) for (k, _), s in zip(draws, drawn)
-                  if isinstance(s, Samples)]
-            for (k, _), s in zip(draws, drawn):
-                if not isinstance(s, Samples):
-                    out[k] = dataclasses.replace(out[k], refused=s)
-            confs = self.scorer.score_samples([s for _, s in ok],
-                                              t_generate=time.perf_counter() - t0,
-                                              prompts=[asks[k][0].prompt for k, _ in ok])
-            for (k, _), c in zip(ok, confs):
-                out[k] = dataclasses.replace(out[k], confidence=c)
+        if not draws:
+            return out
+        t0 = time.perf_counter()
+        drawn = self._draw([r for _, _, r in draws])
+        new = {}
+        for (k, what, _), got in zip(draws, drawn):
+            if not isinstance(got, Samples):
+                out[k] = dataclasses.replace(out[k], refused=got)
+            elif what == "answer":
+                out[k] = dataclasses.replace(out[k], answer=got)
+                new.setdefault(k, out[k].samples)
+            else:
+                new[k] = _merged(out[k].samples, got)
+        keep = [k for k, v in new.items() if v is not None and out[k].refused is None]
+        confs = self.scorer.score_samples(
+            [new[k] for k in keep], t_generate=time.perf_counter() - t0,
+            prompts=[asks[k][0].prompt for k in keep],
+            answers=[out[k].answer_text for k in keep],
+            prefixes=[asks[k][0].prefix for k in keep])
+        for k, c in zip(keep, confs):
+            out[k] = dataclasses.replace(out[k], confidence=c)
         return out
+
+    def answer(self, query: Query) -> Samples:
+        """The edge's answer to a query decided without one (a trained router kept it): the
+        same draw as a policy that asks for it gets. ValueError when the edge cannot."""
+        ev = self.supply([(query, Need(answer=True), Evidence())])[0]
+        if ev.refused:
+            raise ValueError(ev.refused)
+        return ev.answer
 
     def _draw(self, requests: List[SampleRequest]) -> list:
         """Samples per request, or a string saying why the edge cannot sample it."""

@@ -17,6 +17,10 @@ import os
 
 
 def add_arguments(parser) -> None:
+    from confroute.eval.live import DEFAULT_POLICIES
+    from confroute.routing import DEFAULT_SAMPLING
+    from confroute.scorer import MEANINGS
+
     sub = parser.add_subparsers(dest="eval_command", metavar="ACTION")
     r = sub.add_parser("replay", help="sweep routers over recorded outcomes: metrics.json, plot")
     src = r.add_mutually_exclusive_group(required=True)
@@ -86,14 +90,20 @@ def add_arguments(parser) -> None:
     b.add_argument("--cloud-url", default=None, help="OpenAI-compatible base URL")
     b.add_argument("--cloud-model", default=None)
     b.add_argument("--max-tokens", type=int, default=None,
-                   help="answer length (default: the benchmark's; gsm8k 512)")
-    b.add_argument("--samples", type=int, default=5,
-                   help="edge samples per prompt for the confidence signals (0 = none)")
-    b.add_argument("--sample-temperature", type=float, default=0.7)
-    b.add_argument("--sample-tokens", type=int, default=None,
-                   help="length of each edge sample (default: the benchmark's)")
+                   help="answer and sample length (default: the benchmark's; gsm8k 512)")
+    b.add_argument("--samples", type=int, default=DEFAULT_SAMPLING.n,
+                   help="edge samples per prompt for the policies (0 = none)")
+    b.add_argument("--sample-temperature", type=float, default=DEFAULT_SAMPLING.temperature)
     b.add_argument("--threshold", type=float, default=0.8,
-                   help="cosine similarity that joins two samples' meanings (embedding SE)")
+                   help="cosine similarity that joins two samples' meanings (embedding)")
+    b.add_argument("--meaning", choices=MEANINGS, default="auto",
+                   help="how samples are judged alike, as `serve`'s config 'meaning' "
+                        "(default auto: execution for code, final answer for math)")
+    b.add_argument("--policy", action="append", default=None, metavar="ROUTER",
+                   help="a served policy whose score becomes a signal column (a router "
+                        "string, threshold left out: router-disagreement, router-sep, or a "
+                        "saved router's folder as router-PATH); repeatable; default: "
+                        + ", ".join(DEFAULT_POLICIES))
     b.add_argument("--shots", type=int, default=5, help="mmlu: solved examples per question")
     b.add_argument("--regrade", action="store_true",
                    help="grade the checkpointed answers again (after a grader fix)")
@@ -164,9 +174,6 @@ def add_arguments(parser) -> None:
     ad.add_argument("--step", type=int, default=2)
     ad.add_argument("--delta", type=float, default=0.05,
                     help="confidence rule: stop where P(the decision flips) < delta")
-    ad.add_argument("--source", choices=["exec", "exact"], default=None,
-                    help="the clusters: program behaviour or canonical answer (default: "
-                         "what the table has, exec first)")
     ad.add_argument("--bootstrap", type=int, default=1000, metavar="B")
     ad.add_argument("--out", default=None, help="write the results as JSON here")
 
@@ -258,8 +265,8 @@ def _crossfit(args) -> int:
 
 
 def _draws(args, table):
-    """The table's rows' per-sample draws, by source, in the table's row order."""
-    from confroute.eval.prefix import SOURCES, checkpoint_records, draws_of
+    """The table's rows' per-sample draws, in the table's row order."""
+    from confroute.eval.prefix import checkpoint_records, draws_of
 
     ck = args.checkpoint or table.meta.get("checkpoint")
     if not ck:
@@ -274,12 +281,7 @@ def _draws(args, table):
     if missing or not table.ids:
         raise ValueError(f"{ck}: no record of {len(missing) or 'any'} of the table's rows "
                          f"(first: {missing[0] if missing else None!r})")
-    rows = [recs[i] for i in table.ids]
-    have = [s for s in SOURCES if all(SOURCES[s] in r.extra for r in rows)]
-    if not have:
-        raise ValueError(f"{ck}: the records keep no per-sample clusters "
-                         f"({' or '.join(SOURCES.values())}): rebuild with eval build")
-    return {s: draws_of(rows, s) for s in have}
+    return draws_of([recs[i] for i in table.ids])
 
 
 def _prefix(args) -> int:
@@ -290,11 +292,11 @@ def _prefix(args) -> int:
     if os.path.abspath(args.out) == os.path.abspath(args.table):
         raise ValueError("--out must differ from --table (the table you gave is kept)")
     table = load_table(args.table)
-    for source, draws in _draws(args, table).items():
-        for k in args.samples:
-            for name, values in prefix_signals(draws, k, source, args.start).items():
-                table = with_signal(table, name, values)
-                print(f"signal:{name}")
+    draws = _draws(args, table)
+    for k in args.samples:
+        for name, values in prefix_signals(draws, k, args.start).items():
+            table = with_signal(table, name, values)
+            print(f"signal:{name}")
     table.save(args.out)
     print(f"wrote {args.out}")
     return 0
@@ -306,19 +308,14 @@ def _adaptive(args) -> int:
     from confroute.eval.replay import mean_intervals
 
     table = load_table(args.table)
-    by_source = _draws(args, table)
-    source = args.source or next(iter(by_source))
-    if source not in by_source:
-        raise ValueError(f"the records keep no {source!r} clusters; they have "
-                         f"{', '.join(by_source)}")
-    draws = by_source[source]
+    draws = _draws(args, table)
     n_max = args.n_max or min(d.cluster_ids.size for d in draws)
     if not (args.threshold or args.share):
         raise ValueError("give at least one --threshold (nats) or --share")
     full = prefix_se(draws, n_max)["discrete"]
     thresholds = list(args.threshold) + [share_threshold(full, s) for s in args.share]
     results = []
-    print(f"{len(draws)} prompts, {source} clusters, n_max {n_max}, rounds "
+    print(f"{len(draws)} prompts, the served clusters, n_max {n_max}, rounds "
           f"{args.first}+{args.step}+...; 95% bootstrap intervals over prompts")
     print("| threshold (nats) | cloud share, full n | rule | mean samples | share of n_max "
           "| identical decisions |")
@@ -328,7 +325,7 @@ def _adaptive(args) -> int:
             r = adaptive_replay(draws, t, n_max, args.first, args.step, rule, args.delta)
             ci = mean_intervals([r.n_drawn, r.identical], n_boot=args.bootstrap) \
                 if args.bootstrap else [[float("nan")] * 2] * 2
-            res = {"threshold": t, "rule": rule, "n_max": n_max, "source": source,
+            res = {"threshold": t, "rule": rule, "n_max": n_max,
                    "n_prompts": len(draws), "cloud_share_full": float(r.cloud_full.mean()),
                    "cloud_share": float(r.cloud.mean()),
                    "mean_samples": float(r.n_drawn.mean()), "mean_samples_ci": ci[0],
@@ -565,7 +562,7 @@ def _sides(args):
 def _plan(args, judge):
     """The benchmark, its items (a seeded stratified --limit) and the live settings."""
     from confroute.eval.benchmarks import get_benchmark, stratified_sample
-    from confroute.eval.live import LiveSettings
+    from confroute.eval.live import DEFAULT_POLICIES, LiveSettings
 
     bench = get_benchmark(args.benchmark, shots=args.shots, seed=args.seed,
                           max_tokens=args.max_tokens, judge=judge)
@@ -573,9 +570,9 @@ def _plan(args, judge):
     if args.limit:
         items = stratified_sample(items, args.limit, seed=args.seed)
     settings = LiveSettings(max_tokens=args.max_tokens, samples=args.samples,
-                            sample_temperature=args.sample_temperature,
-                            sample_tokens=args.sample_tokens, seed=args.seed,
-                            threshold=args.threshold)
+                            sample_temperature=args.sample_temperature, seed=args.seed,
+                            threshold=args.threshold, meaning=args.meaning,
+                            policies=tuple(args.policy or DEFAULT_POLICIES))
     return bench, items, settings
 
 
@@ -692,9 +689,21 @@ def _side(spec, role, args):
         path, name = spec, None
     else:
         path, name = store.model_path(spec), spec  # ValueError names the known models
-    # room for the k-shot prompt plus the answer, and one sequence per sample + the answer
-    m = EdgeModel(path, n_ctx=3072, n_seq_max=max(1, args.samples + 1), name=name)
+    # room for the k-shot prompt plus the answer, and one sequence per sample + the answer;
+    # hidden states where a policy may read them (a trained router such as sep)
+    from confroute.eval.live import needs_hidden
+
+    hidden = role == "edge" and bool(getattr(args, "policy", None)) and needs_hidden(
+        _settings_stub(args))
+    m = EdgeModel(path, n_ctx=3072, n_seq_max=max(1, args.samples + 1), name=name,
+                  **({"hidden_states": True} if hidden else {}))
     return m.name, m
+
+
+def _settings_stub(args):
+    from confroute.eval.live import LiveSettings
+
+    return LiveSettings(policies=tuple(args.policy))
 
 
 def _judge_for(args, cloud):

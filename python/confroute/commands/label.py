@@ -16,6 +16,8 @@ import os
 
 
 def add_arguments(parser) -> None:
+    from confroute.routing import DEFAULT_SAMPLING
+
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompts", help="prompts to label by SE: .jsonl (prompt/question field; "
                                        "an 'answer' field also grades the responses), .csv, "
@@ -32,7 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--field", default=None, help="the prompt field of --prompts")
     parser.add_argument("--start", type=int, default=0, help="skip the first prompts")
     parser.add_argument("--limit", type=int, default=None, help="label at most N prompts")
-    parser.add_argument("--n", type=int, default=4, help="samples per model (default 4)")
+    parser.add_argument("--n", type=int, default=DEFAULT_SAMPLING.n,
+                        help=f"samples per model (default {DEFAULT_SAMPLING.n})")
     parser.add_argument("--split", default="train",
                         help="--benchmark: the split to label (default train: router-training "
                              "prompts, kept apart from the dev tables)")
@@ -40,8 +43,9 @@ def add_arguments(parser) -> None:
                         help="--benchmark: the signal that is each model's SE (default: the "
                              "benchmark's, e.g. exec_se_kuhn for code, exact_se_kuhn for gsm8k)")
     parser.add_argument("--max-tokens", type=int, default=None,
-                        help="tokens per sample (default 24; --benchmark: the benchmark's)")
-    parser.add_argument("--temperature", type=float, default=0.7)
+                        help=f"tokens per sample (default {DEFAULT_SAMPLING.max_tokens}; "
+                             "--benchmark: the benchmark's)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_SAMPLING.temperature)
     parser.add_argument("--tau", type=float, default=0.1, help="tie band of Eq. 4")
     parser.add_argument("--kind", default="kuhn", choices=["kuhn", "discrete", "weighted"],
                         help="SE form (default kuhn: the paper's Eq. 2)")
@@ -191,11 +195,13 @@ class _Job:
         a = self.args
         tokens = a.max_tokens
         if tokens is None:
-            tokens = 24
+            from confroute.routing import DEFAULT_SAMPLING
+
+            tokens = DEFAULT_SAMPLING.max_tokens
             if self.bench is not None:
                 from confroute.eval.live import LiveSettings
 
-                tokens = LiveSettings().sampled_tokens(self.bench)
+                tokens = LiveSettings().answer_tokens(self.bench)
         return JobConfig(weak=weak, strong=strong, n=a.n, max_tokens=tokens,
                          temperature=a.temperature, tau=a.tau, kind=a.kind, seed=a.seed,
                          similarity=a.similarity)

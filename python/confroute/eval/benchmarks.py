@@ -10,10 +10,9 @@ A :class:`Benchmark` is the whole plug-in interface of ``confroute eval build`` 
 - ``grade(answer, item)`` -> ``(quality or None, extracted or None)``.
 - ``answer_key(text, item)`` -> the canonical answer of one sample (exact-answer SE clusters
   samples by it; None = a cluster of its own). Default: none (no exact-answer SE).
-- ``extra_signals(item, samples, answer=None)`` -> more ``signal:<name>`` values (e.g.
-  execution-based SE); ``answer``: the graded greedy answer (None where there is none).
-- ``se_signal(kind)``: which of those signals is the benchmark's semantic entropy (the SE
-  that ``confroute label --benchmark`` labels by).
+- ``se_signal(kind)``: which signal column is the edge's semantic entropy (the SE that
+  ``confroute label --benchmark`` labels by). The signal columns are the served policies'
+  scores (:mod:`confroute.eval.live`), the same for every benchmark.
 - ``options``: option letters (``"ABCD"``) when the edge answers by its next-token letter
   distribution after the cue instead of by a generated text.
 - ``max_tokens`` / ``sample_tokens``: answer lengths; ``settings()``: what goes into the
@@ -41,23 +40,11 @@ class Prompt:
     cue: str = ""  # text the assistant turn starts with (the model continues it)
 
 
-# Which way a signal points: "cloud" = a higher value means less confident (send to the cloud).
-SIGNAL_HIGHER = {
-    "se_discrete": "cloud", "se_weighted": "cloud", "se_kuhn": "cloud",
-    "exact_se_discrete": "cloud", "exact_se_weighted": "cloud", "exact_se_kuhn": "cloud",
-    "n_clusters": "cloud", "exact_n_clusters": "cloud",
-    "mean_token_logprob": "edge", "max_sequence_prob": "edge", "perplexity": "cloud",
-    "option_entropy": "cloud", "letter_mass": "edge", "top_letter_prob": "edge",
-    "answer_mean_logprob": "edge", "greedy_disagreement": "cloud",
-}
-
-
 class Benchmark:
     name = "benchmark"
     options: str = ""
     max_tokens = 256
     sample_tokens: Optional[int] = None  # default: max_tokens
-    signal_higher: Dict[str, str] = {}   # directions of this benchmark's extra signals
 
     def items(self, data_dir, split: str = "dev",
               include_contaminated: bool = False) -> List[Item]:
@@ -76,14 +63,13 @@ class Benchmark:
         return type(self).answer_key is not Benchmark.answer_key
 
     def se_signal(self, kind: str = "kuhn") -> str:
-        """The signal that is this benchmark's semantic entropy of ``kind``: over exact
-        answers where answers have a key, else over embedding clusters (code benchmarks
-        override it with execution clusters)."""
-        return f"exact_se_{kind}" if self.has_answer_key() else f"se_{kind}"
+        """The signal that is the edge's semantic entropy of ``kind``: the served SE policy's
+        column (meaning judged per prompt: execution for code, the final answer for math)."""
+        from confroute.policies import KINDS
 
-    def extra_signals(self, item: Item, samples, answer: Optional[str] = None
-                      ) -> Dict[str, float]:
-        return {}
+        if kind not in KINDS:
+            raise ValueError(f"unknown SE kind {kind!r}; use one of {KINDS}")
+        return "se" if kind == "kuhn" else f"se_{kind}"
 
     def settings(self) -> dict:
         return {}

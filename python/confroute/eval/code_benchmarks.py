@@ -1,5 +1,6 @@
 """HumanEval and MBPP for ``confroute eval build``: graded by the dataset's own tests in the
-sandbox, with execution-based semantic entropy as extra signals (``signal:exec_*``).
+sandbox; the served policies judge their samples by execution (the scorer's ``auto``
+meaning), as the server does.
 
 HumanEval items carry the recorded cloud outcomes (``--cloud recorded:gpt-4``). Registered on
 import by :mod:`confroute.eval.benchmarks`.
@@ -13,12 +14,10 @@ from confroute.eval.benchmarks import Benchmark, Prompt, register_benchmark
 from confroute.eval.code_tasks import (FENCE, HUMANEVAL_INSTRUCTION, MBPP_INSTRUCTION,
                                        CodeTask, humaneval_tasks, mbpp_tasks, recorded_by_id)
 from confroute.eval.data import Item
-from confroute.exec_clusters import EXEC_SIGNALS, exec_signals
 
 
 class _Code(Benchmark):
     max_tokens = 384
-    signal_higher = EXEC_SIGNALS
     instruction = ""
 
     def __init__(self, max_tokens: Optional[int] = None, cue: str = "code"):
@@ -49,15 +48,6 @@ class _Code(Benchmark):
         from confroute.eval.code_grading import grade
 
         return grade(item.reference, answer)
-
-    def extra_signals(self, item, samples, answer=None):
-        # the samples continue the cue, as the answer does
-        cue = self.prompt(item).cue
-        return exec_signals(item.reference, [cue + t for t in samples.texts],
-                            samples.token_logprobs, answer=answer)
-
-    def se_signal(self, kind="kuhn"):
-        return f"exec_se_{kind}"  # two programs mean the same when they behave the same
 
     def settings(self):
         return {"max_tokens": self.max_tokens, "cue": self.cue,

@@ -212,6 +212,21 @@ _BY_NAME = {"s": "str", "string": "str", "text": "str", "word": "str", "n": "int
             "arr": "list", "l": "list", "numbers": "list", "nums": "list"}
 
 
+def example_calls(prompt: str, entry_point: str) -> Tuple[str, ...]:
+    """The calls of ``entry_point`` to judge programs by, from a request alone (a chat
+    message, code in a fence or not): the examples it shows (:func:`docstring_calls`), a lone
+    example with two variants of it (:func:`variant_calls`), or, where it shows none, three
+    calls proposed from the signature (:func:`signature_calls`); () when there is no
+    signature either."""
+    from confroute.eval.code_grading import extract_code
+
+    calls = docstring_calls(prompt, entry_point)
+    if len(calls) == 1:
+        return variant_calls(calls[0])
+    return calls or signature_calls(prompt, entry_point) or \
+        signature_calls(extract_code(prompt), entry_point)
+
+
 def signature_calls(prompt: str, entry_point: str) -> Tuple[str, ...]:
     """Three calls built from the signature alone (annotation, else a conventional parameter
     name: ``s`` a string, ``n`` an int, ...), for a docstring that shows no example."""

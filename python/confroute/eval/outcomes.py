@@ -194,7 +194,7 @@ class LiveRecord:
 RECORDED = "recorded"  # a models[] value: the quality comes from the item's recorded outcomes
 
 
-def _ask(model, messages, max_tokens: int, temperature: float):
+def ask(model, messages, max_tokens: int, temperature: float):
     """Any backend with ``chat(messages, n, max_tokens, temperature)`` (EdgeModel, CloudModel)
     or ``generate(messages, max_tokens, temperature)``; returns (text, usage)."""
     if hasattr(model, "chat"):
@@ -254,7 +254,6 @@ class _FunctionBenchmark:
 
     options = ""
     sample_tokens = None
-    signal_higher: Dict[str, str] = {}
 
     def __init__(self, grade, prefix: str, max_tokens: int, name: str):
         self._grade, self.prefix, self.max_tokens, self.name = grade, prefix, max_tokens, name
@@ -270,9 +269,6 @@ class _FunctionBenchmark:
     def has_answer_key(self):
         return False
 
-    def extra_signals(self, item, samples, answer=None):
-        return {}
-
     def settings(self):
         return {}
 
@@ -287,7 +283,7 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
 
     ``items``: objects with ``id``, ``prompt``, ``reference``, ``group`` and optionally
     ``turns`` and ``recorded`` (see :class:`confroute.eval.data.Item`); ``models``: name ->
-    backend (see :func:`_ask` and :func:`confroute.eval.live.answer_item`), or
+    backend (see :func:`ask` and :func:`confroute.eval.live.answer_item`), or
     :data:`RECORDED` to take that model's quality from ``item.recorded`` (no model runs).
     ``benchmark`` (:class:`confroute.eval.benchmarks.Benchmark`) says how to prompt and grade;
     without one, ``grade(answer, reference) -> (quality or None, extracted or None)`` and
@@ -394,9 +390,14 @@ def live_record(benchmark, item, name: str, model, settings, signals: bool = Fal
     in each replica of ``confroute eval build --ray``."""
     from confroute.eval.live import answer_item
 
-    a = answer_item(benchmark, model, item, settings, signals=signals)
-    answer = a.answer if isinstance(a.answer, str) else tuple(a.answer)
-    quality, extracted = benchmark.grade(answer, item)
+    try:
+        a = answer_item(benchmark, model, item, settings, signals=signals)
+        answer = a.answer if isinstance(a.answer, str) else tuple(a.answer)
+        quality, extracted = benchmark.grade(answer, item)
+    except Exception as e:  # noqa: BLE001 - one prompt that fails is recorded with its reason
+        # (left out of the table, named in a warning) and the build goes on
+        return LiveRecord(item.id, name, "", None, None, extra={
+            "error": f"{type(e).__name__}: {e}"[:2000]})
     return LiveRecord(item.id, name, a.answer, extracted,
                       None if quality is None else float(quality), a.usage, a.signals,
                       a.extra, round(a.seconds, 4))
@@ -413,8 +414,11 @@ def _table(items, names, recorded, done, weak, strong, name, benchmark, settings
 
         kept = {it.id for it in keep}
         lost = [it.id for it in items if it.id not in kept]
+        why = [f"{i} ({done[(i, m)].extra['error']})" for i in lost for m in names
+               if (i, m) in done and done[(i, m)].extra.get("error")]
         warnings.warn(f"{name}: {len(lost)} item(s) without a grade for every model are left "
-                      f"out of the table: {', '.join(lost[:10])}")
+                      f"out of the table: {', '.join(lost[:10])}"
+                      + (f"; failed: {'; '.join(why[:5])}" if why else ""))
     if not keep:
         raise ValueError(f"{name}: no item was graded for every model (see {checkpoint})")
     q = np.array([[quality(it, m) for m in names] for it in keep])
@@ -423,10 +427,7 @@ def _table(items, names, recorded, done, weak, strong, name, benchmark, settings
         recs = [done[(it.id, signals_from)] for it in keep]
         for k in sorted({k for r in recs for k in r.signals}):
             signals[k] = np.array([r.signals.get(k, float("nan")) for r in recs], np.float64)
-    from confroute.eval.benchmarks import SIGNAL_HIGHER
-
-    higher = {k: dict(SIGNAL_HIGHER, **benchmark.signal_higher).get(k, "cloud")
-              for k in signals}
+    higher = {k: "cloud" for k in signals}   # every policy's score: higher = less sure
     secs = {m: float(np.mean([done[(it.id, m)].seconds for it in keep]))
             for m in names if m not in recorded}
     tokens = {m: {k: float(np.mean([done[(it.id, m)].usage.get(k, 0) for it in keep]))
@@ -437,11 +438,23 @@ def _table(items, names, recorded, done, weak, strong, name, benchmark, settings
             "edge": weak, "cloud": strong, "signals_from": signals_from,
             "signal_higher": higher, "seconds_per_prompt": secs, "mean_tokens": tokens,
             "n_items": len(items), "n_kept": len(keep), "checkpoint": checkpoint,
+            "sampling": _sampling_meta(benchmark, settings),
             "settings": {k: v for k, v in header.items() if k != "kind"}}
     return OutcomeTable([it.prompt for it in keep], names, q, weak, strong, name=name,
                         ids=[it.id for it in keep],
                         groups=[getattr(it, "group", "") for it in keep], signals=signals,
                         meta=meta)
+
+
+def _sampling_meta(benchmark, settings) -> dict:
+    """The sampling every row was drawn with (a row's seed: its record's ``extra.seed``), and
+    how meaning was judged: what a server must be configured with to serve the table's
+    columns as measured."""
+    s = {"n": int(settings.samples), "max_tokens": settings.answer_tokens(benchmark),
+         "temperature": float(settings.sample_temperature),
+         "answer_temperature": float(settings.temperature)}
+    return {**s, "meaning": getattr(settings, "meaning", "auto"),
+            "seed": f"item_seed({settings.seed}, item id)"}
 
 
 def _append(f, obj: dict) -> None:

@@ -1,9 +1,9 @@
 """The edge's samples replayed in draw order: SE of their first k, and adaptive stopping.
 
-``eval build`` keeps, per prompt and in draw order, each sample's cluster under the benchmark's
-own meaning (``sample_answers``: the canonical answer; ``exec_cluster_ids``: the behaviour of a
-program on the task's example calls) and its mean token log-prob (``sample_mean_logprob``). So
-one table built with n samples also answers, without another model run:
+``eval build`` keeps, per prompt and in draw order, each sample's cluster under the meaning the
+served path judged it by (``sample_clusters``; ``meaning`` says which) and its mean token
+log-prob (``sample_mean_logprob``). So one table built with n samples also answers, without
+another model run:
 
 - :func:`prefix_signals` — SE of the first k samples, as if the table had been built with k
   (the first k of n draws are k draws from the same distribution; not bit for bit a k-sample
@@ -20,8 +20,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-# per-sample cluster sources in a record's extras, by the signal family they make
-SOURCES = {"exec": "exec_cluster_ids", "exact": "sample_answers"}
+CLUSTERS = "sample_clusters"   # a record's per-sample cluster ids, in draw order
+# the served SE policy of each kind (its router-string name)
+SE_NAMES = {"kuhn": "se", "discrete": "se_discrete", "weighted": "se_weighted"}
 KINDS = ("discrete", "weighted", "kuhn")
 
 
@@ -43,19 +44,17 @@ def _ids_of(keys) -> np.ndarray:
     return cluster_ids([(k,) if k is not None else (None, i) for i, k in enumerate(keys)])
 
 
-def draws_of(records, source: str) -> List[Draws]:
+def draws_of(records) -> List[Draws]:
     """The edge's per-sample draws from checkpoint records (``LiveRecord``s of the signals'
     model); ValueError naming the first record that lacks them."""
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
-    key, out = SOURCES[source], []
+    key, out = CLUSTERS, []
     for r in records:
         ex = r.extra
         if key not in ex or "sample_mean_logprob" not in ex:
             raise ValueError(f"record {r.id!r} has no per-sample {key!r} and "
                              f"'sample_mean_logprob' (built before they were kept, or without "
                              f"samples): rebuild it with `eval build --samples N`")
-        ids = _ids_of(ex[key]) if source == "exact" else np.asarray(ex[key], np.int64)
+        ids = np.asarray(ex[key], np.int64)
         lp = np.asarray(ex["sample_mean_logprob"], np.float64)
         if ids.shape != lp.shape or ids.size == 0:
             raise ValueError(f"record {r.id!r}: {ids.size} cluster ids for {lp.size} samples")
@@ -83,12 +82,12 @@ def prefix_se(draws: Sequence[Draws], k: int, start: int = 0) -> Dict[str, np.nd
                                               kind=kind), np.float64) for kind in KINDS}
 
 
-def prefix_signals(draws: Sequence[Draws], k: int, source: str, start: int = 0
+def prefix_signals(draws: Sequence[Draws], k: int, start: int = 0
                    ) -> Dict[str, np.ndarray]:
-    """``{<source>_se_<kind>_n<k>[_from<start>]: values}``: the table's SE signal names with
-    the sample window appended."""
+    """``{<policy>_n<k>[_from<start>]: values}``: the SE policies' column names (``se``,
+    ``se_discrete``, ``se_weighted``) with the sample window appended."""
     tail = f"_from{start}" if start else ""
-    return {f"{source}_se_{kind}_n{k}{tail}": v
+    return {f"{SE_NAMES[kind]}_n{k}{tail}": v
             for kind, v in prefix_se(draws, k, start).items()}
 
 

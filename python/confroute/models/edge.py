@@ -169,9 +169,17 @@ class EdgeModel:
         return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
 
     def prompt_tokens(self, messages: Messages) -> List[int]:
+        """The prompt's token ids. A conversation that ends with an assistant message asks
+        the model to continue that message (its text is the start of the answer)."""
+        msgs = normalize_messages(messages)
+        prefix = ""
+        if len(msgs) > 1 and msgs[-1]["role"] == "assistant":
+            prefix, msgs = msgs[-1]["content"], msgs[:-1]
         # The template writes any BOS itself (llama-cpp-python's chat handlers do the same).
-        toks = self.tokenize(self.format_prompt(messages), special=True,
+        toks = self.tokenize(self.format_prompt(msgs), special=True,
                              add_bos=self._formatter is None and self._model.add_bos_token())
+        if prefix:
+            toks = toks + self.tokenize(prefix)
         if not toks:
             raise ValueError("the prompt is empty after tokenization")
         return toks

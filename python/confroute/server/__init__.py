@@ -37,9 +37,10 @@ def load_models(cfg):
             log.warning("cloud.api_key_env names %s, which is not set", c.api_key_env)
         cloud = CloudModel(c.base_url, c.model, api_key=key, timeout=c.timeout_s,
                            max_retries=c.max_retries)
-    scorer = ConfidenceScorer()
+    scorer = ConfidenceScorer(meaning=cfg.meaning)
     scorer.embedder.embed(["warm up"])   # load it now, not on the first request
     return edge, cloud, scorer, routers
+
 
 
 def resolve_thresholds(cfg, routers):

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from confroute.server.engine import CloudFailed, Engine, Outcome
+from confroute.server.engine import CloudFailed, Engine, Outcome, edge_usage
 from confroute.server.errors import ApiError
 from confroute.server.limits import Cancelled, Slot
 from confroute.server.schema import parse_chat_request, parse_route_request
@@ -243,10 +243,8 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
             finally:
                 slot()
             metrics.requests.inc(status="200")
-            s = ev.samples
-            usage = {} if s is None else {"edge": {"model": s.model, "prompt_tokens":
-                                                   s.prompt_tokens,
-                                                   "completion_tokens": s.completion_tokens}}
+            usage = {} if ev.samples is None and ev.answer is None else \
+                {"edge": edge_usage(ev)}
             return JSONResponse({"object": "route", "router": f"router-{req.router}-"
                                  f"{req.threshold:g}", "model": engine.edge_name
                                  if d.route == "edge" else engine.cloud_name, **d.as_dict(),

@@ -7,8 +7,11 @@ Example (JSON)::
     {"edge": {"model": "/models/my-edge.gguf"},
      "cloud": {"base_url": "https://api.example.com/v1", "model": "big-model",
                "api_key_env": "CLOUD_API_KEY", "timeout_s": 30},
-     "routers": [{"name": "se", "thresholds": [0.5, 0.8], "samples": 5},
+     "routers": [{"name": "se", "thresholds": [0.5, 0.8]},
+                 {"name": "disagreement", "thresholds": [0.4]},
                  {"name": "sw", "path": "routers/sw", "thresholds": [0.35]}],
+     "sampling": {"n": 5, "temperature": 0.7, "max_tokens": 256},
+     "meaning": "auto",
      "limits": {"max_tokens": 1024}, "queue_size": 32,
      "breaker": {"failures": 3, "reset_s": 30}}
 
@@ -22,6 +25,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
+from confroute.routing import Sampling
 from confroute.server.schema import Limits
 
 
@@ -55,9 +59,8 @@ class RouterConfig:
     # (calibrated for a target cloud share)
     thresholds: Optional[Tuple[float, ...]] = None
     path: Optional[str] = None          # saved trained router directory
-    samples: int = 5                    # SE: edge samples per request, as long as the answer
-    sample_temperature: float = 1.0
-    kind: str = "kuhn"                  # SE estimator
+    samples: Optional[int] = None       # edge samples per request; None: sampling.n
+    kind: str = "kuhn"                  # SE estimator of router "se"
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,13 @@ class ServerConfig:
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     routers: Tuple[RouterConfig, ...] = (RouterConfig(thresholds=(0.8,)),)
+    # how the edge answers and samples (the tables' defaults; max_tokens is the answer length
+    # when a request names none): confroute.routing.Sampling
+    sampling: Sampling = field(default_factory=Sampling)
+    meaning: str = "auto"              # how samples are judged alike: confroute.scorer.MEANINGS
     limits: Limits = field(default_factory=Limits)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     queue_size: int = 16               # requests waiting for the edge beyond the one running
-    default_max_tokens: int = 256      # answer length when a request names none
     cloud_workers: int = 16            # concurrent cloud calls
     max_inflight: int = 64             # requests being served at once (all routes); 429 beyond
 
@@ -88,6 +94,9 @@ class ServerConfig:
 
     def model_ids(self) -> List[str]:
         return [f"router-{r.name}-{t:g}" for r in self.routers for t in (r.thresholds or ())]
+
+    def samples(self, router: RouterConfig) -> int:
+        return self.sampling.n if router.samples is None else router.samples
 
 
 def _build(cls, data: Any, where: str):
@@ -130,12 +139,19 @@ def from_dict(data: Dict[str, Any]) -> ServerConfig:
                 r["thresholds"] = (0.8,)
             routers.append(RouterConfig(**r))
         kw["routers"] = tuple(routers)
+    if "sampling" in kw:
+        kw["sampling"] = Sampling.from_dict(kw["sampling"])
     cfg = ServerConfig(**kw)
     check(cfg)
     return cfg
 
 
 def check(cfg: ServerConfig) -> None:
+    from confroute.routers.policy import ONLINE
+    from confroute.scorer import MEANINGS
+
+    if cfg.meaning not in MEANINGS:
+        raise ValueError(f"meaning must be one of {MEANINGS}, got {cfg.meaning!r}")
     names = [r.name for r in cfg.routers]
     if len(set(names)) != len(names):
         raise ValueError(f"routers: a name appears twice in {names}")
@@ -145,24 +161,24 @@ def check(cfg: ServerConfig) -> None:
         if r.thresholds is not None and (not r.thresholds or not all(
                 math.isfinite(t) and t >= 0 for t in r.thresholds)):
             raise ValueError(f"router {r.name!r}: thresholds must be finite numbers >= 0")
-        if r.thresholds is None and r.name in ("se", "se_adaptive"):
-            raise ValueError(f"router {r.name!r} needs thresholds")
-        if r.name not in ("se", "se_adaptive") and r.path is None:
+        if r.thresholds is None and r.name in ONLINE:
+            raise ValueError(f"router {r.name!r} needs thresholds ({ONLINE[r.name]})")
+        if r.name not in ONLINE and r.path is None:
             raise ValueError(f"router {r.name!r} needs 'path': a saved trained router folder")
-        if r.samples < 2:
+        if cfg.samples(r) < 2:
             raise ValueError(f"router {r.name!r}: samples must be >= 2 for semantic entropy")
     if not 0 < cfg.port < 65536:
         raise ValueError(f"port must be in 1..65535, got {cfg.port}")
-    if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.default_max_tokens < 1 \
-            or cfg.max_inflight < 1:
-        raise ValueError("queue_size >= 0, cloud_workers >= 1, default_max_tokens >= 1, "
-                         "max_inflight >= 1 needed")
-    need = max([r.samples for r in cfg.routers] + [cfg.limits.max_n])
+    if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.max_inflight < 1:
+        raise ValueError("queue_size >= 0, cloud_workers >= 1, max_inflight >= 1 needed")
+    # one sequence per sample, and one for the answer
+    need = max([cfg.samples(r) for r in cfg.routers] + [cfg.limits.max_n]) + 1
     if need > cfg.edge.n_seq_max:
         raise ValueError(f"edge.n_seq_max ({cfg.edge.n_seq_max}) must be at least the most "
-                         f"samples a request can need ({need}: router samples, limits.max_n)")
-    if cfg.default_max_tokens > cfg.limits.max_tokens:
-        raise ValueError("default_max_tokens exceeds limits.max_tokens")
+                         f"sequences a request can need ({need}: router samples or "
+                         "limits.max_n, and the answer)")
+    if cfg.sampling.max_tokens > cfg.limits.max_tokens:
+        raise ValueError("sampling.max_tokens exceeds limits.max_tokens")
     if cfg.cloud.base_url is not None and not cfg.cloud.model:
         raise ValueError("cloud.model is required when cloud.base_url is set")
     if cfg.cloud.timeout_s <= 0:

@@ -47,6 +47,7 @@ class Outcome:
     reason: str = ""
     error: Optional[str] = None
     n_samples: int = 0
+    meaning: str = ""
     usage: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     ignored: List[str] = field(default_factory=list)
 
@@ -54,7 +55,8 @@ class Outcome:
         return {"router": router, "routed_to": self.routed_to, "model": self.model,
                 "semantic_entropy": _finite(self.semantic_entropy), "score": _finite(self.score),
                 "threshold": self.threshold, "degraded": self.degraded, "reason": self.reason,
-                "error": self.error, "n_samples": self.n_samples, "usage": self.usage,
+                "error": self.error, "n_samples": self.n_samples, "meaning": self.meaning,
+                "usage": self.usage,
                 "ignored_params": self.ignored}
 
     def total_usage(self) -> Dict[str, int]:
@@ -139,7 +141,7 @@ class Engine:
             try:
                 rc = self.cfg.router_names[name]
                 self._policies[key] = make_policy(name, threshold, self.routers.get(name),
-                                                  kind=rc.kind, samples=rc.samples)
+                                                  kind=rc.kind, samples=self.cfg.samples(rc))
             except ValueError as e:
                 raise ApiError(400, f"model router-{name}-{threshold:g}: {e}", param="model",
                                code="invalid_threshold") from None
@@ -162,33 +164,46 @@ class Engine:
 
     # --- the edge side --------------------------------------------------------------------
     def _answer_tokens(self, req: ChatRequest) -> int:
-        return req.max_tokens or self.cfg.default_max_tokens
+        return req.max_tokens or self.cfg.sampling.max_tokens
 
     def query(self, req: ChatRequest) -> routing.Query:
-        """The request as the decision path sees it (checked already by schema.py)."""
+        """The request as the decision path sees it (checked already by schema.py): the
+        configured sampling, with the request's length and seed; a request's temperature is
+        its answer's (omitted: the configured answer temperature, greedy by default)."""
+        import dataclasses
+
         rc = self.cfg.router_names[req.router]
-        # n: the router's samples, and at least the choices asked for (edge answers are
-        # samples)
-        sampling = routing.Sampling(max(rc.samples, req.n), self._answer_tokens(req),
-                                    rc.sample_temperature, req.seed)
+        base = self.cfg.sampling
+        # n: the router's samples, and enough for the choices asked for beyond the answer
+        sampling = dataclasses.replace(
+            base, n=max(self.cfg.samples(rc), req.n - 1), max_tokens=self._answer_tokens(req),
+            seed=req.seed, answer_temperature=base.answer_temperature if req.temperature is None
+            else req.temperature)
         return routing.make_query(req.messages, sampling, req.cloud_only, req.edge_messages)
 
     def _batch_fits(self, payloads) -> bool:
-        need = sum(routing.needs_now(policy, q).samples for policy, q in payloads)
+        need = 0
+        for policy, q in payloads:
+            n = routing.needs_now(policy, q)
+            need += n.samples + n.answer
         return need <= self.edge.n_seq_max
 
     def _decide_batch(self, payloads):
         """On the edge thread: the decision path for several waiting requests at once."""
         return routing.decide_many(payloads, self.supplier)
 
-    def _edge_choices_from_samples(self, req: ChatRequest, conf) -> List[Dict[str, Any]]:
-        s = conf.samples
-        order = sorted(range(s.n), key=lambda i: (i != conf.best_index,
-                                                  -float(conf.seq_logprob_mean[i])
-                                                  if math.isfinite(conf.seq_logprob_mean[i])
-                                                  else 0.0))
-        return [self._choice(k, s.texts[i], s.finish_reasons[i], req.stop)
-                for k, i in enumerate(order[:req.n])]
+    def _edge_choices(self, req: ChatRequest, ev: Evidence) -> List[Dict[str, Any]]:
+        """The edge's answer (the one the policy judged), then, for n > 1, the samples in
+        order of likelihood."""
+        a = ev.answer
+        out = [(a.texts[0], a.finish_reasons[0])]
+        conf = ev.confidence
+        if req.n > 1 and conf is not None:
+            s = conf.samples
+            order = sorted(range(s.n), key=lambda i: -float(conf.seq_logprob_mean[i])
+                           if math.isfinite(conf.seq_logprob_mean[i]) else 0.0)
+            out += [(s.texts[i], s.finish_reasons[i]) for i in order]
+        return [self._choice(k, t, f, req.stop) for k, (t, f) in enumerate(out[:req.n])]
 
     @staticmethod
     def _choice(index: int, text: str, finish: str, stop) -> Dict[str, Any]:
@@ -196,27 +211,33 @@ class Engine:
         return {"index": index, "message": {"role": "assistant", "content": text},
                 "logprobs": None, "finish_reason": "stop" if cut else (finish or "stop")}
 
-    def _edge_generate_job(self, req: ChatRequest):
-        r = self.edge.chat(req.edge_messages, n=req.n, max_tokens=self._answer_tokens(req),
-                           temperature=_temp(req), seed=req.seed)
-        return r
+    def _edge_answer_job(self, req: ChatRequest, ev: Evidence) -> Evidence:
+        """On the edge thread: the answer (and the samples n > 1 choices need) of a request
+        decided without them, drawn as a policy that asks for them draws them."""
+        q = self.query(req)
+        need = routing.Need(samples=req.n - 1 if req.n > 1 else 0, answer=True)
+        ev = self.supplier.supply([(q, need, ev)])[0]
+        if ev.refused:
+            raise ValueError(ev.refused)
+        return ev
 
-    async def _edge_fallback(self, req: ChatRequest, conf, cancel) -> Tuple[list, dict]:
-        """The edge's answer when the cloud cannot give one: the best sample if the edge was
-        sampled, else a fresh generation."""
-        if conf is not None:
-            return self._edge_choices_from_samples(req, conf), {}
-        try:
-            r = await self.edge_q.run(lambda: self._edge_generate_job(req), cancel)
-        except (ApiError, Cancelled):
-            raise
-        except Exception as e:  # noqa: BLE001 - too long for its context, a template that
-            # cannot render tool messages...: the client is told, the server goes on
-            raise ApiError(503, f"the cloud is unavailable and the edge model cannot answer: "
-                           f"{type(e).__name__}: {e}", code="cloud_unavailable") from None
-        choices = [self._choice(i, t, f, req.stop)
-                   for i, (t, f) in enumerate(zip(r.texts, r.finish_reasons or (r.finish_reason,)))]
-        return choices, {"model": r.model, **r.usage}
+    async def _edge_fallback(self, req: ChatRequest, ev: Evidence, cancel
+                             ) -> Tuple[list, dict]:
+        """The edge's answer when the edge keeps the request or the cloud cannot give one:
+        the answer the policy judged, or, if it judged none, the same draw made now."""
+        usage = {}
+        if ev.answer is None or (req.n > 1 and ev.confidence is None):
+            try:
+                ev = await self.edge_q.run(lambda: self._edge_answer_job(req, ev), cancel)
+            except (ApiError, Cancelled):
+                raise
+            except Exception as e:  # noqa: BLE001 - too long for its context, a template
+                # that cannot render tool messages...: the client is told, the server goes on
+                raise ApiError(503, f"the cloud is unavailable and the edge model cannot "
+                               f"answer: {type(e).__name__}: {e}", code="cloud_unavailable"
+                               ) from None
+            usage = edge_usage(ev)
+        return self._edge_choices(req, ev), usage
 
     # --- the cloud side ---------------------------------------------------------------------
     def _cloud_kwargs(self, req: ChatRequest, stream: bool) -> Dict[str, Any]:
@@ -304,11 +325,9 @@ class Engine:
         o = Outcome(routed_to="edge", model=self.edge_name, choices=[],
                     threshold=decision.threshold, score=decision.score,
                     semantic_entropy=decision.semantic_entropy, reason=decision.reason,
-                    n_samples=decision.n_samples)
-        s = ev.samples
-        if s is not None:
-            o.usage["edge"] = {"model": s.model, "prompt_tokens": s.prompt_tokens,
-                               "completion_tokens": s.completion_tokens}
+                    n_samples=decision.n_samples, meaning=decision.meaning)
+        if ev.samples is not None or ev.answer is not None:
+            o.usage["edge"] = edge_usage(ev)
         if not self.cloud_http:
             o.ignored = sorted(req.passthrough)
         return o
@@ -317,9 +336,9 @@ class Engine:
         """A complete (non-streaming) answer with its routing facts."""
         decision, ev = await self.decide(req, cancel)
         o = self._base(req, decision, ev)
-        return await self._complete(o, req, decision, ev.confidence, cancel)
+        return await self._complete(o, req, decision, ev, cancel)
 
-    async def _complete(self, o: Outcome, req: ChatRequest, decision, conf, cancel) -> Outcome:
+    async def _complete(self, o: Outcome, req: ChatRequest, decision, ev, cancel) -> Outcome:
         """The answer once the route is decided: the cloud's, or the edge's."""
         if decision.route == "cloud":
             if self.breaker.allow():
@@ -339,7 +358,7 @@ class Engine:
             else:
                 o.error = "the cloud's circuit breaker is open after repeated failures"
             o.degraded = True
-        choices, usage = await self._edge_fallback(req, conf, cancel)
+        choices, usage = await self._edge_fallback(req, ev, cancel)
         o.choices = choices
         if usage:
             o.usage["edge"] = usage
@@ -351,11 +370,10 @@ class Engine:
         final before the first chunk: the cloud's first chunk is awaited here, so a cloud that
         fails before answering still leads to the edge answer, marked degraded."""
         decision, ev = await self.decide(req, cancel)
-        conf = ev.confidence
         o = self._base(req, decision, ev)
         if decision.route == "cloud" and not self.cloud_http and req.n > 1:
             # The in-process stand-in streams one answer only: answer whole, send in chunks.
-            o = await self._complete(o, req, decision, conf, cancel)
+            o = await self._complete(o, req, decision, ev, cancel)
             return o, _text_chunks(o.choices)
         if decision.route == "cloud":
             if self.breaker.allow():
@@ -369,10 +387,10 @@ class Engine:
             else:
                 o.error = "the cloud's circuit breaker is open after repeated failures"
             o.degraded = True
-        if conf is None and req.n == 1:
-            # No samples drawn (trained router or degraded): stream tokens as they come.
+        if ev.answer is None and req.n == 1:
+            # No answer drawn (a trained router decided): stream its tokens as they come.
             return o, self._edge_token_chunks(o, req, cancel)
-        choices, usage = await self._edge_fallback(req, conf, cancel)
+        choices, usage = await self._edge_fallback(req, ev, cancel)
         if usage:
             o.usage["edge"] = usage
         return o, _text_chunks(choices)
@@ -449,9 +467,11 @@ class Engine:
 
     def _edge_token_chunks(self, o: Outcome, req: ChatRequest, cancel):
         # Admitted now, not at the first chunk: a full queue is a 429 before any byte is sent.
+        # The same draw as the answer a policy would have judged (the query's sampling).
+        s = self.query(req).sampling
         pieces = self.edge_q.stream(lambda: _counted(self.edge, req.edge_messages, self.edge.chat(
-            req.edge_messages, n=1, max_tokens=self._answer_tokens(req), temperature=_temp(req),
-            seed=req.seed, stream=True), o.usage, "edge"), cancel)
+            req.edge_messages, n=1, max_tokens=s.max_tokens, temperature=s.answer_temperature,
+            seed=s.seed, stream=True), o.usage, "edge"), cancel)
         return self._edge_token_gen(req, pieces)
 
     async def _edge_token_gen(self, req: ChatRequest, pieces):
@@ -468,6 +488,13 @@ class Engine:
         finally:
             await pieces.aclose()
         yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+
+
+def edge_usage(ev: Evidence) -> Dict[str, Any]:
+    """The edge's tokens for one request: its samples and its answer."""
+    parts = [s for s in (ev.samples, ev.answer) if s is not None]
+    return {"model": parts[0].model, "prompt_tokens": sum(s.prompt_tokens for s in parts),
+            "completion_tokens": sum(s.completion_tokens for s in parts)}
 
 
 def _counted(model, messages, pieces, usage: Dict[str, Any], key: str):

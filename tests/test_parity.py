@@ -1,0 +1,148 @@
+"""Measured = served, on the real models: for a fixed seed, the score `eval build` records for a
+prompt under a policy is the score `POST /v1/route` of the real `confroute serve` process
+returns for the same router string and request seed, and the answer `/v1/chat/completions`
+serves when the edge keeps the query is the graded answer of the table (the benchmark's cue,
+which the request sends as an assistant message to continue, plus the served continuation).
+
+The prompts are code tasks invented here, in the shared/data layout (HumanEval's fields), so
+the test needs no data set: one whose docstring shows example calls, one that shows none (the
+calls are then proposed from its signature); both are judged by behaviour in the sandbox."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from server_helpers import confroute_server, trained_sw_dir
+
+TASKS = [
+    {"task_id": "Tiny/0", "entry_point": "add_one",
+     "prompt": 'def add_one(xs: list) -> list:\n    """Add one to every number of the list.\n'
+               '    >>> add_one([1, 2, 3])\n    [2, 3, 4]\n    """\n',
+     "test": "def check(candidate):\n    assert candidate([1, 2]) == [2, 3]\n"
+             "    assert candidate([]) == []\n"},
+    {"task_id": "Tiny/1", "entry_point": "shout",
+     "prompt": 'def shout(s):\n    """Return the text in capitals with an exclamation mark at the'
+               ' end."""\n',
+     "test": "def check(candidate):\n    assert candidate('hi') == 'HI!'\n"},
+]
+SAMPLES, TOKENS, SEED = 5, 48, 3
+ONLINE = ("answer_logprob", "disagreement", "se", "se_discrete", "se_weighted")
+CLI = "import sys\nfrom confroute.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    (d / "code").mkdir()
+    with open(d / "code" / "humaneval_dev.jsonl", "w") as f:
+        for t in TASKS:
+            f.write(json.dumps(t) + "\n")
+    with open(d / "code" / "humaneval_recorded_dev.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task_id", "prompt", "big", "small"])
+        for i, t in enumerate(TASKS):
+            w.writerow([t["task_id"], t["prompt"], 1, i % 2])
+    return d
+
+
+@pytest.fixture(scope="module")
+def sw_dir(embedder, tmp_path_factory):
+    return trained_sw_dir(embedder, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def built(data, sw_dir, tmp_path_factory):
+    """The table `eval build` writes, and its checkpoint's edge records by id."""
+    out = tmp_path_factory.mktemp("build")
+    ck, table = out / "ck.jsonl", out / "t.csv"
+    cmd = [sys.executable, "-c", CLI, "eval", "build", "--benchmark", "humaneval", "--data",
+           str(data), "--seed", SEED, "--samples", SAMPLES, "--max-tokens", TOKENS,
+           "--edge", "smollm2-135m-instruct", "--cloud", "recorded:big",
+           "--checkpoint", ck, "--out", table, "--no-progress"]
+    cmd += [a for p in ONLINE + (f"router-{sw_dir}",) for a in ("--policy", p)]
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "CONFROUTE_N_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    from confroute.eval.data import load_table
+
+    records = {}
+    for line in open(ck, encoding="utf-8").read().splitlines()[1:]:
+        o = json.loads(line)
+        records[o["id"]] = o
+    return load_table(str(table)), records
+
+
+@pytest.fixture(scope="module")
+def server(sw_dir, tmp_path_factory):
+    cfg = {"edge": {"n_ctx": 3072, "n_seq_max": SAMPLES + 1, "n_threads": 1},
+           # never called: the routes below either only decide or keep the query on the edge
+           "cloud": {"base_url": "http://127.0.0.1:9/v1", "model": "none", "timeout_s": 5},
+           "routers": [{"name": n, "thresholds": [1000 if n != "disagreement" else 1]}
+                       for n in ONLINE] + [{"name": "sw", "path": sw_dir, "thresholds": [1]}],
+           "sampling": {"n": SAMPLES, "temperature": 0.7, "max_tokens": TOKENS},
+           "limits": {"max_n": 1}}
+    with confroute_server(cfg, tmp_path_factory.mktemp("serve")) as s:
+        yield s
+
+
+def _request(item_prompt: str, cue: str, seed: int, model: str) -> dict:
+    return {"model": model, "seed": seed,
+            "messages": [{"role": "user", "content": item_prompt},
+                         {"role": "assistant", "content": cue}]}
+
+
+def _rows(data):
+    from confroute.eval.benchmarks import get_benchmark
+
+    b = get_benchmark("humaneval")
+    return [(it, b.prompt(it)) for it in b.items(str(data), "dev")]
+
+
+def test_every_column_is_a_served_router_string(built, sw_dir):
+    from confroute.routers.policy import policy_from_string
+
+    table, _ = built
+    assert set(table.signals) == set(ONLINE) | {sw_dir}
+    for name in table.signals:
+        policy_from_string(f"router-{name}-0.5")   # the server's own parser accepts it
+    assert table.meta["sampling"]["n"] == SAMPLES
+    assert table.meta["sampling"]["max_tokens"] == TOKENS
+
+
+def test_route_scores_equal_the_table_and_the_served_answer_is_the_graded_one(built, data,
+                                                                           server):
+    table, records = built
+    meanings = set()
+    for it, p in _rows(data):
+        rec = records[it.id]
+        seed = rec["extra"]["seed"]
+        row = table.ids.index(it.id)
+        for name in ONLINE + ("sw",):
+            column = name if name != "sw" else next(k for k in table.signals
+                                                    if k not in ONLINE)
+            t = 1000 if name not in ("disagreement", "sw") else 1
+            r = httpx.post(server.url + "/route", timeout=600,
+                           json=_request(p.messages[0]["content"], p.cue, seed,
+                                         f"router-{name}-{t}"))
+            assert r.status_code == 200, r.text
+            d = r.json()
+            assert d["score"] == pytest.approx(table.signals[column][row], rel=1e-9, abs=1e-12), \
+                (it.id, name)
+            if name in ("disagreement", "se"):
+                meanings.add(d["meaning"])
+                assert d["meaning"] == rec["extra"]["meaning"]
+        # the answer served when the edge keeps the query is the graded one
+        c = httpx.post(server.url + "/chat/completions", timeout=600,
+                       json=_request(p.messages[0]["content"], p.cue, seed, "router-se-1000"))
+        assert c.status_code == 200, c.text
+        body = c.json()
+        assert body["confroute"]["routed_to"] == "edge"
+        assert p.cue + body["choices"][0]["message"]["content"] == rec["answer"]
+    # one task shows example calls, the other none: its calls come from the signature
+    assert meanings == {"execution"}
