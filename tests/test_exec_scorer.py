@@ -1,10 +1,14 @@
-"""ExecutionScorer on the real edge model (SmolLM2): code samples are clustered by what they
-return on the prompt's example calls (in the sandbox); other prompts fall back to embeddings."""
+"""The scorer's meaning, per prompt: on the real edge model (SmolLM2) code samples are
+clustered by what they return on the prompt's example calls (in the sandbox); other prompts by
+embedding; answers that mark a final number by that number; and the edge's own answer against
+its samples (disagreement) under each meaning."""
 import math
 
 import numpy as np
+import pytest
 
-from confroute.exec_clusters import ExecutionScorer, entry_point_of
+from confroute.exec_clusters import entry_point_of
+from confroute.models.types import Samples
 from confroute.scorer import ConfidenceScorer
 
 CODE = ("Write a Python function is_prime(n) that checks whether n is a prime number. For "
@@ -12,8 +16,8 @@ CODE = ("Write a Python function is_prime(n) that checks whether n is a prime nu
 
 
 def test_code_prompt_is_clustered_by_execution(edge_model, embedder):
-    s = ExecutionScorer(ConfidenceScorer(embedder, n=5, max_tokens=160, temperature=0.7,
-                                         seed=0))
+    s = ConfidenceScorer(embedder, n=5, max_tokens=160, temperature=0.7, seed=0)
+    assert s.meaning == "auto"
     c = s.score(CODE, edge_model)
     assert entry_point_of(c.samples.texts) == "is_prime"
     assert c.method == "execution" and c.n_samples == 5
@@ -26,11 +30,53 @@ def test_code_prompt_is_clustered_by_execution(edge_model, embedder):
 
 
 def test_other_prompts_keep_embedding_clusters(edge_model, embedder):
-    s = ExecutionScorer(ConfidenceScorer(embedder, n=3, max_tokens=16, temperature=0.7,
-                                         seed=0))
+    s = ConfidenceScorer(embedder, n=3, max_tokens=16, temperature=0.7, seed=0)
     c = s.score("What is the opposite of hot? Answer in one word.", edge_model)
     assert c.method == "embedding" and c.n_samples == 3
-    assert s.n == 3  # the wrapped scorer's settings show through
+    forced = ConfidenceScorer(embedder, n=3, max_tokens=16, temperature=0.7, seed=0,
+                              meaning="execution")
+    c = forced.score("What is the opposite of hot? Answer in one word.", edge_model)
+    assert c.method == "embedding (not code)"   # the fallback is named, never a crash
+
+
+def _samples(texts):
+    return Samples(texts=tuple(texts), token_logprobs=tuple(np.full(3, -0.5) for _ in texts),
+                   token_ids=None, finish_reasons=("stop",) * len(texts), model="m",
+                   prompt_tokens=1, completion_tokens=3 * len(texts), temperature=0.7,
+                   seconds=0.0)
+
+
+def test_marked_final_numbers_are_the_meaning_and_disagreement_counts_other_answers():
+    s = ConfidenceScorer(embedder=object())   # never asked: these are judged by their number
+    texts = ["6 * 7 = 42, so the answer is 42", "The answer is 42.", "\\boxed{41}",
+             "I think the answer is 40"]
+    c = s.score_samples([_samples(texts)], prompts=["What is 6 * 7?"],
+                        answers=["So the answer is 42."])[0]
+    assert c.method == "exact" and c.n_clusters == 3
+    assert c.cluster_ids.tolist() == [0, 0, 1, 2]
+    assert c.disagreement == pytest.approx(2 / 4)
+    assert c.se_discrete == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+
+
+def test_code_samples_by_behaviour_and_the_answer_against_them():
+    s = ConfidenceScorer(embedder=object())
+    prompt = "def double(x):\n    \"\"\"Twice x.\n    >>> double(2)\n    4\n    \"\"\"\n"
+    good = "```python\ndef double(x):\n    return 2 * x\n```"
+    alike = "```python\ndef double(x):\n    return x + x\n```"
+    bad = "```python\ndef double(x):\n    return x ** 2\n```"
+    c = s.score_samples([_samples([good, alike, bad])], prompts=[prompt],
+                        answers=[good])[0]
+    # x**2 agrees with 2*x on the example (2) but not on its variants: behaviour differs
+    assert c.method == "execution" and c.cluster_ids.tolist() == [0, 0, 1]
+    assert c.disagreement == pytest.approx(1 / 3)
+
+
+def test_code_with_nothing_to_call_falls_back_and_says_so(embedder):
+    s = ConfidenceScorer(embedder)
+    texts = ["```python\ndef rev(s):\n    return s[::-1]\n```"] * 2
+    c = s.score_samples([_samples(texts)], prompts=["Write a function that reverses text."],
+                        answers=[texts[0]])[0]
+    assert c.method == "embedding (no example calls)" and c.disagreement == 0.0
 
 
 def test_entry_point_needs_a_majority():

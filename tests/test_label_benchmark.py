@@ -28,7 +28,7 @@ def test_mbpp_train_labels_by_execution_se(tmp_path, capsys):
     items = get_benchmark("mbpp").items(DATA, "train")[:2]
     assert [r["prompt"] for r in rows] == [it.prompt for it in items]
     meta = json.loads((tmp_path / "mbpp.jsonl.meta.json").read_text())
-    assert meta["source"]["signal"] == "exec_se_kuhn" and meta["graded"] is True
+    assert meta["source"]["signal"] == "se" and meta["graded"] is True
     assert meta["config"]["max_tokens"] == 96
     for r, it in zip(rows, items):
         assert r["label_source"] == "se" and r["se_kind"] == "kuhn"
@@ -43,7 +43,7 @@ def test_mbpp_train_labels_by_execution_se(tmp_path, capsys):
     assert _label(out) == 0
     assert out.read_text() == before and "0 new rows (2 already there)" in capsys.readouterr().out
     # another SE signal is another job: refused before any sampling, the file kept
-    assert _label(out, "--se-signal", "exec_se_discrete") == 2
+    assert _label(out, "--se-signal", "se_discrete") == 2
     assert "other options" in capsys.readouterr().err and out.read_text() == before
     # accuracy labels for the same prompts and responses
     acc = tmp_path / "acc.jsonl"
@@ -69,9 +69,9 @@ def test_benchmark_labels_refuse_what_they_cannot_measure(capsys):
     items = bench.items(DATA, "train")[:3]
     config = JobConfig(weak="w", strong="s", n=2, max_tokens=8)
     with pytest.raises(ValueError, match="'some-api' is not in process"):
-        benchmark_fns(bench, items, {"weak": _Api(), "strong": _Api()}, config, "exec_se_kuhn")
+        benchmark_fns(bench, items, {"weak": _Api(), "strong": _Api()}, config, "se")
     with pytest.raises(ValueError, match="the same prompt text"):
-        benchmark_fns(bench, items + items[:1], {}, config, "exec_se_kuhn")
+        benchmark_fns(bench, items + items[:1], {}, config, "se")
     assert cli.main(["label", "--benchmark", "mt-bench", "--data", str(DATA),
                      "--out", "x.jsonl"]) == 2
     assert "needs a judge" in capsys.readouterr().err
@@ -88,6 +88,9 @@ def test_gsm8k_train_split_for_labels():
     train, dev = b.items(DATA, "train"), b.items(DATA, "dev")
     assert len(train) == 7473 and train[0].reference == "72"
     assert not {it.id for it in train} & {it.id for it in dev}   # another split, other ids
-    assert b.se_signal() == "exact_se_kuhn" and b.se_signal("discrete") == "exact_se_discrete"
-    assert get_benchmark("mbpp").se_signal() == "exec_se_kuhn"
-    assert get_benchmark("mt-bench").se_signal() == "se_kuhn"   # no answer key: embeddings
+    # one SE column for every benchmark: the served SE policy (meaning judged per prompt)
+    assert b.se_signal() == "se" and b.se_signal("discrete") == "se_discrete"
+    assert get_benchmark("mbpp").se_signal() == "se"
+    assert get_benchmark("mt-bench").se_signal("weighted") == "se_weighted"
+    with pytest.raises(ValueError, match="unknown SE kind"):
+        b.se_signal("entropy")

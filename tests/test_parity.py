@@ -75,7 +75,7 @@ def built(data, sw_dir, tmp_path_factory):
     for line in open(ck, encoding="utf-8").read().splitlines()[1:]:
         o = json.loads(line)
         records[o["id"]] = o
-    return load_table(str(table)), records
+    return load_table(str(table)), records, str(table)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def _rows(data):
 def test_every_column_is_a_served_router_string(built, sw_dir):
     from confroute.routers.policy import policy_from_string
 
-    table, _ = built
+    table, _, _ = built
     assert set(table.signals) == set(ONLINE) | {sw_dir}
     for name in table.signals:
         policy_from_string(f"router-{name}-0.5")   # the server's own parser accepts it
@@ -117,7 +117,7 @@ def test_every_column_is_a_served_router_string(built, sw_dir):
 
 def test_route_scores_equal_the_table_and_the_served_answer_is_the_graded_one(built, data,
                                                                            server):
-    table, records = built
+    table, records, _ = built
     meanings = set()
     for it, p in _rows(data):
         rec = records[it.id]
@@ -146,3 +146,28 @@ def test_route_scores_equal_the_table_and_the_served_answer_is_the_graded_one(bu
         assert p.cue + body["choices"][0]["message"]["content"] == rec["answer"]
     # one task shows example calls, the other none: its calls come from the signature
     assert meanings == {"execution"}
+
+
+def test_calibrate_an_online_policy_on_its_column_and_serve_names_other_sampling(built,
+                                                                               capsys):
+    from confroute import cli
+    from confroute.server.config import from_dict, sampling_warnings
+
+    table, _, path = built
+    assert cli.main(["calibrate", "--router", "router-se", "--table", path,
+                     "--cloud-share", "0.5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    t = out["threshold"]
+    assert out["router"] == f"router-se-{t:g}" and t in table.signals["se"]
+    assert out["calibration_share"] == pytest.approx(float((table.signals["se"] > t).mean()))
+    entry = out["server_config_router"]
+    assert entry["calibrated_sampling"]["n"] == SAMPLES
+    same = {"routers": [entry], "edge": {"n_seq_max": SAMPLES + 1}, "limits": {"max_n": 1},
+            "sampling": {"n": SAMPLES, "temperature": 0.7, "max_tokens": TOKENS}}
+    assert sampling_warnings(from_dict(same)) == []
+    other = dict(same, sampling={"n": SAMPLES, "temperature": 1.0, "max_tokens": TOKENS})
+    (line,) = sampling_warnings(from_dict(other))
+    assert "router 'se'" in line and "temperature: calibrated 0.7, served 1.0" in line
+    assert cli.main(["calibrate", "--router", "router-sw", "--table", path,
+                     "--cloud-share", "0.5"]) == 2
+    assert "is not one" in capsys.readouterr().err

@@ -19,22 +19,17 @@ def _rec(i, extra):
 
 def test_canonical_answers_become_first_seen_cluster_ids():
     assert _ids_of(["7", "3", "7", None, None, "3"]).tolist() == [0, 1, 0, 2, 3, 1]
-    d = draws_of([_rec(0, {"sample_answers": ["7", "7", None],
-                           "sample_mean_logprob": [-0.1, -0.2, -0.3]})], "exact")[0]
-    assert d.cluster_ids.tolist() == [0, 0, 1]
-    d = draws_of([_rec(0, {"exec_cluster_ids": [0, 1, 0],
-                           "sample_mean_logprob": [-0.1, -0.2, -0.3]})], "exec")[0]
+    d = draws_of([_rec(0, {"sample_clusters": [0, 1, 0],
+                           "sample_mean_logprob": [-0.1, -0.2, -0.3]})])[0]
     assert d.cluster_ids.tolist() == [0, 1, 0]
 
 
 def test_records_without_per_sample_draws_are_named():
-    with pytest.raises(ValueError, match="record '3' has no per-sample 'sample_answers'"):
-        draws_of([_rec(3, {"sample_finish": ["stop"]})], "exact")
+    with pytest.raises(ValueError, match="record '3' has no per-sample 'sample_clusters'"):
+        draws_of([_rec(3, {"sample_finish": ["stop"]})])
     with pytest.raises(ValueError, match="2 cluster ids for 3 samples"):
-        draws_of([_rec(0, {"exec_cluster_ids": [0, 1],
-                           "sample_mean_logprob": [-1, -1, -1]})], "exec")
-    with pytest.raises(ValueError, match="source must be one of"):
-        draws_of([], "embedding")
+        draws_of([_rec(0, {"sample_clusters": [0, 1],
+                           "sample_mean_logprob": [-1, -1, -1]})])
 
 
 def test_prefix_se_is_the_core_se_of_the_first_k():
@@ -55,8 +50,8 @@ def test_prefix_se_is_the_core_se_of_the_first_k():
     later = prefix_se(draws, 4, start=4)
     for d, disc in zip(draws, later["discrete"]):
         assert disc == pytest.approx(discrete_entropy(np.bincount(d.cluster_ids[4:])), abs=1e-12)
-    assert set(prefix_signals(draws, 4, "exact", start=4)) == {
-        "exact_se_discrete_n4_from4", "exact_se_weighted_n4_from4", "exact_se_kuhn_n4_from4"}
+    assert set(prefix_signals(draws, 4, start=4)) == {
+        "se_discrete_n4_from4", "se_weighted_n4_from4", "se_n4_from4"}
     with pytest.raises(ValueError, match="fewer than 9 samples"):
         prefix_se(draws, 4, start=5)
     with pytest.raises(ValueError, match="start >= 0"):

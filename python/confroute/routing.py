@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from confroute.models.types import (Messages, Samples, check_generation, last_user_text,
-                                    normalize_messages)
+from confroute.models.types import (Messages, Samples, check_generation, edge_view,
+                                    last_user_text)
 
 NAN = float("nan")
 MAX_ROUNDS = 16   # a policy that keeps asking for more is a bug, not a reason to hang
@@ -158,12 +158,14 @@ class Query:
 
 def make_query(messages: Messages, sampling: Sampling = Sampling(),
                cloud_only: Optional[str] = None, edge_messages=None) -> Query:
-    """A checked :class:`Query` (ValueError saying what is wrong). A caller that has already
-    checked the messages and turned them into text (the server, whose messages may hold parts
-    only the cloud can read) passes ``edge_messages``; ``messages`` are then kept as sent."""
+    """A checked :class:`Query` (ValueError saying what is wrong). Parts only the cloud can
+    read (images, tool calls) make the query the cloud's, with that reason
+    (:func:`confroute.models.types.edge_view`). A caller that has already checked the messages
+    and turned them into text (the server, with its HTTP error codes) passes
+    ``edge_messages``; ``messages`` are then kept as sent."""
     if edge_messages is None:
-        messages = normalize_messages(messages, flatten=False)
-        edge_messages = normalize_messages(messages)
+        messages, edge_messages, why = edge_view(messages)
+        cloud_only = cloud_only or why
     return Query(list(messages), list(edge_messages), last_user_text(edge_messages), sampling,
                  cloud_only)
 

@@ -73,13 +73,14 @@ def _run(args) -> int:
                            timeout=args.timeout)
     else:
         cloud = default_cloud()
-    from confroute.exec_clusters import ExecutionScorer
+    from confroute.routing import Sampling
 
-    scorer = ExecutionScorer(ConfidenceScorer(default_embedder(), n=args.n,
-                                              max_tokens=args.max_tokens,
-                                              temperature=args.temperature, seed=args.seed))
+    # meaning "auto": code prompts by behaviour in the sandbox, the others by embedding
+    scorer = ConfidenceScorer(default_embedder())
+    sampling = Sampling(n=args.n, max_tokens=args.max_tokens, temperature=args.temperature,
+                        seed=args.seed)
     ctl = Controller(edge, cloud, SECascade(args.threshold, kind=args.kind), scorer=scorer,
-                     cloud_max_tokens=args.cloud_max_tokens)
+                     cloud_max_tokens=args.cloud_max_tokens, sampling=sampling)
     log(f"edge: {edge.name} | cloud: {getattr(cloud, 'name', cloud)} | SE ({args.kind}) "
         f"threshold {args.threshold} nats | {args.n} samples x {args.max_tokens} tokens "
         f"(models ready in {time.perf_counter() - t0:.1f} s)")

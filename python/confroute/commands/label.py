@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
                              "prompts, kept apart from the dev tables)")
     parser.add_argument("--se-signal", default=None, metavar="NAME",
                         help="--benchmark: the signal that is each model's SE (default: the "
-                             "benchmark's, e.g. exec_se_kuhn for code, exact_se_kuhn for gsm8k)")
+                             "served SE policy of --kind: se, se_discrete or se_weighted)")
     parser.add_argument("--max-tokens", type=int, default=None,
                         help=f"tokens per sample (default {DEFAULT_SAMPLING.max_tokens}; "
                              "--benchmark: the benchmark's)")

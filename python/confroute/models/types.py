@@ -82,13 +82,23 @@ class SampleRequest:
 
 def content_text(content: Any, where: str = "content") -> str:
     """A message's content as plain text: a string, or OpenAI's list form
-    ``[{"type": "text", "text": ...}, ...]`` whose text parts are joined."""
+    ``[{"type": "text", "text": ...}, ...]`` whose text parts are joined. ValueError for a
+    part a local model cannot read (an image)."""
+    text, other = _text_and_other(content, where)
+    if other:
+        raise ValueError(f"{where}[{other[1]}] has type {other[0]!r}; only text parts can be "
+                         "read by a local model")
+    return text
+
+
+def _text_and_other(content: Any, where: str):
+    """(the text parts joined, None or (type, index) of the first other part)."""
     if content is None:
-        return ""
+        return "", None
     if isinstance(content, str):
-        return content
+        return content, None
     if isinstance(content, (list, tuple)):
-        parts = []
+        parts, other = [], None
         for i, part in enumerate(content):
             if isinstance(part, str):
                 parts.append(part)
@@ -97,19 +107,20 @@ def content_text(content: Any, where: str = "content") -> str:
                     raise ValueError(f"{where}[{i}] is a text part without a string 'text'")
                 parts.append(part["text"])
             elif isinstance(part, dict):
-                raise ValueError(f"{where}[{i}] has type {part.get('type')!r}; only text parts "
-                                 "can be read by a local model")
+                other = other or (str(part.get("type")), i)
             else:
                 raise ValueError(f"{where}[{i}] must be a string or a dict, got "
                                  f"{type(part).__name__}")
-        return "\n".join(parts)
+        return "\n".join(parts), other
     raise ValueError(f"{where} must be a string or a list of parts, got {type(content).__name__}")
 
 
-def normalize_messages(messages: Messages, flatten: bool = True) -> List[Message]:
+def normalize_messages(messages: Messages, flatten: bool = True,
+                       cloud_parts: bool = False) -> List[Message]:
     """Checks chat messages and returns them as a new list of dicts; a bare string becomes one
     user message. ``flatten`` turns list-form content into plain text (local models need it;
-    the cloud client keeps it as is). Raises ValueError saying what is wrong."""
+    the cloud client keeps it as is); ``cloud_parts`` lets unflattened content hold parts only
+    a cloud reads (images). Raises ValueError saying what is wrong."""
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     if isinstance(messages, dict) or not isinstance(messages, Sequence):
@@ -128,10 +139,30 @@ def normalize_messages(messages: Messages, flatten: bool = True) -> List[Message
         m = dict(m)
         if flatten:
             m["content"] = content_text(m.get("content"), f"messages[{i}].content")
+        elif cloud_parts:
+            _text_and_other(m.get("content"), f"messages[{i}].content")  # validate only
         else:
             content_text(m.get("content"), f"messages[{i}].content")  # validate only
         out.append(m)
     return out
+
+
+def edge_view(messages: Messages) -> Tuple[List[Message], List[Message], Optional[str]]:
+    """(the messages as given, checked; role + plain text for a local model; why only the
+    cloud can serve them, or None). Image, audio or file parts, tool calls and tool results
+    are the cloud's: the local text leaves them out, and the reason says so. ValueError
+    for what no model can read (a bad role, a part without its text)."""
+    msgs = normalize_messages(messages, flatten=False, cloud_parts=True)
+    edge, why = [], None
+    for i, m in enumerate(msgs):
+        text, other = _text_and_other(m.get("content"), f"messages[{i}].content")
+        if other:
+            why = why or f"content: messages[{i}] holds {other[0]} parts that only the cloud " \
+                         "can read"
+        if m.get("tool_calls") or m["role"] == "tool":
+            why = why or "tools: the conversation holds tool calls or results"
+        edge.append({"role": m["role"], "content": text})
+    return msgs, edge, why
 
 
 def last_user_text(messages: Messages) -> str:

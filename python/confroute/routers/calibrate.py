@@ -31,14 +31,15 @@ class Calibration:
         return asdict(self)
 
 
-def threshold_for_share(scores, share: float) -> float:
-    """The score t minimizing |mean(scores > t) - share| (lower share on a tie)."""
+def threshold_for_share(scores, share: float, unit_interval: bool = True) -> float:
+    """The score t minimizing |mean(scores > t) - share| (lower share on a tie). A trained
+    router's scores lie in [0, 1] (``unit_interval``); an online policy's may be nats."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or s.size == 0:
         raise ValueError("calibration needs a non-empty 1-D array of scores")
     if not np.isfinite(s).all():
         raise ValueError("calibration scores must be finite")
-    if s.min() < 0.0 or s.max() > 1.0:
+    if unit_interval and (s.min() < 0.0 or s.max() > 1.0):
         raise ValueError(f"router scores must lie in [0, 1], got {s.min():g} .. {s.max():g}")
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"cloud share must lie in [0, 1], got {share}")

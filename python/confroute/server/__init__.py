@@ -66,7 +66,11 @@ def build(cfg, api_key: Optional[str] = None, models=None):
     from confroute.server.engine import Engine
     from confroute.server.metrics import ServerMetrics
 
+    from confroute.server.config import sampling_warnings
+
     edge, cloud, scorer, routers = models or load_models(cfg)
     cfg = resolve_thresholds(cfg, routers)
+    for line in sampling_warnings(cfg):
+        log.warning(line)
     engine = Engine(cfg, edge, cloud, scorer, ServerMetrics(), routers)
     return create_app(engine, api_key), cfg

@@ -61,6 +61,9 @@ class RouterConfig:
     path: Optional[str] = None          # saved trained router directory
     samples: Optional[int] = None       # edge samples per request; None: sampling.n
     kind: str = "kuhn"                  # SE estimator of router "se"
+    # the sampling its thresholds were calibrated under (`confroute calibrate --table` prints
+    # it): the server warns when it serves them under other sampling
+    calibrated_sampling: Optional[Dict[str, Any]] = None
 
 
 @dataclass(frozen=True)
@@ -165,14 +168,16 @@ def check(cfg: ServerConfig) -> None:
             raise ValueError(f"router {r.name!r} needs thresholds ({ONLINE[r.name]})")
         if r.name not in ONLINE and r.path is None:
             raise ValueError(f"router {r.name!r} needs 'path': a saved trained router folder")
+        if r.calibrated_sampling is not None and not isinstance(r.calibrated_sampling, dict):
+            raise ValueError(f"router {r.name!r}: calibrated_sampling must be an object")
         if cfg.samples(r) < 2:
             raise ValueError(f"router {r.name!r}: samples must be >= 2 for semantic entropy")
     if not 0 < cfg.port < 65536:
         raise ValueError(f"port must be in 1..65535, got {cfg.port}")
     if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.max_inflight < 1:
         raise ValueError("queue_size >= 0, cloud_workers >= 1, max_inflight >= 1 needed")
-    # one sequence per sample, and one for the answer
-    need = max([cfg.samples(r) for r in cfg.routers] + [cfg.limits.max_n]) + 1
+    # one sequence per sample and one for the answer (n choices: the answer and n - 1 samples)
+    need = max(max(cfg.samples(r) for r in cfg.routers) + 1, cfg.limits.max_n)
     if need > cfg.edge.n_seq_max:
         raise ValueError(f"edge.n_seq_max ({cfg.edge.n_seq_max}) must be at least the most "
                          f"sequences a request can need ({need}: router samples or "
@@ -183,6 +188,23 @@ def check(cfg: ServerConfig) -> None:
         raise ValueError("cloud.model is required when cloud.base_url is set")
     if cfg.cloud.timeout_s <= 0:
         raise ValueError("cloud.timeout_s must be > 0: every cloud call needs a timeout")
+
+
+def sampling_warnings(cfg: ServerConfig) -> List[str]:
+    """One line per router calibrated under other sampling (or meaning) than the server's:
+    its thresholds then need not give the share they were calibrated for."""
+    out = []
+    for r in cfg.routers:
+        theirs = r.calibrated_sampling or {}
+        mine = {**cfg.sampling.as_dict(), "n": cfg.samples(r), "meaning": cfg.meaning}
+        diff = {k: (theirs[k], mine[k]) for k in mine
+                if k != "seed" and k in theirs and theirs[k] != mine[k]}
+        if diff:
+            out.append(f"router {r.name!r} was calibrated under other sampling than it is "
+                       "served with (" + ", ".join(f"{k}: calibrated {a!r}, served {b!r}"
+                                                   for k, (a, b) in sorted(diff.items()))
+                       + "): its thresholds may not give the cloud share they were set for")
+    return out
 
 
 def load(path: Optional[str]) -> ServerConfig:
