@@ -30,6 +30,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from confroute import checkpoint as ckpt
+
 Factory = Callable[[], Tuple[Callable[[int, Any], Any], dict]]
 INSTALL_HINT = 'pip install "confroute[ray]"'
 
@@ -106,15 +108,8 @@ class BlockStore:
 
     def committed(self) -> Dict[int, Any]:
         """key -> result of every committed block; cuts a torn last manifest line."""
-        if not os.path.exists(self.manifest):
-            return {}
-        with open(self.manifest, "rb+") as f:
-            data = f.read()
-            cut = data.rfind(b"\n") + 1
-            if cut != len(data):
-                f.truncate(cut)
         out: Dict[int, Any] = {}
-        for n, line in enumerate(data[:cut].decode("utf-8").splitlines(), 1):
+        for n, line in ckpt.load(self.manifest):
             where = f"{self.manifest}: line {n}"
             try:
                 entry = json.loads(line)
@@ -130,7 +125,8 @@ class BlockStore:
             if hashlib.sha256(body).hexdigest() != digest:
                 raise ValueError(f"{path}: does not match its manifest checksum (changed "
                                  f"after commit); remove {self.folder} to redo the blocks")
-            results = [json.loads(x) for x in body.decode("utf-8").splitlines()]
+            # split on "\n" only: answers may hold U+2028, a line end to str.splitlines
+            results = [json.loads(x) for x in body.decode("utf-8").split("\n")[:-1]]
             if len(results) != len(keys):
                 raise ValueError(f"{path}: {len(results)} results for {len(keys)} keys")
             for k, r in zip(keys, results):
@@ -141,19 +137,11 @@ class BlockStore:
 
     def commit(self, keys: Sequence[int], results: Sequence[Any]) -> None:
         os.makedirs(self.folder, exist_ok=True)
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results).encode()
         name = f"{keys[0]:09d}-{keys[-1]:09d}.jsonl"
-        path = os.path.join(self.folder, name)
-        with open(path + ".tmp", "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(path + ".tmp", path)
+        body = ckpt.rewrite(os.path.join(self.folder, name), results)
         entry = {"block": name, "keys": list(keys), "sha256": hashlib.sha256(body).hexdigest()}
-        with open(self.manifest, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        with ckpt.open_append(self.manifest) as f:
+            ckpt.append(f, entry, ensure_ascii=True)
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

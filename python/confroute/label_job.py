@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from confroute.routing import DEFAULT_SAMPLING
 
+from confroute import checkpoint as ckpt
 from confroute.eval.data import read_jsonl
 from confroute.labels import check_row, se_row
 
@@ -67,11 +68,7 @@ def _existing(out: str, prompts: Sequence[str]) -> set:
     """Ids already on disk; truncates a half-written last line (left by a kill)."""
     if not os.path.exists(out):
         return set()
-    with open(out, "rb+") as f:
-        data = f.read()
-        cut = data.rfind(b"\n") + 1
-        if cut != len(data):
-            f.truncate(cut)
+    ckpt.repair(out)
     done = set()
     for i, row in read_jsonl(out):
         where = f"{out}: line {i}"
@@ -130,12 +127,10 @@ def run_label_job(prompts: Sequence[str], out, config: JobConfig, se_fn: SEFn,
         from tqdm import tqdm  # rate and ETA per item
 
         bar = tqdm(total=len(prompts), initial=len(done), unit="prompt", desc="labelling")
-    with open(out, "a", encoding="utf-8") as f:
+    with ckpt.open_append(out) as f:
         for i in todo:
             row = label_item(i, prompts[i], config, se_fn, grade_fn)
-            f.write(json.dumps(row) + "\n")  # one write per row: a kill loses at most this one
-            f.flush()
-            os.fsync(f.fileno())
+            ckpt.append(f, row, ensure_ascii=True)  # a kill loses at most this row
             if bar is not None:
                 bar.update(1)
     if bar is not None:

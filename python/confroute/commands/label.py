@@ -279,6 +279,7 @@ def _run_ray(args, job) -> int:
     every row written to ``out`` in id order, as the single-process job writes them."""
     import time
 
+    from confroute import checkpoint as ckpt
     from confroute.distributed import BlockStore, RayJob, import_ray, ray_options
     from confroute.label_job import open_job
 
@@ -293,17 +294,12 @@ def _run_ray(args, job) -> int:
         tasks = [(i, p) for i, p in enumerate(job.prompts) if i not in done]
         rows = ray_job.run(tasks, store, progress=not args.no_progress, desc="labelling",
                            unit="prompt", initial=len(done))
-    lines = {}
-    if os.path.exists(out):  # rows a single-process run (or an earlier one) wrote
-        with open(out, encoding="utf-8") as f:
-            for line in f:
-                lines[json.loads(line)["id"]] = line
-    lines.update((i, json.dumps(r) + "\n") for i, r in rows.items())
-    with open(out + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(lines[i] for i in sorted(lines))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(out + ".tmp", out)
+    by_id = {}
+    for _, line in ckpt.load(out):  # rows a single-process run (or an earlier one) wrote
+        row = json.loads(line)
+        by_id[row["id"]] = row
+    by_id.update(rows)
+    ckpt.rewrite(out, (by_id[i] for i in sorted(by_id)), ensure_ascii=True)
     store.remove()
     if ray_job.resumed:
         print(f"{ray_job.resumed} rows came from the blocks an earlier run committed")

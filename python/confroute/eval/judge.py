@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
+from confroute import checkpoint as ckpt
+
 # ------------------------------------------------------------------------------- templates
 
 
@@ -199,19 +201,21 @@ def parse_best(text: str, k: int) -> Optional[frozenset]:
 
 
 class JudgeCache:
-    """Judge outputs on disk (JSONL, one line per call, appended and flushed at once)."""
+    """Judge outputs on disk: a checkpoint (:mod:`confroute.checkpoint`) of one JSON line per
+    call, appended and fsynced at once. A torn last line (a run killed mid-write) is cut off
+    the file on open, like the other checkpoints' torn lines, and that call is redone; any
+    other line that is not a cache entry is skipped."""
 
     def __init__(self, path):
         self.path = os.fspath(path)
         self._data: Dict[str, str] = {}
         if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        o = json.loads(line)
-                        self._data[o["key"]] = o["output"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue  # a torn line from a killed run: that call is redone
+            for _, line in ckpt.load(self.path):
+                try:
+                    o = json.loads(line)
+                    self._data[o["key"]] = o["output"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
         elif os.path.dirname(self.path):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
 
@@ -226,14 +230,8 @@ class JudgeCache:
 
     def put(self, key: str, output: str) -> None:
         self._data[key] = output
-        with open(self.path, "a+", encoding="utf-8") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() > 0:  # start on a fresh line even after a torn write
-                f.seek(f.tell() - 1)
-                if f.read(1) != "\n":
-                    f.write("\n")
-            f.write(json.dumps({"key": key, "output": output}, ensure_ascii=False) + "\n")
-            f.flush()
+        with ckpt.open_append(self.path) as f:
+            ckpt.append(f, {"key": key, "output": output})
 
     def __len__(self) -> int:
         return len(self._data)

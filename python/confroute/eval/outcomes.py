@@ -14,6 +14,8 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from confroute import checkpoint as ckpt
+
 
 @dataclass(frozen=True)
 class OutcomeTable:
@@ -165,10 +167,10 @@ def _replace(t: OutcomeTable, **kw) -> OutcomeTable:
 
 # ------------------------------------------------------------------------------- live builder
 #
-# The checkpoint is a JSONL file: a header line (what is being built, so a resumed run cannot
-# silently mix settings) and then one line per (question, model) answer, flushed and fsynced
-# before the next answer starts. A killed run loses at most the answer in flight; a torn last
-# line (killed mid-write) is cut off on resume and that answer is redone.
+# The checkpoint (confroute.checkpoint) is a JSONL file: a header line (what is being built,
+# so a resumed run cannot silently mix settings) and then one line per (question, model)
+# answer, flushed and fsynced before the next answer starts. A killed run loses at most the
+# answer in flight; a torn last line (killed mid-write) is cut off on resume and redone.
 
 _HEADER_KIND = "confroute-outcomes-v1"
 
@@ -211,30 +213,12 @@ def ask(model, messages, max_tokens: int, temperature: float):
 
 
 def _read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecord]:
+    """The records of an outcome checkpoint by (id, model); ``header``: the settings it must
+    have been made with (none: any outcome checkpoint)."""
     done: Dict[Tuple[str, str], LiveRecord] = {}
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return done
-    with open(path, "rb") as f:
-        data = f.read()
-    good_end = data.rfind(b"\n") + 1  # everything after the last newline is a torn write
-    if good_end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    lines = data[:good_end].decode("utf-8").splitlines()
-    if not lines:
-        return done
-    try:
-        first = json.loads(lines[0])
-    except json.JSONDecodeError:
-        raise ValueError(f"{path}: line 1: not a confroute outcome checkpoint") from None
-    if first.get("kind") != _HEADER_KIND:
-        raise ValueError(f"{path}: line 1: not a confroute outcome checkpoint")
-    diff = {k: (first.get(k), v) for k, v in header.items() if first.get(k) != v}
-    if diff:
-        what = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{path}: the checkpoint was made with other settings ({what}); "
-                         f"use another checkpoint file or the same settings")
-    for lineno, line in enumerate(lines[1:], 2):
+    lines = ckpt.load(path, {"kind": _HEADER_KIND, **header},
+                      what="confroute outcome checkpoint")
+    for lineno, line in lines:
         try:
             o = json.loads(line)
             q = o["quality"]
@@ -350,12 +334,7 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
                 done[key] = LiveRecord(rec.id, rec.model, rec.answer, extracted,
                                        None if q is None else float(q), rec.usage,
                                        rec.signals, rec.extra, rec.seconds)
-        tmp = checkpoint + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            _append(f, header)
-            for rec in done.values():
-                _append(f, rec.__dict__)
-        os.replace(tmp, checkpoint)
+        ckpt.rewrite(checkpoint, [rec.__dict__ for rec in done.values()], header)
     todo = [(it, m) for it in items for m in live if (it.id, m) not in done]
     bar = None
     if progress:
@@ -364,16 +343,13 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
         total = len(items) * len(live)
         bar = tqdm(total=total, initial=total - len(todo), desc=f"{name} outcomes",
                    unit="answer")
-    new_file = not os.path.exists(checkpoint) or os.path.getsize(checkpoint) == 0
     try:
-        with open(checkpoint, "a", encoding="utf-8") as f:
-            if new_file:
-                _append(f, header)
+        with ckpt.open_append(checkpoint, header) as f:
             records = runner(todo) if runner is not None else (
                 live_record(benchmark, it, m, models[m], settings, signals=m == signals_from)
                 for it, m in todo)
             for rec in records:
-                _append(f, rec.__dict__)
+                ckpt.append(f, rec.__dict__)
                 done[(rec.id, rec.model)] = rec
                 if bar is not None:
                     bar.update(1)
@@ -455,9 +431,3 @@ def _sampling_meta(benchmark, settings) -> dict:
          "answer_temperature": float(settings.temperature)}
     return {**s, "meaning": getattr(settings, "meaning", "auto"),
             "seed": f"item_seed({settings.seed}, item id)"}
-
-
-def _append(f, obj: dict) -> None:
-    f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
