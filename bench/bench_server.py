@@ -93,7 +93,7 @@ def test_server_load_with_and_without_the_cloud(tmp_path, capsys):
 
     cfg = {"edge": {"n_threads": 1}, "queue_size": 32,
            "routers": [{"name": "se", "thresholds": [1.5], "samples": 5}],
-           "breaker": {"failures": 3, "reset_s": 5}, "default_max_tokens": 16}
+           "breaker": {"failures": 3, "reset_s": 5}, "sampling": {"max_tokens": 16}}
     rows = []
     with llama_cpp_server(store.model_path(store.DEFAULT_CLOUD)) as (cloud_url, cloud_proc):
         cfg["cloud"] = {"base_url": cloud_url, "model": "qwen", "timeout_s": 30}

@@ -158,8 +158,9 @@ def test_decision_path_draws_and_decides_as_score_adaptive(edge_model, scorer):
         q = routing.make_query([{"role": "user", "content": p}],
                                routing.Sampling(n=5, max_tokens=12, temperature=1.0, seed=i))
         d, ev = routing.decide(policy, q, supplier)
+        # the path draws a request's samples at its seed + 1 (its answer at the seed)
         ref = scorer.score_adaptive(q.edge_messages, edge_model, 1.2, n_max=8, first=3, step=2,
-                                    max_tokens=12, temperature=1.0, seed=i)
+                                    max_tokens=12, temperature=1.0, seed=i + 1)
         assert (d.route, d.n_samples) == (ref.decision, ref.n_drawn)
         assert ev.samples.texts == ref.confidence.samples.texts
         assert d.semantic_entropy == pytest.approx(ref.confidence.se_discrete)

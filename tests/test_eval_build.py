@@ -17,10 +17,8 @@ GPT4 = "gpt-4-1106-preview"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 CLI = ("import sys\nfrom confroute.cli import main\nsys.exit(main(sys.argv[1:]))\n")
 
-MMLU_SIGNALS = {"se_discrete", "se_weighted", "se_kuhn", "n_clusters", "exact_se_discrete",
-                "exact_se_weighted", "exact_se_kuhn", "exact_n_clusters", "mean_token_logprob",
-                "max_sequence_prob", "perplexity", "option_entropy", "letter_mass",
-                "top_letter_prob"}
+# the served policies' scores, one column each (eval build's default policies)
+MMLU_SIGNALS = {"answer_logprob", "disagreement", "se", "se_discrete", "se_weighted"}
 
 
 def _cmd(*args):
@@ -90,25 +88,24 @@ def test_live_edge_against_recorded_cloud_resumes_and_replays(tmp_path):
     rec = load_mmlu(DATA)
     by_prompt = dict(zip(rec.prompts, rec.column(GPT4)))
     assert [by_prompt[p] for p in t.prompts] == t.column(GPT4).tolist()
-    # the letter distribution is a distribution; its mass a probability
-    assert np.all((t.signals["letter_mass"] > 0) & (t.signals["letter_mass"] <= 1))
-    assert np.all(t.signals["option_entropy"] <= np.log(4) + 1e-9)
-    assert np.all(t.signals["exact_n_clusters"] >= 1) and np.all(t.signals["exact_n_clusters"] <= 3)
-    letters = [x["extra"]["letter_probs"] for x in recs]
-    assert all(abs(sum(d.values()) - 1) < 1e-9 for d in letters)
-    assert all(x["answer"] == max(x["extra"]["letter_probs"], key=x["extra"]["letter_probs"].get)
+    # the graded answer continues the cue, as a server request ending in it is continued; the
+    # record keeps the request seed and each sample's cluster in draw order
+    assert all(x["answer"].startswith("Answer:") for x in recs)
+    assert all(len(x["extra"]["sample_clusters"]) == 3 and isinstance(x["extra"]["seed"], int)
                for x in recs)
+    assert np.all((t.signals["disagreement"] >= 0) & (t.signals["disagreement"] <= 1))
+    assert np.all(t.signals["se_discrete"] <= np.log(3) + 1e-9)
     assert "signals:" in r.stdout
 
     rep = tmp_path / "rep"
     _run(_cmd("replay", "--table", out, "--router", "random", "--router", "signals",
-              "--router", "signal:letter_mass,higher=edge", "--bootstrap", 50,
+              "--router", "signal:answer_logprob,higher=edge", "--bootstrap", 50,
               "--random-seeds", 3, "--no-plot", "--out", rep))
     m = json.load(open(rep / "metrics.json"))
     assert m["weak"]["model"] == "smollm2-135m-instruct" and m["strong"]["model"] == GPT4
     sig = [k for k in m["routers"] if k.startswith("signal:")]
     assert len(sig) == len(MMLU_SIGNALS) + 1
-    assert "signal:letter_mass,higher=edge" in m["routers"]
+    assert "signal:answer_logprob,higher=edge" in m["routers"]
     for k in sig:
         assert set(m["routers"][k]["ci"]) >= {"apgr", "cpt20", "cpt50", "cpt80", "auroc"}
     assert m["routers"]["random"]["over_seeds"]["seeds"] == 3
@@ -117,39 +114,38 @@ def test_live_edge_against_recorded_cloud_resumes_and_replays(tmp_path):
 def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
     ck, out = tmp_path / "g.jsonl", tmp_path / "g.jsonl.csv"
     _run(_cmd("build", "--benchmark", "gsm8k", "--data", DATA, "--limit", 2, "--samples", 5,
-              "--max-tokens", 96, "--edge", "smollm2-135m-instruct",
+              "--max-tokens", 96, "--edge", "smollm2-135m-instruct", "--meaning", "exact",
               "--cloud", f"recorded:{MIXTRAL}", "--checkpoint", ck, "--out", out))
     t = load_table(out)
     assert t.strong == MIXTRAL and len(t) == 2
-    assert {"exact_se_discrete", "exact_se_kuhn", "se_kuhn", "perplexity",
-            "greedy_disagreement", "answer_mean_logprob"} <= set(t.signals)
+    assert set(t.signals) == MMLU_SIGNALS
+    assert t.meta["sampling"]["meaning"] == "exact" and t.meta["sampling"]["n"] == 5
     recs = _records(ck)
-    assert all(len(x["extra"]["sample_answers"]) == 5 for x in recs)
+    assert all(len(x["extra"]["samples"]) == 5 and x["extra"]["meaning"] == "exact"
+               for x in recs)
     from confroute.eval.benchmarks import get_benchmark
 
     b = get_benchmark("gsm8k")
     items = {it.id: it for it in b.items(DATA, "dev")}
     for x in recs:  # the share of samples whose final number differs from the graded answer's
         mine = b.answer_key(x["answer"], items[x["id"]])
-        want = np.mean([k is None or k != mine for k in x["extra"]["sample_answers"]])
-        assert x["signals"]["greedy_disagreement"] == pytest.approx(want)
-        assert x["signals"]["answer_mean_logprob"] < 0
+        keys = [b.answer_key(s, items[x["id"]]) for s in x["extra"]["samples"]]
+        want = np.mean([k is None or mine is None or k != mine for k in keys])
+        assert x["signals"]["disagreement"] == pytest.approx(want)
+        assert x["signals"]["answer_logprob"] > 0   # minus a mean log-prob
     assert all(x["usage"]["completion_tokens"] <= 96 for x in recs)
     # the samples in draw order replay SE at fewer samples, and adaptive stopping
     pre = tmp_path / "g5.csv"
-    r = _run(_cmd("prefix", "--table", out, "--samples", 5, "--samples", 2, "--out", pre))
+    _run(_cmd("prefix", "--table", out, "--samples", 5, "--samples", 2, "--out", pre))
     tp = load_table(pre)
-    np.testing.assert_allclose(tp.signals["exact_se_kuhn_n5"], t.signals["exact_se_kuhn"],
+    np.testing.assert_allclose(tp.signals["se_n5"], t.signals["se"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(tp.signals["se_discrete_n5"], t.signals["se_discrete"],
                                rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(tp.signals["exact_se_discrete_n5"],
-                               t.signals["exact_se_discrete"], rtol=1e-9, atol=1e-12)
-    assert np.all(tp.signals["exact_se_discrete_n2"] <= np.log(2) + 1e-12)
-    from confroute.eval.prefix import _ids_of
-
+    assert np.all(tp.signals["se_discrete_n2"] <= np.log(2) + 1e-12)
     for x, se2 in zip(sorted(recs, key=lambda x: t.ids.index(x["id"])),
-                      tp.signals["exact_se_discrete_n2"]):
-        a = x["extra"]["sample_answers"][:2]  # two samples: 0 if they agree, else log 2
-        assert se2 == pytest.approx(0.0 if len(set(_ids_of(a))) == 1 else np.log(2))
+                      tp.signals["se_discrete_n2"]):
+        a = x["extra"]["sample_clusters"][:2]  # two samples: 0 if they agree, else log 2
+        assert se2 == pytest.approx(0.0 if a[0] == a[1] else np.log(2))
     adj = tmp_path / "ad.json"
     _run(_cmd("adaptive", "--table", out, "--threshold", 0.5, "--rule", "exact",
               "--bootstrap", 20, "--out", adj))

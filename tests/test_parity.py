@@ -1,6 +1,7 @@
 """Measured = served, on the real models: for a fixed seed, the score `eval build` records for a
-prompt under a policy is the score `POST /v1/route` of the real `confroute serve` process
-returns for the same router string and request seed, and the answer `/v1/chat/completions`
+prompt under a policy (answer log-prob, disagreement, SE judged by execution, a trained `sw`,
+a `sep` probe on the hidden state) is the score `POST /v1/route` of the real `confroute serve`
+process returns for the same router string and request seed, and the answer `/v1/chat/completions`
 serves when the edge keeps the query is the graded answer of the table (the benchmark's cue,
 which the request sends as an assistant message to continue, plus the served continuation).
 
@@ -57,7 +58,23 @@ def sw_dir(embedder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built(data, sw_dir, tmp_path_factory):
+def sep_dir(hidden_edge, tmp_path_factory):
+    """A real probe on SmolLM2's hidden states. Its labels are made up (the first half of the
+    prompts 'uncertain'): what is tested is that the build and the server score alike."""
+    from confroute.routers.sep import SEPRouter
+
+    prompts = ["What is 2 + 2?", "Name a colour.", "Who wrote Hamlet?", "Say hello.",
+               "Invent a word.", "Write a poem line.", "Pick a city.", "Describe a dream."]
+    rows = [{"prompt": p, "se_weak": float(i < 4), "se_strong": 0.0}
+            for i, p in enumerate(prompts)]
+    r = SEPRouter(edge=hidden_edge, target="se", se_split="median", layer=12).fit(rows)
+    d = tmp_path_factory.mktemp("sep")
+    r.save(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def built(data, sw_dir, sep_dir, tmp_path_factory):
     """The table `eval build` writes, and its checkpoint's edge records by id."""
     out = tmp_path_factory.mktemp("build")
     ck, table = out / "ck.jsonl", out / "t.csv"
@@ -65,7 +82,8 @@ def built(data, sw_dir, tmp_path_factory):
            str(data), "--seed", SEED, "--samples", SAMPLES, "--max-tokens", TOKENS,
            "--edge", "smollm2-135m-instruct", "--cloud", "recorded:big",
            "--checkpoint", ck, "--out", table, "--no-progress"]
-    cmd += [a for p in ONLINE + (f"router-{sw_dir}",) for a in ("--policy", p)]
+    cmd += [a for p in ONLINE + (f"router-{sw_dir}", f"router-{sep_dir}")
+            for a in ("--policy", p)]
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=900,
                        env={**os.environ, "CONFROUTE_N_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -79,12 +97,13 @@ def built(data, sw_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(sw_dir, tmp_path_factory):
+def server(sw_dir, sep_dir, tmp_path_factory):
     cfg = {"edge": {"n_ctx": 3072, "n_seq_max": SAMPLES + 1, "n_threads": 1},
            # never called: the routes below either only decide or keep the query on the edge
            "cloud": {"base_url": "http://127.0.0.1:9/v1", "model": "none", "timeout_s": 5},
            "routers": [{"name": n, "thresholds": [1000 if n != "disagreement" else 1]}
-                       for n in ONLINE] + [{"name": "sw", "path": sw_dir, "thresholds": [1]}],
+                       for n in ONLINE] + [{"name": "sw", "path": sw_dir, "thresholds": [1]},
+                                           {"name": "sep", "path": sep_dir, "thresholds": [1]}],
            "sampling": {"n": SAMPLES, "temperature": 0.7, "max_tokens": TOKENS},
            "limits": {"max_n": 1}}
     with confroute_server(cfg, tmp_path_factory.mktemp("serve")) as s:
@@ -104,11 +123,11 @@ def _rows(data):
     return [(it, b.prompt(it)) for it in b.items(str(data), "dev")]
 
 
-def test_every_column_is_a_served_router_string(built, sw_dir):
+def test_every_column_is_a_served_router_string(built, sw_dir, sep_dir):
     from confroute.routers.policy import policy_from_string
 
     table, _, _ = built
-    assert set(table.signals) == set(ONLINE) | {sw_dir}
+    assert set(table.signals) == set(ONLINE) | {sw_dir, sep_dir}
     for name in table.signals:
         policy_from_string(f"router-{name}-0.5")   # the server's own parser accepts it
     assert table.meta["sampling"]["n"] == SAMPLES
@@ -116,17 +135,17 @@ def test_every_column_is_a_served_router_string(built, sw_dir):
 
 
 def test_route_scores_equal_the_table_and_the_served_answer_is_the_graded_one(built, data,
-                                                                           server):
+                                                                           server, sw_dir,
+                                                                           sep_dir):
     table, records, _ = built
     meanings = set()
     for it, p in _rows(data):
         rec = records[it.id]
         seed = rec["extra"]["seed"]
         row = table.ids.index(it.id)
-        for name in ONLINE + ("sw",):
-            column = name if name != "sw" else next(k for k in table.signals
-                                                    if k not in ONLINE)
-            t = 1000 if name not in ("disagreement", "sw") else 1
+        for name in ONLINE + ("sw", "sep"):
+            column = {"sw": sw_dir, "sep": sep_dir}.get(name, name)
+            t = 1000 if name in ONLINE and name != "disagreement" else 1
             r = httpx.post(server.url + "/route", timeout=600,
                            json=_request(p.messages[0]["content"], p.cue, seed,
                                          f"router-{name}-{t}"))

@@ -40,7 +40,7 @@ def server(cloud, sw_dir, tmp_path_factory):
            "routers": [{"name": "se", "thresholds": [0, 0.8, 100], "samples": SAMPLES},
                        {"name": "sw", "path": sw_dir}],
            "limits": {"max_tokens": 64, "max_n": 4, "max_body_bytes": 65536},
-           "default_max_tokens": MAX_TOKENS}
+           "sampling": {"max_tokens": MAX_TOKENS}}
     with confroute_server(cfg, tmp_path_factory.mktemp("route"), api_key=KEY) as s:
         yield s
 
@@ -68,7 +68,8 @@ def test_route_answers_which_model_and_why_without_calling_the_cloud(server, clo
     assert d["object"] == "route" and d["router"] == "router-se-0" and "choices" not in d
     assert (d["route"], d["model"], d["threshold"], d["n_samples"]) == ("cloud", "qwen", 0, 3)
     assert d["semantic_entropy"] > 0 and d["score"] == d["semantic_entropy"]
-    assert d["reason"] == f"semantic entropy {d['score']:.3f} > threshold 0"
+    assert d["reason"] == f"semantic entropy {d['score']:.3f} > threshold 0 (meaning: embedding)"
+    assert d["meaning"] == "embedding"
     assert d["usage"]["edge"]["completion_tokens"] > 0      # the edge was sampled
     # The threshold may come as a field, the model naming the router alone.
     d = route(server, {"model": "router-se", "threshold": 100, "messages": DIVERSE}).json()
@@ -103,8 +104,8 @@ def test_route_equals_controller_decide_for_the_same_request(server, edge, embed
                 {"role": "user", "content": "Name a colour of the rainbow."}]
     got = route(server, {"model": model, "messages": messages, "seed": SEED}).json()
     ctl = Controller(edge, None, policy.format(sw_dir=sw_dir), scorer=ConfidenceScorer(embedder))
-    decision, _ = ctl.decide(messages, n=SAMPLES, max_tokens=MAX_TOKENS, temperature=1.0,
-                             seed=SEED)
+    # the server's sampling and the Controller's have one default (temperature included)
+    decision, _ = ctl.decide(messages, n=SAMPLES, max_tokens=MAX_TOKENS, seed=SEED)
     want = decision.as_dict()
     assert set(want) <= set(got)
     for k in ("route", "threshold", "n_samples", "reason"):

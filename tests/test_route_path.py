@@ -67,19 +67,20 @@ def test_router_se_x_is_nats_wherever_the_string_is_read(edge, scorer):
         d = policy.decide(DIVERSE[0]["content"], ev)
         assert (d.route, d.semantic_entropy) == ("cloud", se), policy
     d, _ = Controller(edge, None, spec, scorer=scorer).decide(DIVERSE, **OPTS)
-    assert d.route == "cloud" and d.reason == f"semantic entropy {se:.3f} > threshold {t:g}"
+    assert d.route == "cloud" and d.reason == (f"semantic entropy {se:.3f} > threshold {t:g} "
+                                               "(meaning: embedding)")
     # The trained-router reader does not give the string a second meaning.
-    with pytest.raises(ValueError, match="nats.*policy_from_string"):
+    with pytest.raises(ValueError, match="online policy 'se'.*policy_from_string"):
         RouterPolicy.from_string(spec)
 
 
 def test_an_adaptive_policy_draws_in_rounds_through_the_path(edge, scorer):
     d, conf = Controller(edge, None, _TwoRounds(), scorer=scorer).decide(DIVERSE, **OPTS)
     assert d.n_samples == 4 and conf.n_samples == 4 and len(conf.cluster_ids) == 4
-    # Round 1 is what 2 samples with the seed draw; round 2 continues with a new seed, not a
-    # repeat of round 1.
-    first = edge.sample(DIVERSE, n=2, max_tokens=12, temperature=1.0, seed=3)
-    second = edge.sample(DIVERSE, n=2, max_tokens=12, temperature=1.0, seed=5)
+    # Round 1 is what 2 samples with the request's seed + 1 draw (the answer has the seed);
+    # round 2 continues with a new seed, not a repeat of round 1.
+    first = edge.sample(DIVERSE, n=2, max_tokens=12, temperature=1.0, seed=4)
+    second = edge.sample(DIVERSE, n=2, max_tokens=12, temperature=1.0, seed=6)
     assert conf.samples.texts == first.texts + second.texts
     assert conf.samples.completion_tokens == first.completion_tokens + second.completion_tokens
     np.testing.assert_array_equal(conf.samples.token_logprobs[3], second.token_logprobs[1])
@@ -185,7 +186,7 @@ def test_the_comparison_rule_and_bad_policies():
     assert Decision.compare(float("nan"), 9.0).route == "cloud"  # undefined escalates
     assert Decision.compare(0.2, 0.1, "router score").as_dict() == {
         "route": "cloud", "score": 0.2, "threshold": 0.1, "semantic_entropy": None,
-        "reason": "router score 0.200 > threshold 0.1", "n_samples": 0}
+        "reason": "router score 0.200 > threshold 0.1", "n_samples": 0, "meaning": ""}
     assert Decision("cloud", float("nan"), 1.0).as_dict()["score"] is None
     with pytest.raises(ValueError, match="Need.samples"):
         Need(samples=-1)

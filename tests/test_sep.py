@@ -190,7 +190,7 @@ def test_server_serves_sep_and_adaptive_se_with_a_samples_histogram(hidden_edge,
 
     r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
     r.save(tmp_path / "sep")
-    cfg = {"edge": {"n_ctx": 512, "n_seq_max": 8, "n_threads": THREADS},
+    cfg = {"edge": {"n_ctx": 512, "n_seq_max": 9, "n_threads": THREADS},
            # never called: both routes below keep every query on the edge
            "cloud": {"base_url": "http://127.0.0.1:9/v1", "model": "none", "timeout_s": 5},
            "routers": [{"name": "se_adaptive", "thresholds": [100], "samples": 8},

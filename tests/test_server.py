@@ -52,7 +52,7 @@ def server(cloud, sw_router_dir, tmp_path_factory):
                        {"name": "sw", "path": sw_router_dir}],   # calibrated threshold
            "limits": {"max_body_bytes": 65536, "max_messages": 16, "max_content_chars": 8000,
                       "max_tokens": 64, "max_n": 4},
-           "queue_size": 2, "default_max_tokens": 16}
+           "queue_size": 2, "sampling": {"max_tokens": 16}}
     with confroute_server(cfg, tmp_path_factory.mktemp("serve"), api_key=KEY,
                           log_level="info") as s:
         yield s

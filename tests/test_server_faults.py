@@ -41,7 +41,7 @@ def _config(url, failures):
             "cloud": {"base_url": url, "model": "cloud", "timeout_s": 10},
             "routers": [{"name": "se", "thresholds": [100], "samples": 3}],
             "breaker": {"failures": failures, "reset_s": RESET_S},
-            "default_max_tokens": 8, "max_inflight": 2, "limits": {"body_timeout_s": 1.0}}
+            "sampling": {"max_tokens": 8}, "max_inflight": 2, "limits": {"body_timeout_s": 1.0}}
 
 
 @pytest.fixture(scope="module")

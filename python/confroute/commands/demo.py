@@ -35,7 +35,9 @@ def add_arguments(parser) -> None:
                         help="tokens per edge sample and cloud answer when the prompt asks "
                              "for a Python function")
     parser.add_argument("--cloud-max-tokens", type=int, default=96, help="tokens of a cloud answer")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--seed", type=int, default=3,
+                        help="request seed: the answer draws with it, the samples with seed + 1 "
+                             "(default 3)")
     parser.add_argument("--prompt", action="append", help="a prompt of your own (repeatable); "
                         "replaces the built-in ones")
     parser.add_argument("--cloud-url", help="an OpenAI-compatible base URL (e.g. "

@@ -199,7 +199,7 @@ def _served(bench, model, item, settings, scorer, signals: bool = True):
         # per sample, in draw order, so a window of the samples (SE at a smaller n, adaptive
         # stopping) can be replayed from the table: see confroute.eval.prefix
         extra.update(meaning=conf.method, sample_clusters=[int(i) for i in conf.cluster_ids],
-                     sample_finish=list(s.finish_reasons),
+                     samples=list(s.texts), sample_finish=list(s.finish_reasons),
                      sample_mean_logprob=[float(v) for v in conf.seq_logprob_mean])
     return sig, extra, ev, q.prefix
 
