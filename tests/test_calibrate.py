@@ -4,8 +4,7 @@ import pytest
 
 from confroute.routers import get_router
 from confroute.routers.calibrate import calibrate, split_prompts, threshold_for_share
-
-from test_routers import planted, prompts, rows_for
+from helpers.routers import planted, prompts, rows_for
 
 
 def test_threshold_for_share_on_distinct_scores():

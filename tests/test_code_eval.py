@@ -1,8 +1,6 @@
 """Code benchmarks: loading, code extraction, grading by the datasets' own tests in the sandbox,
 and execution-based clusters. Programs run only in the sandbox."""
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,15 +11,8 @@ from confroute.eval.code_tasks import (CodeTask, assert_call, docstring_calls,
                                        humaneval_tasks, load_humaneval_recorded, mbpp_tasks,
                                        signature_calls, variant_calls)
 from confroute.exec_clusters import behaviours, cluster_ids, execution_clusters
+from helpers.data import CODE_DATA, needs_code_data
 
-
-def _data_dir():
-    d = os.environ.get("CONFROUTE_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    return Path(d) if Path(d, "code").is_dir() else None
-
-
-DATA = _data_dir()
-needs_data = pytest.mark.skipif(DATA is None, reason="shared/data/code not found (set CONFROUTE_DATA)")
 
 PROMPT = '''from typing import List
 
@@ -105,13 +96,14 @@ def test_execution_clusters_group_equal_behaviour():
         behaviours(progs[:1], [])
 
 
-@needs_data
+@pytest.mark.data
+@needs_code_data
 def test_humaneval_loads_and_canonical_solutions_pass():
     import json
 
-    tasks = humaneval_tasks(DATA)
+    tasks = humaneval_tasks(CODE_DATA)
     assert len(tasks) == 90 and all(t.examples for t in tasks)
-    rows = {o["task_id"]: o for o in map(json.loads, open(DATA / "code" / "humaneval_dev.jsonl"))}
+    rows = {o["task_id"]: o for o in map(json.loads, open(CODE_DATA / "code" / "humaneval_dev.jsonl"))}
     # answers as the model gives them: the cue (a fence and the given code), then the body
     assert all(t.cue == "```python\n" + rows[t.id]["prompt"] for t in tasks)
     ans = [t.cue + rows[t.id]["canonical_solution"] + "```\nThis works." for t in tasks]
@@ -124,13 +116,14 @@ def test_humaneval_loads_and_canonical_solutions_pass():
     assert [q for q, _, _ in none] == [0.0] * 10
 
 
-@needs_data
+@pytest.mark.data
+@needs_code_data
 def test_mbpp_loads_and_reference_code_passes():
     import json
 
-    tasks = mbpp_tasks(DATA, "test_dev")
-    assert len(tasks) == 135 and len(mbpp_tasks(DATA, "train")) == 170
-    rows = {str(o["task_id"]): o for o in map(json.loads, open(DATA / "code" / "mbpp_test_dev.jsonl"))}
+    tasks = mbpp_tasks(CODE_DATA, "test_dev")
+    assert len(tasks) == 135 and len(mbpp_tasks(CODE_DATA, "train")) == 170
+    rows = {str(o["task_id"]): o for o in map(json.loads, open(CODE_DATA / "code" / "mbpp_test_dev.jsonl"))}
     for t in tasks:
         assert t.entry_point in t.examples[0] and t.examples[0].startswith(t.entry_point)
         assert "pass this test:\n" + rows[t.id]["test_list"][0] in t.prompt
@@ -139,9 +132,10 @@ def test_mbpp_loads_and_reference_code_passes():
     assert [t.id for t, (q, _, _) in zip(tasks, graded) if q != 1.0] == []
 
 
-@needs_data
+@pytest.mark.data
+@needs_code_data
 def test_recorded_humaneval_table():
-    t = load_humaneval_recorded(DATA)
+    t = load_humaneval_recorded(CODE_DATA)
     assert len(t) == 90 and t.strong == "gpt-4" and t.weak.startswith("codellama")
     assert set(t.models) == {"gpt-4", "gpt-3.5-turbo", "codellama/CodeLlama-34b-Instruct-hf"}
     q = t.column("gpt-4")

@@ -96,8 +96,9 @@ def _cascade_to(edge_model, scorer, cloud):
                                 sampling=CHEAP)
 
 
+@pytest.mark.system
 def test_killed_cloud_gives_a_degraded_edge_answer(edge_model, cheap, qwen_path):
-    from processes import free_port, start_llama_server, stop_process
+    from helpers.processes import free_port, start_llama_server, stop_process
 
     port = free_port()
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:

@@ -11,6 +11,7 @@ import pytest
 
 import confroute
 
+pytestmark = pytest.mark.system  # builds the C++ library with CMake and ASan
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -104,6 +104,8 @@ def test_se_target_uses_each_training_folds_split(embedder):
         crossfit(bad, "mlp", "se", folds=3, embedder=embedder)
 
 
+@pytest.mark.models
+@pytest.mark.system
 def test_cli_adds_columns_keeps_the_input_and_replays(tmp_path):
     prompts = SUMS + CAPITALS
     src = tmp_path / "t.csv"

@@ -3,12 +3,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from confroute.cli import main
 
 CONFIDENT = "What is the opposite of hot? Answer in one word."
 UNSURE = "Who won the Tour de France in 1937?"
 
 
+@pytest.mark.models
 def test_demo_json_shows_both_routes(capsys):
     rc = main(["demo", "--json", "--prompt", CONFIDENT, "--prompt", UNSURE,
                "--cloud-max-tokens", "16"])
@@ -32,6 +35,7 @@ def test_demo_table_and_options_parse():
         assert opt in r.stdout
 
 
+@pytest.mark.models
 def test_demo_code_prompt_uses_execution_se(capsys):
     from confroute.commands.demo import PROMPTS
 

@@ -14,6 +14,7 @@ import pytest
 
 from confroute import cli
 from confroute.distributed import BlockStore
+from helpers.data import DATA_ROOT
 
 QA = [("What is the capital of France?", "Paris"), ("How many legs does a spider have?", "8"),
       ("What color is the sky on a clear day?", "blue"), ("What is 2 + 3?", "5"),
@@ -112,6 +113,8 @@ def test_ray_missing_names_the_extra(prompts, tmp_path):
 
 # ------------------------------------------------------------------ on Ray, real models
 
+@pytest.mark.system
+@pytest.mark.models
 def test_label_on_ray_gives_the_single_process_rows(ray_local, prompts, reference, tmp_path,
                                                     capsys):
     out = tmp_path / "ray.jsonl"
@@ -129,6 +132,8 @@ def test_label_on_ray_gives_the_single_process_rows(ray_local, prompts, referenc
     assert "0 new rows (8 already there)" in capsys.readouterr().out
 
 
+@pytest.mark.system
+@pytest.mark.models
 def test_replica_killed_mid_block_has_its_block_redone(ray_local, prompts, reference,
                                                        tmp_path, monkeypatch, capsys):
     from confroute import distributed
@@ -161,6 +166,8 @@ def test_replica_killed_mid_block_has_its_block_redone(ray_local, prompts, refer
     assert "1 replica(s) lost and replaced" in capsys.readouterr().out
 
 
+@pytest.mark.system
+@pytest.mark.models
 def test_driver_killed_then_rerun_resumes_from_committed_blocks(ray_local, prompts, reference,
                                                                 tmp_path):
     out = tmp_path / "driver.jsonl"
@@ -192,6 +199,7 @@ def test_driver_killed_then_rerun_resumes_from_committed_blocks(ray_local, promp
     assert untimed(out) == reference
 
 
+@pytest.mark.system
 def test_model_missing_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp_path, capsys):
     out = tmp_path / "missing.jsonl"
     assert main(["label", "--prompts", prompts, "--out", str(out), "--ray", "--replicas", "1",
@@ -202,6 +210,7 @@ def test_model_missing_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp
     assert not out.exists()
 
 
+@pytest.mark.system
 def test_model_store_empty_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp_path):
     from confroute.commands import label
     from confroute.distributed import RayJob, RayOptions
@@ -228,10 +237,12 @@ def _parse(argv):
 
 # ------------------------------------------------------------------ eval build --ray
 
-DATA = os.environ.get("CONFROUTE_DATA") or os.path.join(os.path.dirname(__file__), "..", "..",
-                                                         "shared", "data")
+DATA = str(DATA_ROOT)
 
 
+@pytest.mark.system
+@pytest.mark.models
+@pytest.mark.data
 @pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "gsm8k", "test_dev.jsonl")),
                     reason="no shared/data/gsm8k")
 def test_eval_build_on_ray_gives_the_single_process_table(ray_local, tmp_path, capsys):

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from confroute.eval.data import load_table
-from test_eval_data import DATA
+from helpers.data import DATA
 
-pytestmark = pytest.mark.skipif(DATA is None, reason="shared/data not found")
+pytestmark = [pytest.mark.data,
+              pytest.mark.skipif(DATA is None, reason="shared/data not found")]
 GPT4 = "gpt-4-1106-preview"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 CLI = ("import sys\nfrom confroute.cli import main\nsys.exit(main(sys.argv[1:]))\n")
@@ -63,6 +64,8 @@ def _kill_after_first_record(cmd, ck):
     assert p.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
+@pytest.mark.models
+@pytest.mark.system
 def test_live_edge_against_recorded_cloud_resumes_and_replays(tmp_path):
     full_ck, full_out = tmp_path / "full.jsonl", tmp_path / "full.csv"
     _run(_mmlu(full_ck, full_out))
@@ -111,6 +114,8 @@ def test_live_edge_against_recorded_cloud_resumes_and_replays(tmp_path):
     assert m["routers"]["random"]["over_seeds"]["seeds"] == 3
 
 
+@pytest.mark.models
+@pytest.mark.system
 def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
     ck, out = tmp_path / "g.jsonl", tmp_path / "g.jsonl.csv"
     _run(_cmd("build", "--benchmark", "gsm8k", "--data", DATA, "--limit", 2, "--samples", 5,
@@ -161,6 +166,10 @@ def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
     assert _records(ck2) == []
 
 
+# `build --benchmark nope` loads the default edge and cloud (SmolLM2, Qwen) before it reads the
+# benchmark name (commands/eval.py: _sides before _plan)
+@pytest.mark.models
+@pytest.mark.system
 def test_build_errors_name_the_problem(tmp_path):
     r = subprocess.run(_cmd("build", "--benchmark", "mmlu", "--data", DATA, "--limit", 2,
                             "--edge", "recorded:nobody", "--cloud", f"recorded:{GPT4}",

@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from confroute import cli
-from test_eval_data import DATA, expected_rows, make_layout
+from helpers.data import DATA, expected_rows, make_layout
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +41,7 @@ def test_replay_on_a_layout_copy(tmp_path, capsys, bench):
     assert "oracle" in cap.out and "APGR" in cap.out
 
 
+@pytest.mark.data
 @pytest.mark.skipif(DATA is None, reason="shared/data not found (set CONFROUTE_DATA)")
 @pytest.mark.parametrize("bench", ["gsm8k", "mmlu", "mt-bench"])
 def test_replay_on_dev(tmp_path, capsys, bench):

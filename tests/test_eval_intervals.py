@@ -12,7 +12,7 @@ from confroute.eval.outcomes import OutcomeTable
 from confroute.eval.replay import (bootstrap_intervals, mean_intervals, paired_intervals,
                                    replay, signal_scores, sweep)
 from confroute.routers.baselines import RandomRouter
-from test_eval_data import DATA
+from helpers.data import DATA
 
 
 def _table(qw, qs, signals=None, meta=None):
@@ -224,6 +224,7 @@ def test_stratified_sample_is_seeded_proportional_and_nested():
     assert item_seed(0, "a1") == item_seed(0, "a1") != item_seed(1, "a1")
 
 
+@pytest.mark.data
 @pytest.mark.skipif(DATA is None, reason="shared/data not found")
 def test_mmlu_sample_spans_subjects_and_drops_contaminated():
     b = get_benchmark("mmlu")

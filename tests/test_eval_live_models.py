@@ -12,9 +12,10 @@ import pytest
 
 from confroute.eval.data import load_table
 from confroute.models.store import DEFAULT_CLOUD, DEFAULT_EDGE
-from test_eval_data import DATA
+from helpers.data import DATA
 
-pytestmark = pytest.mark.skipif(DATA is None, reason="shared/data not found")
+pytestmark = [pytest.mark.models, pytest.mark.system, pytest.mark.data,
+              pytest.mark.skipif(DATA is None, reason="shared/data not found")]
 LIMIT = 2
 
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from confroute.models.types import SampleRequest
-from processes import THREADS
+from helpers.edge import count_prefills
+from helpers.processes import THREADS
 
 Q = "What is the capital of France? Answer in one word."
 OTHER = "Name a large animal that lives in the sea."
@@ -130,18 +131,6 @@ def test_sample_many_reads_each_prompts_own_state(hidden_edge):
     assert [s.n for s in out] == [2, 3]
 
 
-def _count_prefills(model, monkeypatch):
-    prompts = []
-    real = model._prefill
-
-    def counting(tokens, *args, **kw):
-        prompts.append(list(tokens))
-        return real(tokens, *args, **kw)
-
-    monkeypatch.setattr(model, "_prefill", counting)
-    return prompts
-
-
 def test_a_sample_right_after_the_hidden_state_reuses_its_prefill(edge_model, hidden_edge,
                                                                   monkeypatch):
     # A router reads the prompt's hidden state; the kept query's answer then starts from that
@@ -149,7 +138,7 @@ def test_a_sample_right_after_the_hidden_state_reuses_its_prefill(edge_model, hi
     kw = dict(n=3, max_tokens=12, temperature=1.0, seed=9)
     fresh = edge_model.sample(Q, **kw)
     greedy = edge_model.generate(Q, max_tokens=10)
-    prefills = _count_prefills(hidden_edge, monkeypatch)
+    prefills = count_prefills(hidden_edge, monkeypatch)
     hidden_edge.hidden_state(Q)
     reused = hidden_edge.sample(Q, **kw)
     assert len(prefills) == 1
@@ -187,7 +176,7 @@ def test_rounds_of_samples_of_one_prompt_read_it_once(edge_model, monkeypatch):
             for n, s in ((3, 1), (2, 4), (1, 5))]
     plain.close()
     edge_model.sample(OTHER, n=1, max_tokens=1)   # whatever an earlier test left is dropped
-    prefills = _count_prefills(edge_model, monkeypatch)
+    prefills = count_prefills(edge_model, monkeypatch)
     got = [edge_model.sample(Q, n=n, max_tokens=12, temperature=0.7, seed=s)
            for n, s in ((3, 1), (2, 4), (1, 5))]
     assert len(prefills) == 1

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import confroute
-import reference as ref
+from helpers import reference as ref
 from confroute import VectorIndex
 
 

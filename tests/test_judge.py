@@ -8,7 +8,7 @@ import pytest
 from confroute.eval.judge import (DEFAULT_TEMPLATES, Judge, JudgeCache, best_of_k_scores,
                                   load_fastchat_templates, parse_best, parse_rating,
                                   parse_verdict, render)
-from test_eval_data import DATA
+from helpers.data import DATA
 
 RATINGS = [
     ("The answer is correct and complete.\n\nRating: [[8]]", 8.0),
@@ -37,6 +37,7 @@ def test_parse_rating(text, expected):
     assert parse_rating(text) == expected
 
 
+@pytest.mark.data
 @pytest.mark.skipif(DATA is None, reason="shared/data not found (set CONFROUTE_DATA)")
 def test_parse_rating_on_recorded_gpt4_judgements():
     """FastChat recorded GPT-4's judgements and the score it parsed (-1 = it failed too)."""
@@ -188,6 +189,7 @@ def test_templates_render_and_fastchat_loading(tmp_path):
         load_fastchat_templates(p)
 
 
+@pytest.mark.data
 @pytest.mark.skipif(DATA is None, reason="shared/data not found (set CONFROUTE_DATA)")
 def test_real_fastchat_file_renders_every_slot():
     t = load_fastchat_templates(DATA / "mt_bench" / "judge_prompts.jsonl")

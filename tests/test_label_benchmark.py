@@ -9,23 +9,26 @@ import pytest
 from confroute import cli
 from confroute.label_job import JobConfig, benchmark_fns
 from confroute.labels import read_labels
-from test_code_eval import DATA, needs_data
+from helpers.data import CODE_DATA, needs_code_data
+
+pytestmark = pytest.mark.data
 
 
 def _label(out, *extra):
-    return cli.main(["label", "--benchmark", "mbpp", "--split", "train", "--data", str(DATA),
-                     "--limit", "2", "--n", "2", "--max-tokens", "96", "--threads", "1",
-                     "--no-progress", "--out", str(out), *extra])
+    return cli.main(["label", "--benchmark", "mbpp", "--split", "train",
+                     "--data", str(CODE_DATA), "--limit", "2", "--n", "2", "--max-tokens", "96",
+                     "--threads", "1", "--no-progress", "--out", str(out), *extra])
 
 
-@needs_data
+@pytest.mark.models
+@needs_code_data
 def test_mbpp_train_labels_by_execution_se(tmp_path, capsys):
     from confroute.eval.benchmarks import get_benchmark
 
     out = tmp_path / "mbpp.jsonl"
     assert _label(out) == 0
     rows = read_labels(out)
-    items = get_benchmark("mbpp").items(DATA, "train")[:2]
+    items = get_benchmark("mbpp").items(CODE_DATA, "train")[:2]
     assert [r["prompt"] for r in rows] == [it.prompt for it in items]
     meta = json.loads((tmp_path / "mbpp.jsonl.meta.json").read_text())
     assert meta["source"]["signal"] == "se" and meta["graded"] is True
@@ -61,18 +64,18 @@ class _Api:
         raise AssertionError("never asked")
 
 
-@needs_data
+@needs_code_data
 def test_benchmark_labels_refuse_what_they_cannot_measure(capsys):
     from confroute.eval.benchmarks import get_benchmark
 
     bench = get_benchmark("mbpp")
-    items = bench.items(DATA, "train")[:3]
+    items = bench.items(CODE_DATA, "train")[:3]
     config = JobConfig(weak="w", strong="s", n=2, max_tokens=8)
     with pytest.raises(ValueError, match="'some-api' is not in process"):
         benchmark_fns(bench, items, {"weak": _Api(), "strong": _Api()}, config, "se")
     with pytest.raises(ValueError, match="the same prompt text"):
         benchmark_fns(bench, items + items[:1], {}, config, "se")
-    assert cli.main(["label", "--benchmark", "mt-bench", "--data", str(DATA),
+    assert cli.main(["label", "--benchmark", "mt-bench", "--data", str(CODE_DATA),
                      "--out", "x.jsonl"]) == 2
     assert "needs a judge" in capsys.readouterr().err
     assert cli.main(["label", "--prompts", "q.txt", "--se-signal", "se_kuhn",
@@ -80,12 +83,12 @@ def test_benchmark_labels_refuse_what_they_cannot_measure(capsys):
     assert "--se-signal is for --benchmark" in capsys.readouterr().err
 
 
-@needs_data
+@needs_code_data
 def test_gsm8k_train_split_for_labels():
     from confroute.eval.benchmarks import get_benchmark
 
     b = get_benchmark("gsm8k")
-    train, dev = b.items(DATA, "train"), b.items(DATA, "dev")
+    train, dev = b.items(CODE_DATA, "train"), b.items(CODE_DATA, "dev")
     assert len(train) == 7473 and train[0].reference == "72"
     assert not {it.id for it in train} & {it.id for it in dev}   # another split, other ids
     # one SE column for every benchmark: the served SE policy (meaning judged per prompt)

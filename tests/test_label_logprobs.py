@@ -8,7 +8,7 @@ import pytest
 
 from confroute import cli
 from confroute.labels import read_labels
-from server_helpers import FlakyCloud
+from helpers.servers import FlakyCloud
 
 
 @pytest.fixture()

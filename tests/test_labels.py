@@ -13,6 +13,7 @@ import pytest
 from confroute.label_job import JobConfig, run_label_job
 from confroute.labels import (label_counts, make_row, outcome_rows, pair_targets, read_labels,
                               read_prompts, se_delta, se_row, se_winner)
+from helpers.labels import CONFIG, PROMPTS, fake_se
 
 
 # ---------------------------------------------------------------- Eq. 3-4 on hand-made pairs
@@ -116,21 +117,11 @@ def test_read_prompts(tmp_path):
 
 # ---------------------------------------------------------------- the resumable job
 
-def fake_se(role, prompt, seed):
-    """A deterministic stand-in for sampling a model: SE from (role, prompt, seed)."""
-    rng = np.random.default_rng([seed, len(prompt), role == "strong"])
-    return float(rng.choice([0.0, 0.5, 1.0, 1.5])), f"{role} says {seed}"
-
-
 def _rows_without_timing(path):
     rows = [json.loads(line) for line in open(path)]
     for r in rows:
         r.pop("seconds")
     return rows
-
-
-PROMPTS = [f"question number {i}?" for i in range(12)]
-CONFIG = JobConfig(weak="edge", strong="cloud", n=4, max_tokens=8, seed=7)
 
 
 def test_job_writes_one_row_per_prompt_following_eq4(tmp_path):
@@ -173,7 +164,7 @@ def test_job_killed_mid_write_resumes_without_loss_or_repeat(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from test_labels import fake_se, PROMPTS, CONFIG
+        from helpers.labels import fake_se, PROMPTS, CONFIG
         from confroute.label_job import run_label_job
         import os, threading
         def slow(role, prompt, seed):

@@ -35,6 +35,7 @@ def _cache(home):
     return json.loads((home / "llama_probe.json").read_text())
 
 
+@pytest.mark.models
 def test_real_probe_decides_once_and_caches(fresh, smol):
     first = llama_probe.choose(smol)
     assert first.source == "probe"
@@ -45,6 +46,7 @@ def test_real_probe_decides_once_and_caches(fresh, smol):
     assert again.source == "cache" and again.extra_bufts == first.extra_bufts
 
 
+@pytest.mark.models
 def test_crash_with_extra_bufts_turns_them_off(fresh, smol, capsys):
     c = llama_probe.choose(smol, child=SEGV_IF_EXTRA)
     assert (c.extra_bufts, c.source) == (False, "probe")
@@ -53,18 +55,21 @@ def test_crash_with_extra_bufts_turns_them_off(fresh, smol, capsys):
     assert _cache(fresh)[next(iter(_cache(fresh)))]["extra_bufts"] is False
 
 
+@pytest.mark.models
 def test_build_that_crashes_either_way_names_the_rebuild(fresh, smol):
     with pytest.raises(ModelError, match="--no-binary llama-cpp-python"):
         llama_probe.choose(smol, child=SEGV_ALWAYS)
     assert not (fresh / "llama_probe.json").exists()
 
 
+@pytest.mark.models
 def test_load_error_is_left_to_the_real_load_and_not_cached(fresh, smol):
     c = llama_probe.choose(smol, child=LOAD_ERROR)
     assert c.extra_bufts is True and "could not load" in c.reason
     assert not (fresh / "llama_probe.json").exists()
 
 
+@pytest.mark.models
 @pytest.mark.parametrize("value,expected", [("off", False), ("0", False), ("on", True)])
 def test_environment_forces_without_probe(fresh, smol, monkeypatch, value, expected):
     monkeypatch.setenv(llama_probe.ENV, value)
@@ -72,12 +77,14 @@ def test_environment_forces_without_probe(fresh, smol, monkeypatch, value, expec
     assert (c.extra_bufts, c.source) == (expected, "env")
 
 
+@pytest.mark.models
 def test_bad_environment_value_is_a_value_error(fresh, smol, monkeypatch):
     monkeypatch.setenv(llama_probe.ENV, "sometimes")
     with pytest.raises(ValueError, match="CONFROUTE_EXTRA_BUFTS must be on, off or auto"):
         llama_probe.choose(smol)
 
 
+@pytest.mark.models
 def test_edge_model_forced_off_loads_and_answers_like_the_probed_default(fresh, smol,
                                                                         monkeypatch):
     from confroute.models.edge import EdgeModel
@@ -99,6 +106,7 @@ def test_server_launcher_needs_a_model():
         main(["--port", "1"])
 
 
+@pytest.mark.models
 def test_info_reports_llama_build_and_choice(smol):
     out = subprocess.run([sys.executable, "-m", "confroute.cli", "info", "--json"],
                          capture_output=True, text=True, timeout=300, check=True)

@@ -27,6 +27,7 @@ def test_bad_embed_input(embedder, bad, match):
         embedder.embed(bad)
 
 
+@pytest.mark.models
 def test_llama_embedder_backend_on_a_gguf():
     from confroute.models import LlamaEmbedder, model_path
 

@@ -21,6 +21,7 @@ def test_registry_is_consistent():
     assert store.REGISTRY["qwen2.5-coder-0.5b-instruct"].files[0].sha256.startswith("1d961463")
 
 
+@pytest.mark.models
 def test_pull_verify_and_corruption(tmp_path, monkeypatch):
     monkeypatch.setenv("CONFROUTE_HOME", str(tmp_path))
     name = store.DEFAULT_EMBEDDER  # the smallest model: 23 MB

@@ -19,8 +19,9 @@ import sys
 import httpx
 import pytest
 
-from server_helpers import confroute_server, trained_sw_dir
+from helpers.servers import confroute_server, trained_sw_dir
 
+pytestmark = [pytest.mark.models, pytest.mark.system]  # `confroute serve` and `eval build`
 TASKS = [
     {"task_id": "Tiny/0", "entry_point": "add_one",
      "prompt": 'def add_one(xs: list) -> list:\n    """Add one to every number of the list.\n'

@@ -1,7 +1,4 @@
 """Replay over the recorded dev outcomes: random is the diagonal, the oracle bounds all."""
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,15 +8,7 @@ from confroute.eval.outcomes import OutcomeTable
 from confroute.eval.replay import replay, resolve_router
 from confroute.routers.base import Router
 from confroute.routers.baselines import RandomRouter, ScoresRouter
-
-
-def _data_dir():
-    d = os.environ.get("CONFROUTE_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    return Path(d) if Path(d, "README.md").exists() else None
-
-
-DATA = _data_dir()
-needs_data = pytest.mark.skipif(DATA is None, reason="shared/data not found (set CONFROUTE_DATA)")
+from helpers.data import DATA, needs_data
 
 
 @pytest.fixture(scope="module", params=["gsm8k", "mmlu"])
@@ -29,6 +18,7 @@ def binary_table(request):
     return load_benchmark(request.param, DATA)
 
 
+@pytest.mark.data
 @needs_data
 def test_random_is_the_diagonal_on_dev(binary_table):
     rep = replay(binary_table, {f"seed{s}": RandomRouter(seed=s) for s in range(20)})
@@ -51,6 +41,7 @@ class _LengthRouter(Router):
         return (n - n.min()) / (n.max() - n.min())
 
 
+@pytest.mark.data
 @needs_data
 @pytest.mark.parametrize("bench", ["gsm8k", "mmlu", "mt-bench"])
 def test_oracle_dominates_every_router(bench):

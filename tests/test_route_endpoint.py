@@ -1,7 +1,7 @@
 """`POST /v1/route` on the real server process: the decision only (which model would serve a
 chat request, and why), the same as `Controller.decide` for the same request, with the chat
 endpoint's key, limits and errors, and never a call to the cloud. The cloud is Qwen on a real
-llama_cpp.server behind a recording pass-through (tests/server_helpers.py)."""
+llama_cpp.server behind a recording pass-through (tests/helpers/servers.py)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,9 @@ import math
 import httpx
 import pytest
 
-from server_helpers import MATH, confroute_server, recorded_qwen_cloud, trained_sw_dir
+from helpers.servers import MATH, confroute_server, recorded_qwen_cloud, trained_sw_dir
 
+pytestmark = [pytest.mark.models, pytest.mark.system]  # the real `confroute serve` process
 KEY = "sk-test-route-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 DIVERSE = [{"role": "user", "content": "Name one random animal."}]
@@ -28,7 +29,7 @@ def cloud():
 
 @pytest.fixture(scope="module")
 def sw_dir(embedder, tmp_path_factory):
-    """A trained `sw` router (server_helpers.trained_sw_dir)."""
+    """A trained `sw` router (helpers.servers.trained_sw_dir)."""
     return trained_sw_dir(embedder, tmp_path_factory)
 
 

@@ -9,11 +9,12 @@ import pytest
 
 from confroute import cli
 from confroute.labels import label_counts, read_labels
+from helpers.data import DATA_ROOT
 
-DATA = os.environ.get("CONFROUTE_DATA") or os.path.join(os.path.dirname(__file__), "..", "..",
-                                                         "shared", "data")
+DATA = str(DATA_ROOT)
 NQ = os.path.join(DATA, "nq_open", "dev.jsonl")
-pytestmark = pytest.mark.skipif(not os.path.exists(NQ), reason="no shared/data/nq_open")
+pytestmark = [pytest.mark.models, pytest.mark.data,
+              pytest.mark.skipif(not os.path.exists(NQ), reason="no shared/data/nq_open")]
 
 
 def main(argv):

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from processes import THREADS
 from confroute.routers.sep import SEPRouter, best_split, binary_targets
+from helpers.edge import count_prefills
+from helpers.processes import THREADS
 
 
 def test_best_split_is_the_least_squares_cut():
@@ -183,10 +184,11 @@ def test_decision_path_reads_the_edges_hidden_state_for_sep(hidden_edge, se_rows
         r.score_evidence(["x"], [routing.Evidence(hidden=np.zeros((3, 576)))])
 
 
+@pytest.mark.system
 def test_server_serves_sep_and_adaptive_se_with_a_samples_histogram(hidden_edge, se_rows,
                                                                     tmp_path):
     import openai
-    from server_helpers import confroute_server
+    from helpers.servers import confroute_server
 
     r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
     r.save(tmp_path / "sep")
@@ -223,13 +225,12 @@ def test_a_kept_sep_query_reads_its_prompt_once(hidden_edge, se_rows, embedder, 
     from confroute.controller import Controller
     from confroute.routers.policy import RouterPolicy
     from confroute.scorer import ConfidenceScorer
-    from test_hidden import _count_prefills
 
     msgs = [{"role": "user", "content": UNSEEN[0]}]
     plain = hidden_edge.generate(msgs, max_tokens=12).text
     r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
     ctl = Controller(hidden_edge, None, RouterPolicy(r, 1.0), ConfidenceScorer(embedder))
-    prefills = _count_prefills(hidden_edge, monkeypatch)
+    prefills = count_prefills(hidden_edge, monkeypatch)
     out = ctl.chat(msgs, max_tokens=12)
     assert out.routed_to == "edge" and out.n_samples == 0
     assert out.answer == plain and len(prefills) == 1

@@ -15,8 +15,9 @@ import httpx
 import openai
 import pytest
 
-from server_helpers import CHAT, MATH, confroute_server, recorded_qwen_cloud, trained_sw_dir
+from helpers.servers import CHAT, MATH, confroute_server, recorded_qwen_cloud, trained_sw_dir
 
+pytestmark = [pytest.mark.models, pytest.mark.system]  # the real `confroute serve` process
 KEY = "sk-test-server-key-0123456789"
 CLOUD_KEY = "sk-test-cloud-key-abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -35,7 +36,7 @@ def cloud():
 
 @pytest.fixture(scope="module")
 def sw_router_dir(embedder, tmp_path_factory):
-    """A trained `sw` router (server_helpers.trained_sw_dir)."""
+    """A trained `sw` router (helpers.servers.trained_sw_dir)."""
     return trained_sw_dir(embedder, tmp_path_factory)
 
 

@@ -25,6 +25,7 @@ def edge():
     m.close()
 
 
+@pytest.mark.models
 @pytest.mark.parametrize("temperature,seed", [(0.0, None), (1.0, 11)])
 def test_sample_many_draws_what_each_prompt_draws_alone(edge, temperature, seed):
     from confroute.server.batching import Job, sample_many, supported
@@ -41,6 +42,7 @@ def test_sample_many_draws_what_each_prompt_draws_alone(edge, temperature, seed)
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
 
 
+@pytest.mark.models
 def test_sample_many_refuses_what_does_not_fit(edge):
     from confroute.server.batching import Job, sample_many
 

@@ -6,8 +6,9 @@ import httpx
 import openai
 import pytest
 
-from server_helpers import confroute_server
+from helpers.servers import confroute_server
 
+pytestmark = [pytest.mark.models, pytest.mark.system]  # the real `confroute serve` process
 ASK = [{"role": "user", "content": "Name one random animal."}]
 
 

@@ -10,7 +10,9 @@ import httpx
 import openai
 import pytest
 
-from server_helpers import FlakyCloud, confroute_server, llama_cpp_server
+from helpers.servers import FlakyCloud, confroute_server, llama_cpp_server
+
+pytestmark = [pytest.mark.models, pytest.mark.system]  # the real `confroute serve` process
 
 # Tools make a request cloud-only whatever the router says: a reliable way to need the cloud.
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {

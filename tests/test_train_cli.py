@@ -43,6 +43,7 @@ def labels(tmp_path_factory):
     return d
 
 
+@pytest.mark.models
 def test_train_calibrate_and_use(labels, capsys):
     out = labels / "knn"
     assert main(["train", "--router", "knn", "--labels", str(labels / "labels.jsonl"),

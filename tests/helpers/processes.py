@@ -1,6 +1,6 @@
 """Starting and stopping the real server processes the tests use (llama_cpp.server, through
 confroute.models.llama_server so it loads with the CPU-safe params), as a
-plain module: conftest.py and server_helpers.py both import it (bench/ has a conftest.py of
+plain module: conftest.py and helpers/servers.py both import it (bench/ has a conftest.py of
 its own, so `import conftest` would be ambiguous there)."""
 from __future__ import annotations
 

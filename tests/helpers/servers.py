@@ -16,8 +16,8 @@ from typing import Dict, List, Optional
 
 import httpx
 
-import processes
-from processes import stop_process
+from . import processes
+from .processes import stop_process
 
 HOST = "127.0.0.1"
 

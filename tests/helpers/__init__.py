@@ -1,0 +1,17 @@
+"""What several test files share, kept out of the test_*.py modules so that no test module
+imports another:
+
+- ``helpers.data``: where shared/data is (``DATA``, ``CODE_DATA``, ``needs_data``, ...) and a
+  hand-made copy of its layout
+- ``helpers.processes``: starting and stopping llama_cpp.server processes; ``THREADS``
+- ``helpers.servers``: the real ``confroute serve`` process, a controllable cloud stand-in, a
+  trained ``sw`` router for the server tests
+- ``helpers.reference``: per-query NumPy references of the core's computations
+- ``helpers.routers``: synthetic embeddings and label rows for the router tests
+- ``helpers.edge``: counting an edge model's prefills
+- ``helpers.labels``: a deterministic stand-in for the label job's sampling
+
+pytest imports this package as ``helpers``: tests/ is on ``sys.path`` through
+``pythonpath = ["tests"]`` in pyproject.toml (and, as before, through the rootdir-based
+insertion of each test file's and conftest.py's folder under the default import mode).
+"""
