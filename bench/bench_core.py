@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import confroute
-import reference as ref
+from helpers import reference as ref
 
 
 def make_batch(B, N=10, T=128, D=384, seed=0):

@@ -18,7 +18,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from server_helpers import confroute_server, llama_cpp_server  # noqa: E402
+from helpers.servers import confroute_server, llama_cpp_server  # noqa: E402
 
 K = int(os.environ.get("CONFROUTE_BENCH_CLIENTS", "4"))
 PHASE_S = float(os.environ.get("CONFROUTE_BENCH_SECONDS", "40"))

@@ -220,11 +220,28 @@ def example_calls(prompt: str, entry_point: str) -> Tuple[str, ...]:
     signature either."""
     from confroute.eval.code_grading import extract_code
 
-    calls = docstring_calls(prompt, entry_point)
+    # the code the request shows, where it shows some in a fence: its signature parses there
+    code = extract_code(prompt, entry_point)
+    calls = docstring_calls(prompt, entry_point) or docstring_calls(code, entry_point) or \
+        _asserted_calls(prompt, entry_point)
     if len(calls) == 1:
         return variant_calls(calls[0])
-    return calls or signature_calls(prompt, entry_point) or \
-        signature_calls(extract_code(prompt), entry_point)
+    return calls or signature_calls(prompt, entry_point) or signature_calls(code, entry_point)
+
+
+def _asserted_calls(prompt: str, entry_point: str) -> Tuple[str, ...]:
+    """The calls of ``entry_point`` in the request's ``assert`` lines (MBPP shows one; the
+    name may be a builtin's, or spaced from its parenthesis)."""
+    out = []
+    for line in prompt.splitlines():
+        if line.strip().startswith("assert "):
+            try:
+                name, call = assert_call(line)
+            except ValueError:
+                continue
+            if name == entry_point and call not in out:
+                out.append(call)
+    return tuple(out)
 
 
 def signature_calls(prompt: str, entry_point: str) -> Tuple[str, ...]:
