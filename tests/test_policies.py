@@ -86,6 +86,16 @@ def test_needs_combine_and_one_evidence_serves_every_policy():
     assert edge.asks == [[Need(samples=4, answer=True)]]   # one draw covers all three
     assert [d.route for d in ds] == ["edge"] * 3
     assert [d.score for d in ds] == [pytest.approx(0.1), 0.25, 0.7]
+    # another sample count, or rounds, get draws of their own: the first k of n samples
+    # drawn together are not the k a request for k draws
+    edge.asks.clear()
+
+    class Rounds(Disagreement):
+        adaptive = True
+
+    ds, _ = routing.decide_all([SECascade(1), Disagreement(0.5), Rounds(0.5)],
+                               routing.make_query("hi", Sampling(n=4)), edge)
+    assert edge.asks == [[Need(samples=4, answer=True)]] * 2 and len(ds) == 3
     # the edge has no say: every policy sends it up, with the reason and its own threshold
     img = [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
                                         {"type": "image_url", "image_url": {"url": "x"}}]}]

@@ -167,8 +167,11 @@ class AdaptiveSECascade:
     Two ways to drive it: the decision path asks ``need(evidence, sampling)`` for the samples
     it needs in total after each round and then ``decide(prompt, evidence)``; or ``measure``
     draws the rounds itself with a scorer (``ConfidenceScorer.score_adaptive``) and
-    ``decide`` reads that result. Both draw the same samples (round after k samples: seed +
-    k) and decide the same."""
+    ``decide`` reads that result. Both draw the same samples (the path seeds a request's
+    samples with its seed + 1, a round after k samples with seed + 1 + k; ``measure`` takes
+    the samples' seed) and decide the same."""
+
+    adaptive = True   # its need grows round by round (confroute.routing.decide_all)
 
     needs_samples = True
     kind = "discrete"

@@ -203,10 +203,12 @@ class Evidence:
 class Policy:
     """The interface (duck typing is enough): ``need(evidence, sampling) -> Need`` and
     ``decide(prompt, evidence) -> Decision``, and a ``threshold``. The base class needs the
-    constant ``needs`` (nothing: a trained router that judges the prompt alone)."""
+    constant ``needs`` (nothing: a trained router that judges the prompt alone). ``adaptive``:
+    its need grows with what it has seen (it draws in rounds)."""
 
     needs: Need = Need()
     threshold: float = NAN
+    adaptive: bool = False
 
     def need(self, evidence: Evidence, sampling: Sampling) -> Need:
         return self.needs
@@ -230,7 +232,11 @@ def immediate(policy, query: Query) -> Optional[Decision]:
 
 def needs_now(policy, query: Query, evidence: Optional[Evidence] = None) -> Need:
     """What the policy needs next (before any edge work: its first round)."""
-    need = policy.need(evidence or Evidence(), query.sampling)
+    return _need_of(policy, evidence or Evidence(), query.sampling)
+
+
+def _need_of(policy, evidence: Evidence, sampling: Sampling) -> Need:
+    need = policy.need(evidence, sampling)
     if not isinstance(need, Need):
         raise ValueError(f"{policy!r}.need() must return a Need, got {type(need).__name__}")
     return need
@@ -289,32 +295,46 @@ class _Union(Policy):
     def need(self, evidence, sampling):
         need = Need()
         for p in self.policies:
-            need = need | needs_now(p, _stub(sampling), evidence)
+            need = need | _need_of(p, evidence, sampling)
         return need
 
     def decide(self, prompt, evidence):
         return self.policies[0].decide(prompt, evidence)
 
 
-def _stub(sampling: Sampling) -> Query:
-    return Query([], [], "", sampling)
-
-
 def decide_all(policies: Sequence[Any], query: Query, edge
                ) -> Tuple[List[Decision], Evidence]:
-    """Every policy's decision on one query from one evidence, drawn once to cover what they
-    all need: what ``eval build`` runs, so each column is what the same policy decides when it
-    is served alone (a policy's score reads only its own share of the evidence, and the
-    draws are seeded per query, not per batch)."""
+    """Every policy's decision on one query, each on the evidence it gets when it is served
+    alone: what ``eval build`` runs, so each column is what the server decides. Policies that
+    ask for the same number of samples share one draw (and those that need none but the
+    answer ride along: the answer is the same seeded draw either way); a policy that asks for
+    another number, or draws in rounds (``adaptive``), gets draws of its own, since the
+    first k of n samples drawn together are not the k drawn alone. Returns the decisions and
+    the evidence of the largest shared draw."""
     if not policies:
         raise ValueError("decide_all needs at least one policy")
-    union = _Union(policies)
-    first, evidence = decide(union, query, edge)
-    if not evidence.covers(needs_now(union, query, evidence)):
-        # the edge had no say (cloud-only, too long, refused): every policy sends it up
-        return [dataclasses.replace(first, threshold=threshold_of(p)) for p in policies], \
-            evidence
-    return [_decided(p, query, evidence) for p in policies], evidence
+    groups: Dict[Any, List[int]] = {}
+    for i, p in enumerate(policies):
+        k = needs_now(p, query).samples
+        groups.setdefault(("own", i) if getattr(p, "adaptive", False) else k, []).append(i)
+    fixed = sorted(k for k in groups if isinstance(k, int) and k > 0)
+    if 0 in groups and fixed:        # answer-only policies join the largest shared draw
+        groups[fixed[-1]] += groups.pop(0)
+    out: List[Optional[Decision]] = [None] * len(policies)
+    main_key, main = (fixed[-1] if fixed else next(iter(groups))), None
+    for key, members in groups.items():
+        union = _Union([policies[i] for i in members])
+        first, evidence = decide(union, query, edge)
+        if key == main_key:
+            main = evidence
+        if not evidence.covers(needs_now(union, query, evidence)):
+            # the edge had no say (cloud-only, too long, refused): each sends it up
+            for i in members:
+                out[i] = dataclasses.replace(first, threshold=threshold_of(policies[i]))
+            continue
+        for i in members:
+            out[i] = _decided(policies[i], query, evidence)
+    return out, main
 
 
 def _decided(policy, query: Query, ev: Evidence) -> Decision:

@@ -95,12 +95,10 @@ def in_process(model) -> bool:
 
 def policy_name(spec: str) -> str:
     """A signal column's name: the router string without ``router-`` and the threshold."""
-    from confroute.routers.policy import PREFIX, parse_router_string
+    from confroute.routers.policy import ONLINE, PREFIX, parse_router_string
 
     if not spec.startswith(PREFIX):
         spec = PREFIX + spec
-    from confroute.routers.policy import ONLINE
-
     body = spec[len(PREFIX):]
     for name in ONLINE:
         if body == name or body.startswith(name + "-"):
@@ -117,15 +115,22 @@ def needs_hidden(settings: LiveSettings) -> bool:
 
 
 def policies_of(settings: LiveSettings):
-    """(column name, policy) for the settings' router strings; the thresholds do not matter
-    (the score is recorded), so online policies get 0 and trained ones 0 too."""
-    from confroute.routers.policy import make_policy
+    """(column name, policy) for the settings' router strings. A threshold does not change a
+    score (0 where the string has none), except adaptive SE's: its rounds stop by it, so its
+    string must carry one."""
+    from confroute.routers.policy import ADAPTIVE, PREFIX, make_policy, policy_from_string
 
     out = []
     for spec in settings.policies:
         name = policy_name(spec)
-        samples = max(2, settings.samples)
-        out.append((name, make_policy(name, 0.0, samples=samples)))
+        full = spec if spec.startswith(PREFIX) else PREFIX + spec
+        if full != PREFIX + name:      # a threshold given: the string as the server reads it
+            out.append((name, policy_from_string(full)))
+        elif name == ADAPTIVE:
+            raise ValueError(f"{spec!r}: adaptive SE draws until its threshold settles, so its "
+                             "column needs one (e.g. router-se_adaptive-1.0)")
+        else:
+            out.append((name, make_policy(name, 0.0, samples=max(2, settings.samples))))
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise ValueError(f"policies name a column twice: {names}")
