@@ -46,6 +46,11 @@ class SECascade(Policy):
     def __repr__(self):
         return f"SECascade(threshold={self.threshold}, kind={self.kind!r})"
 
+    @property
+    def needs_logprobs(self) -> bool:
+        """The weighted and Kuhn forms weigh meanings by the samples' likelihood."""
+        return self.kind != "discrete"
+
     def need(self, evidence: Evidence, sampling: Sampling) -> Need:
         return Need(samples=sampling.n, answer=True)
 
@@ -62,6 +67,8 @@ class AnswerLogprob(Policy):
     its mean token log-probability (the stop token included when it stopped on its own), in
     nats. No samples: one generation, which is also the answer served. An answer without
     logprobs (or without tokens) escalates."""
+
+    needs_logprobs = True
 
     def __init__(self, threshold: float):
         self.threshold = _threshold(threshold)

@@ -204,11 +204,13 @@ class Policy:
     """The interface (duck typing is enough): ``need(evidence, sampling) -> Need`` and
     ``decide(prompt, evidence) -> Decision``, and a ``threshold``. The base class needs the
     constant ``needs`` (nothing: a trained router that judges the prompt alone). ``adaptive``:
-    its need grows with what it has seen (it draws in rounds)."""
+    its need grows with what it has seen (it draws in rounds); ``needs_logprobs``: it reads
+    the edge's token logprobs (an edge that gives none refuses it)."""
 
     needs: Need = Need()
     threshold: float = NAN
     adaptive: bool = False
+    needs_logprobs: bool = False
 
     def need(self, evidence: Evidence, sampling: Sampling) -> Need:
         return self.needs
@@ -253,6 +255,10 @@ def decide_many(items: Sequence[Tuple[Any, Query]], edge) -> List[Tuple[Decision
     each round every request that still needs something from the edge is supplied in one
     ``edge.supply`` call (the server's batch of waiting requests shares llama.cpp batches that
     way, round by round)."""
+    check = getattr(edge, "check_policy", None)   # what the edge cannot serve: ValueError
+    if check is not None:
+        for policy, _ in items:
+            check(policy)
     evidence = [Evidence() for _ in items]
     done: List[Optional[Decision]] = [immediate(p, q) for p, q in items]
     for i, (policy, query) in enumerate(items):
@@ -300,6 +306,10 @@ class _Union(Policy):
 
     def decide(self, prompt, evidence):
         return self.policies[0].decide(prompt, evidence)
+
+    @property
+    def needs_logprobs(self) -> bool:
+        return any(getattr(p, "needs_logprobs", False) for p in self.policies)
 
 
 def decide_all(policies: Sequence[Any], query: Query, edge

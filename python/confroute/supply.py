@@ -19,16 +19,31 @@ class EdgeSupplier:
     shared one. Not thread-safe: runs where the edge may be used (the server's edge thread).
 
     The edge needs ``sample``; the context check uses ``prompt_tokens`` and ``n_ctx`` where the
-    edge has them; a policy that needs hidden states needs ``hidden_state(messages)``."""
+    edge has them; a policy that needs hidden states needs ``hidden_state(messages)``. An
+    edge may say what it cannot serve: ``check_policy(policy)`` (ValueError) and
+    ``cannot_serve(messages)`` (a reason; the query goes to the cloud) — see
+    :class:`confroute.models.http_edge.HttpEdge`."""
 
     def __init__(self, edge, scorer, batch: bool = False, on_batch=None):
         self.edge, self.scorer = edge, scorer
         self.batch = batch
         self.on_batch = on_batch or (lambda k: None)
 
+    def check_policy(self, policy) -> None:
+        """ValueError when the edge cannot serve ``policy`` at all (an HTTP edge without
+        token logprobs and a policy that reads them: the edge's own ``check_policy``)."""
+        check = getattr(self.edge, "check_policy", None)
+        if check is not None:
+            check(policy)
+
     def refusal(self, query: Query) -> Optional[str]:
-        """Why the edge cannot serve this query at all (it does not fit its context), or None."""
+        """Why the edge cannot serve this query at all (it does not fit its context; the
+        edge's own ``cannot_serve``, e.g. an HTTP edge asked to continue a prefix), or None."""
         edge = self.edge
+        cannot = getattr(edge, "cannot_serve", None)
+        why = cannot(query.edge_messages) if cannot is not None else None
+        if why:
+            return why
         if not (hasattr(edge, "prompt_tokens") and hasattr(edge, "n_ctx")):
             return None
         n_prompt = len(edge.prompt_tokens(query.edge_messages))

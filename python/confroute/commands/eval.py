@@ -86,7 +86,10 @@ def add_arguments(parser) -> None:
     b.add_argument("--cloud", default=None, metavar="MODEL",
                    help="the cloud: recorded:MODEL (e.g. recorded:gpt-4-1106-preview), a model "
                         "name or GGUF path run in-process, or see --cloud-url")
-    b.add_argument("--edge-model", default=None, help="GGUF path (same as --edge PATH)")
+    b.add_argument("--edge-model", default=None, help="GGUF path (same as --edge PATH); with "
+                   "--edge-url, the server's model name")
+    b.add_argument("--edge-url", default=None, help="an edge served over HTTP: its "
+                   "OpenAI-compatible base URL (answers by chat: no cue, no signal columns)")
     b.add_argument("--cloud-url", default=None, help="OpenAI-compatible base URL")
     b.add_argument("--cloud-model", default=None)
     b.add_argument("--max-tokens", type=int, default=None,
@@ -673,6 +676,13 @@ def _side(spec, role, args):
         if not name:
             raise ValueError(f"--{role} recorded:MODEL needs the model's name")
         return name, RECORDED
+    if role == "edge" and getattr(args, "edge_url", None):
+        from confroute.models.http_edge import HttpEdge
+
+        if not args.edge_model or args.edge:
+            raise ValueError("--edge-url needs --edge-model (the server's model name), not --edge")
+        m = HttpEdge(args.edge_url, args.edge_model)
+        return m.name, m
     if role == "cloud" and args.cloud_url:
         if spec:
             raise ValueError("give --cloud or --cloud-url, not both")

@@ -22,7 +22,9 @@ def load_models(cfg):
     # a probe on the edge's hidden state (router sep) needs llama.cpp's eval callback
     if any(getattr(getattr(r, "needs", None), "hidden", False) for r in routers.values()):
         kw["hidden_states"] = True
-    if e.model is None:
+    if e.base_url is not None:
+        edge = _http_edge(e, routers)
+    elif e.model is None:
         edge = default_edge(**kw)
     elif os.path.isfile(e.model):
         edge = EdgeModel(e.model, **kw)
@@ -41,6 +43,35 @@ def load_models(cfg):
     scorer.embedder.embed(["warm up"])   # load it now, not on the first request
     return edge, cloud, scorer, routers
 
+
+def _http_edge(e, routers):
+    """The edge behind ``edge.base_url``: an :class:`~confroute.models.http_edge.HttpEdge`.
+    ValueError when a configured trained router reads the edge's hidden state (in-process
+    only)."""
+    from confroute.models.http_edge import HttpEdge
+
+    edge = HttpEdge(e.base_url, e.model, api_key=_key(e.api_key_env, "edge"),
+                    timeout=e.timeout_s, max_retries=0, extra_body=e.extra_body)
+    for name, r in routers.items():
+        if getattr(getattr(r, "needs", None), "hidden", False):
+            raise ValueError(f"router {name!r} reads the edge's hidden state, which is "
+                             f"in-process only: {edge.describe()} has none; set edge.model "
+                             "to a GGUF (without edge.base_url) to serve it")
+    return edge
+
+
+def _key(env: Optional[str], what: str) -> Optional[str]:
+    key = os.environ.get(env) if env else None
+    if env and not key:
+        log.warning("%s.api_key_env names %s, which is not set", what, env)
+    return key
+
+
+def check_edge(cfg, engine) -> None:
+    """ValueError when the edge cannot serve a configured router (an HTTP edge without token
+    logprobs and a likelihood-based policy): said at startup, not per request."""
+    for r in cfg.routers:
+        engine.supplier.check_policy(engine.policy(r.name, r.thresholds[0]))
 
 
 def resolve_thresholds(cfg, routers):
@@ -73,4 +104,9 @@ def build(cfg, api_key: Optional[str] = None, models=None):
     for line in sampling_warnings(cfg):
         log.warning(line)
     engine = Engine(cfg, edge, cloud, scorer, ServerMetrics(), routers)
+    try:
+        check_edge(cfg, engine)
+    except Exception:
+        engine.close()
+        raise
     return create_app(engine, api_key), cfg

@@ -4,7 +4,7 @@ registry's local cloud stand-in in-process, the online SE cascade at threshold 0
 
 Example (JSON)::
 
-    {"edge": {"model": "/models/my-edge.gguf"},
+    {"edge": {"model": "/models/my-edge.gguf"},   # or {"base_url": URL, "model": NAME}
      "cloud": {"base_url": "https://api.example.com/v1", "model": "big-model",
                "api_key_env": "CLOUD_API_KEY", "timeout_s": 30},
      "routers": [{"name": "se", "thresholds": [0.5, 0.8]},
@@ -32,6 +32,14 @@ from confroute.server.schema import Limits
 @dataclass(frozen=True)
 class EdgeConfig:
     model: Optional[str] = None        # registry name or GGUF path; None: the default edge
+    # An edge served over HTTP (an OpenAI-compatible endpoint: llama-server, Ollama, vLLM):
+    # with base_url, `model` is the server's model name and no GGUF is loaded here
+    # (confroute.models.http_edge.HttpEdge); extra_body: request fields beyond the OpenAI API
+    # sent with every call (e.g. {"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0})
+    base_url: Optional[str] = None
+    api_key_env: Optional[str] = None  # name of the environment variable holding its key
+    timeout_s: float = 60.0
+    extra_body: Optional[Dict[str, Any]] = None
     n_ctx: int = 1024                  # per sequence (prompt + answer); longer: the cloud
     n_threads: Optional[int] = None
     # Sequences decoded together: the samples of one request, or of several waiting requests
@@ -184,6 +192,21 @@ def check(cfg: ServerConfig) -> None:
                          "limits.max_n, and the answer)")
     if cfg.sampling.max_tokens > cfg.limits.max_tokens:
         raise ValueError("sampling.max_tokens exceeds limits.max_tokens")
+    e = cfg.edge
+    if e.base_url is not None:
+        if not isinstance(e.base_url, str) or not e.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"edge.base_url must start with http:// or https://, got "
+                             f"{e.base_url!r}")
+        if not e.model or not isinstance(e.model, str):
+            raise ValueError("edge.model is required when edge.base_url is set (the server's "
+                             "model name)")
+        if not (isinstance(e.timeout_s, (int, float)) and e.timeout_s > 0):
+            raise ValueError("edge.timeout_s must be > 0: every edge call needs a timeout")
+        if e.extra_body is not None and not isinstance(e.extra_body, dict):
+            raise ValueError("edge.extra_body must be an object of request fields")
+    elif e.api_key_env is not None or e.extra_body is not None:
+        raise ValueError("edge.api_key_env and edge.extra_body apply to an HTTP edge: set "
+                         "edge.base_url")
     if cfg.cloud.base_url is not None and not cfg.cloud.model:
         raise ValueError("cloud.model is required when cloud.base_url is set")
     if cfg.cloud.timeout_s <= 0:

@@ -505,8 +505,12 @@ def _counted(model, messages, pieces, usage: Dict[str, Any], key: str):
         for piece in pieces:
             text += piece
             yield piece
-        usage[key] = {"model": model.name, "prompt_tokens": len(model.prompt_tokens(messages)),
-                      "completion_tokens": len(model.tokenize(text))}
+        if hasattr(model, "tokenize"):
+            usage[key] = {"model": model.name,
+                          "prompt_tokens": len(model.prompt_tokens(messages)),
+                          "completion_tokens": len(model.tokenize(text))}
+        else:   # an HTTP edge's stream: no tokenizer here, the counts are unknown
+            usage[key] = {"model": model.name}
     finally:
         pieces.close()   # a stream stopped early releases the model at once
 
