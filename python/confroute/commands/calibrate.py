@@ -1,13 +1,23 @@
-"""`confroute calibrate`: the threshold that sends a target share of queries to the cloud.
+"""`confroute calibrate`: the threshold that sends a target share of queries to the cloud, or
+the one that keeps the quality drop against all-cloud within a bound, with a guarantee.
 
 A trained router, from calibration prompts (stored in its router.json, with the share reached
 on held-out prompts); an online policy (a router string such as ``router-disagreement``), from
 the scores an ``eval build`` table recorded for it, with the sampling they were drawn under:
 the server config entry it prints carries that sampling, and ``serve`` warns when it serves
-the policy under other sampling.
+the policy under other sampling. ``--signal NAME`` names any signal column of the table.
+
+``--max-quality-drop EPS --delta D`` needs both models' quality per prompt, so it takes an
+outcome table (``--table``): the threshold whose quality drop against all-cloud is at most
+EPS with probability >= 1 - D over the calibration draw (Learn then Test; see
+:func:`confroute.routers.calibrate.threshold_for_quality_drop`). A saved router is scored on
+the table's prompts (``--heldout`` of them kept aside to measure the share and drop reached);
+an online policy or ``--signal`` reads its column.
 
     confroute calibrate --router routers/sw --prompts prompts.jsonl --cloud-share 0.3
     confroute calibrate --router router-disagreement --table humaneval.csv --cloud-share 0.3
+    confroute calibrate --router router-se --table mmlu_qwen.csv --max-quality-drop 0.05 --delta 0.05
+    confroute calibrate --router routers/sw --table outcomes.csv --max-quality-drop 0.05
 """
 from __future__ import annotations
 
@@ -16,17 +26,36 @@ import os
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--router", required=True,
+    from confroute.routers.calibrate import BOUNDS, LOSSES
+
+    parser.add_argument("--router", default=None,
                         help="a saved-router folder, or an online policy's router string "
                              "(router-se, router-disagreement, ...) with --table")
+    parser.add_argument("--signal", default=None, metavar="NAME",
+                        help="with --table: calibrate on the table's signal:NAME column "
+                             "(higher = cloud) instead of naming a policy with --router")
     parser.add_argument("--prompts", default=None,
                         help="prompts: .jsonl (prompt/question field), .csv or one per line")
     parser.add_argument("--table", default=None,
                         help="an eval build table: calibrate the online policy on its "
-                             "signal column (the scores the server computes for it)")
+                             "signal column (the scores the server computes for it), or a "
+                             "saved router on the table's prompts and outcomes")
     parser.add_argument("--field", default=None, help="the prompt field of a .jsonl/.csv")
-    parser.add_argument("--cloud-share", type=float, required=True,
-                        help="target share of queries sent to the cloud, in [0, 1]")
+    goal = parser.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--cloud-share", type=float, default=None,
+                      help="target share of queries sent to the cloud, in [0, 1]")
+    goal.add_argument("--max-quality-drop", type=float, default=None, metavar="EPS",
+                      help="with --table: the largest mean quality drop against all-cloud "
+                           "to allow (quality units, e.g. 0.05 = 5 points of accuracy), "
+                           "held with probability >= 1 - --delta")
+    parser.add_argument("--delta", type=float, default=0.05,
+                        help="--max-quality-drop: the chance the bound may fail (default 0.05)")
+    parser.add_argument("--bound", choices=BOUNDS, default="hb",
+                        help="--max-quality-drop: the concentration bound (hb = "
+                             "Hoeffding-Bentkus, default)")
+    parser.add_argument("--loss", choices=LOSSES, default="both",
+                        help="--max-quality-drop: bound the signed loss, its positive part "
+                             "(tighter on small drops), or both at delta/2 each (default)")
     parser.add_argument("--heldout", type=float, default=0.5,
                         help="share of the prompts kept aside to measure the share reached "
                              "(default 0.5; 0 = calibrate on all)")
@@ -35,29 +64,30 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.table:
+        if args.router and os.path.isdir(args.router) and not args.signal:
+            return _saved_on_table(args)
+        return _from_table(args)
+    if not args.router:
+        raise ValueError("give --router (with --prompts or --table), or --table and --signal")
+    if args.signal:
+        raise ValueError("--signal names a column of an outcome table: give --table")
+    if args.max_quality_drop is not None:
+        raise ValueError("--max-quality-drop needs both models' quality on each calibration "
+                         "prompt: give an outcome table with --table (eval build's --out, or "
+                         "a CSV with a prompt column and one quality column per model)")
+    if not args.prompts:
+        raise ValueError("give --prompts (a saved router) or --table (an online policy)")
     from confroute.labels import read_prompts
     from confroute.routers import Router
     from confroute.routers.calibrate import calibrate, split_prompts
 
-    if args.table:
-        return _from_table(args)
-    if not args.prompts:
-        raise ValueError("give --prompts (a saved router) or --table (an online policy)")
-    path = os.path.join(args.router, "router.json")
     router = Router.load(args.router)
     prompts = read_prompts(args.prompts, args.field)
     cal, held = split_prompts(prompts, args.heldout, args.seed)
     result = calibrate(router, cal, args.cloud_share, held)
-    # only router.json changes: the threshold and the calibration record
-    with open(path) as f:
-        config = json.load(f)
-    config["threshold"] = result.threshold
-    config.setdefault("info", {})["calibration"] = {**result.to_dict(),
-                                                    "prompts": os.path.abspath(args.prompts)}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(config, f, indent=1)
-    os.replace(tmp, path)
+    _store(args.router, result.threshold, {**result.to_dict(),
+                                           "prompts": os.path.abspath(args.prompts)})
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -69,35 +99,132 @@ def run(args) -> int:
     return 0
 
 
+def _store(folder: str, threshold: float, record: dict) -> None:
+    """Only router.json changes: the threshold and the calibration record."""
+    path = os.path.join(folder, "router.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["threshold"] = threshold
+    config.setdefault("info", {})["calibration"] = record
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(config, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _drop_settings(args) -> dict:
+    return {"eps": args.max_quality_drop, "delta": args.delta, "bound": args.bound,
+            "loss": args.loss}
+
+
+def _saved_on_table(args) -> int:
+    """A saved router's threshold from an outcome table: its scores on the table's prompts,
+    the qualities from the table; ``--heldout`` of the rows measure what was reached."""
+    import numpy as np
+
+    from confroute.eval.data import load_table
+    from confroute.routers import Router
+    from confroute.routers.calibrate import (quality_drop, split_prompts,
+                                             threshold_for_quality_drop, threshold_for_share)
+
+    router = Router.load(args.router)
+    table = load_table(args.table)
+    scores = np.asarray(router.score(list(table.prompts)), np.float64)
+    cal, held = (np.asarray(x, dtype=int) for x in
+                 split_prompts(list(range(len(table))), args.heldout, args.seed))
+    qw, qs = table.q_weak, table.q_strong
+    out = {"table": os.path.abspath(args.table), "n_calibration": int(cal.size)}
+    if args.max_quality_drop is not None:
+        t, share, details = threshold_for_quality_drop(
+            scores[cal], qw[cal], qs[cal], args.max_quality_drop, args.delta,
+            quality_range=table.scale, bound=args.bound, loss=args.loss)
+        out.update(threshold=t, max_quality_drop=args.max_quality_drop, delta=args.delta,
+                   calibration_share=share, calibration_drop=details["calibration_drop"],
+                   guarantee=details)
+    else:
+        t = threshold_for_share(scores[cal], args.cloud_share)
+        share = float(np.mean(scores[cal] > t))
+        out.update(threshold=t, target_share=args.cloud_share, calibration_share=share,
+                   calibration_drop=quality_drop(scores[cal], qw[cal], qs[cal], t))
+    if held.size:
+        out.update(n_heldout=int(held.size),
+                   heldout_share=float(np.mean(scores[held] > t)),
+                   heldout_drop=quality_drop(scores[held], qw[held], qs[held], t))
+    _store(args.router, t, out)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    goal = (f"quality drop <= {args.max_quality_drop:g} with probability >= "
+            f"{1 - args.delta:g}" if args.max_quality_drop is not None
+            else f"target share {args.cloud_share:g}")
+    print(f"threshold {t:.6g} ({goal}): cloud share {out['calibration_share']:.3f}, quality "
+          f"drop {out['calibration_drop']:+.4f} on {cal.size} calibration rows of "
+          f"{args.table}")
+    if held.size:
+        print(f"held-out: cloud share {out['heldout_share']:.3f}, quality drop "
+              f"{out['heldout_drop']:+.4f} on {held.size} rows")
+    return 0
+
+
 def _from_table(args) -> int:
-    """An online policy's threshold from a table's recorded scores of it."""
+    """An online policy's (or a signal column's) threshold from a table's recorded scores."""
     import numpy as np
 
     from confroute.eval.data import load_table
     from confroute.eval.live import policy_name
-    from confroute.routers.calibrate import threshold_for_share
+    from confroute.routers.calibrate import threshold_for_quality_drop, threshold_for_share
     from confroute.routers.policy import ONLINE
 
-    name = policy_name(args.router)
-    if name not in ONLINE:
-        raise ValueError(f"--table calibrates an online policy ({', '.join(ONLINE)}); "
-                         f"{args.router!r} is not one: give a saved router --prompts")
+    if args.signal:
+        name = args.signal
+        if args.router and policy_name(args.router) != name:
+            raise ValueError(f"--router {args.router!r} and --signal {name!r} name different "
+                             f"columns; give one")
+    elif args.router:
+        name = policy_name(args.router)
+        if name not in ONLINE:
+            raise ValueError(f"--table calibrates an online policy ({', '.join(ONLINE)}); "
+                             f"{args.router!r} is not one: give a saved router --prompts")
+    else:
+        raise ValueError("--table needs --router (an online policy or a saved-router folder) "
+                         "or --signal NAME")
     table = load_table(args.table)
     scores = np.asarray(table.signal(name), np.float64)
-    # an undefined score escalates (as served): it counts as above every threshold
-    finite = scores[np.isfinite(scores)]
-    t = threshold_for_share(finite, args.cloud_share, unit_interval=False)
-    share = float(np.mean(~(scores <= t)))
+    if table.signal_higher(name) != "cloud":
+        raise ValueError(f"signal {name!r}: a higher value means the edge is surer (the "
+                         f"table's meta says higher=edge); calibration needs higher = cloud")
     sampling = dict(table.meta.get("sampling") or {})
-    entry = {"name": name, "thresholds": [t], "calibrated_sampling": sampling}
-    out = {"router": f"router-{name}-{t:g}", "threshold": t, "target_share": args.cloud_share,
-           "calibration_share": share, "n_calibration": int(scores.size),
-           "table": os.path.abspath(args.table), "server_config_router": entry}
+    out: dict = {}
+    if args.max_quality_drop is not None:
+        # an undefined score escalates (as served): NaN counts as above every threshold
+        t, share, details = threshold_for_quality_drop(
+            scores, table.q_weak, table.q_strong, args.max_quality_drop, args.delta,
+            quality_range=table.scale, unit_interval=False, bound=args.bound, loss=args.loss)
+        out.update(threshold=t, max_quality_drop=args.max_quality_drop, delta=args.delta,
+                   calibration_share=share, calibration_drop=details["calibration_drop"],
+                   guarantee=details)
+    else:
+        # an undefined score escalates (as served): it counts as above every threshold
+        finite = scores[np.isfinite(scores)]
+        t = threshold_for_share(finite, args.cloud_share, unit_interval=False)
+        share = float(np.mean(~(scores <= t)))
+        out.update(threshold=t, target_share=args.cloud_share, calibration_share=share)
+    out.update(n_calibration=int(scores.size), table=os.path.abspath(args.table))
+    entry = None
+    if name in ONLINE:
+        entry = {"name": name, "thresholds": [t], "calibrated_sampling": sampling}
+        out = {"router": f"router-{name}-{t:g}", **out, "server_config_router": entry}
+    else:
+        out = {"signal": name, **out}
     if args.json:
         print(json.dumps(out))
-    else:
-        print(f"{out['router']}: cloud share {share:.3f} on {scores.size} prompts of "
-              f"{args.table} (target {args.cloud_share:g}); measured under sampling "
-              f"{sampling or 'unknown'}")
+        return 0
+    goal = (f"quality drop <= {args.max_quality_drop:g} with probability >= "
+            f"{1 - args.delta:g}; drop {out['calibration_drop']:+.4f} on the table"
+            if args.max_quality_drop is not None else f"target {args.cloud_share:g}")
+    what = out.get("router") or f"signal:{name} threshold {t:g}"
+    print(f"{what}: cloud share {share:.3f} on {scores.size} prompts of {args.table} "
+          f"({goal}); measured under sampling {sampling or 'unknown'}")
+    if entry is not None:
         print("server config entry: " + json.dumps(entry))
     return 0
