@@ -36,8 +36,13 @@ def add_arguments(parser) -> None:
                    help="a registered name (random, oracle, random:seed=3), scores:FILE"
                         "[,column=NAME,higher=edge], signal:NAME[,higher=edge] (a signal "
                         "column of the table; higher = send to the cloud unless higher=edge), "
-                        "signals (every signal column, in its recorded direction), or a "
-                        "saved-router folder; repeatable")
+                        "signals (every signal column, in its recorded direction), a "
+                        "saved-router folder, or length (a live table: the edge's answer "
+                        "length in tokens from eval build's checkpoint, longer = cloud); "
+                        "repeatable")
+    r.add_argument("--checkpoint", default=None,
+                   help="--router length: eval build's checkpoint (default: the one the "
+                        "table's meta names)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--points", type=int, default=201, help="threshold quantiles (default 201)")
     r.add_argument("--shares", default=None, metavar="S1,S2,...",
@@ -381,7 +386,11 @@ def _replay(args) -> int:
                 from None
     if args.bootstrap < 0 or args.random_seeds < 0:
         raise ValueError("--bootstrap and --random-seeds must be >= 0")
-    report = replay(table, args.router or ["random", "oracle"], n_points=args.points,
+    routers = args.router or ["random", "oracle"]
+    if "length" in routers:
+        length = _length_scores(args, table)
+        routers = [length if r == "length" else r for r in routers]
+    report = replay(table, routers, n_points=args.points,
                     shares=shares, n_boot=args.bootstrap, seed=args.seed,
                     random_seeds=args.random_seeds,
                     compare=[tuple(pair) for pair in args.compare])
@@ -427,6 +436,26 @@ def _replay(args) -> int:
     print(f"wrote {args.out}/metrics.json, curves.csv"
           + ("" if args.no_plot else ", quality_vs_cloud_calls.png"))
     return 0
+
+
+def _length_scores(args, table):
+    """The length baseline's scores: the edge's answer tokens from eval build's checkpoint."""
+    from confroute.eval.prefix import checkpoint_records
+    from confroute.eval.replay import answer_length_scores
+
+    ck = args.checkpoint or table.meta.get("checkpoint")
+    if not ck:
+        raise ValueError("--router length needs the per-prompt answer lengths of eval build's "
+                         "checkpoint: the table's meta names none (a recorded benchmark has "
+                         "no answer lengths); give --checkpoint")
+    if not args.checkpoint and not os.path.exists(ck) and args.table:
+        ck = os.path.join(os.path.dirname(os.path.abspath(args.table)), ck)
+    if not os.path.exists(ck):
+        raise ValueError(f"checkpoint not found: {ck}")
+    edge = table.meta.get("signals_from") or table.weak
+    scores = answer_length_scores(table, checkpoint_records(ck, edge))
+    return type(scores)(scores.scores, {**scores.info, "checkpoint": ck, "model": edge},
+                        scores.label)
 
 
 def _clean(x):
@@ -485,12 +514,47 @@ def format_table(report) -> str:
     if any("ci" in r.metrics for r in report.results):
         lines.append("[lo, hi]: bootstrap 95% interval over prompts; '>': never reached in "
                      "some resamples; ~random: the APGR interval meets random's mean +- 1.96 sd")
+    lines += _risk_lines(report)
     for c in report.comparisons:
         lines.append(f"{c['a']} - {c['b']} (paired, {c['n_boot']} resamples): " + "; ".join(
             f"{name} {_signed(c[k], pct)}" for k, name, pct in
             (("apgr", "APGR", False), ("cpt50", "CPT50", True), ("cpt80", "CPT80", True),
              ("auroc", "AUROC", False))))
     return "\n".join(lines)
+
+
+def _risk_lines(report) -> list:
+    """What a practitioner asks, per router: the edge's selective risk (AURC), the deferral
+    curve's normalized area (nAUDC), the cloud calls saved at 95% of all-cloud quality, and
+    how well the score calibrates into P(edge correct) (ECE, Brier)."""
+    cols = ["router", "AURC", "nAUDC", "saved@95%", "ECE", "Brier"]
+    rows = []
+    for r in report.results:
+        k, ci = r.metrics.get("risk") or {}, r.metrics.get("ci") or {}
+        if not k:
+            continue
+        cal = k.get("p_edge_correct") or {}
+        if "over_seeds" in r.metrics:   # random: mean +- sd over seeds (ECE, Brier: seed 0)
+            o = r.metrics["over_seeds"]
+            rows.append([r.label + f" ({o['seeds']} seeds)", _pm(o.get("aurc")),
+                         _pm(o.get("naudc")), _pm(o.get("calls_saved"), True),
+                         _f(cal.get("ece")), _f(cal.get("brier"))])
+            continue
+        rows.append([r.label, _f(k["aurc"]) + _ci(ci.get("aurc")),
+                     _f(k["naudc"]) + _ci(ci.get("naudc")),
+                     _pct(k["iso_quality"]["calls_saved"]) + _ci(ci.get("calls_saved"), True),
+                     _f(cal.get("ece")), _f(cal.get("brier"))])
+    if not rows:
+        return []
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
+    base = next((r.metrics["risk"]["p_edge_correct"].get("brier_base") for r in report.results
+                 if "risk" in r.metrics), None)
+    return (["", "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+            + ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows]
+            + [f"AURC: the edge's mean loss over coverages (lower is better); nAUDC: deferral "
+               f"area, oracle 1, random 0.5; saved@95%: cloud calls saved where quality "
+               f"reaches 95% of all-cloud; ECE (10 equal-mass bins), Brier: P(edge correct) "
+               f"by cross-fitted isotonic regression (Brier of the constant: {_f(base)})"])
 
 
 def _signed(d, pct=False) -> str:

@@ -1,4 +1,6 @@
-"""Routing metrics on a quality-vs-cloud-share curve, and uncertainty metrics for a score.
+"""Routing metrics on a quality-vs-cloud-share curve, uncertainty metrics for a score, and
+what practitioners ask of a router (risk-coverage and AURC, the deferral curve's normalized
+area, calls saved at iso-quality, a calibrated P(edge correct) with ECE and Brier; at the end).
 
 A *curve* is two arrays of equal length: ``share`` (fraction of queries sent to the strong /
 cloud model, in [0, 1], non-decreasing) and ``quality`` (mean quality of the routed answers at
@@ -218,3 +220,169 @@ def prr(uncertainty, quality) -> float:
     if ar_oracle - ar_random <= 1e-15:
         return float("nan")
     return float((ar - ar_random) / (ar_oracle - ar_random))
+
+
+# --------------------------------------------------------------------------------------------
+# What practitioners ask: selective risk on the edge, the deferral curve's area, a calibrated
+# P(edge correct) and the cloud calls saved at (nearly) all-cloud quality.
+
+
+def risk_coverage(uncertainty, loss) -> tuple:
+    """The risk-coverage curve: keeping the k most certain prompts on the edge (k = 1..n,
+    ties averaged as in :func:`rejection_curve`), coverage = k / n (the share kept on the edge)
+    and risk = the mean loss of the kept prompts (loss = 1 - q_weak for 0/1 quality).
+    Returns (coverage, risk); coverage 0 has no risk and is left out."""
+    u, l = _check_scored(uncertainty, loss, binary=False)
+    order = np.argsort(u, kind="stable")
+    ls = _tie_mean(u[order], l[order])
+    k = np.arange(1, ls.size + 1)
+    return k / ls.size, np.cumsum(ls) / k
+
+
+def aurc(uncertainty, loss) -> float:
+    """Area under the risk-coverage curve (Geifman et al. 2019): the selective risk averaged
+    over every coverage 1/n .. n/n. Lower is better; with loss = 1 - quality it is
+    1 - :func:`aurac`."""
+    return float(risk_coverage(uncertainty, loss)[1].mean())
+
+
+def eaurc(uncertainty, loss) -> float:
+    """Excess AURC: :func:`aurc` minus that of the oracle order (the lowest losses kept
+    first), so 0 is the best any score can do on these losses."""
+    _, l = _check_scored(uncertainty, loss, binary=False)
+    return aurc(uncertainty, l) - aurc(l, l)
+
+
+def deferral_curve(scores, q_weak, q_strong) -> tuple:
+    """The exact deferral curve: the k highest-scored prompts go to the cloud (k = 0..n, tied
+    scores averaged, i.e. broken at random in expectation). Returns (share k / n, quality)."""
+    s, qw = _check_scored(scores, q_weak, binary=False)
+    _, qs = _check_scored(scores, q_strong, binary=False)
+    order = np.argsort(-s, kind="stable")
+    gain = _tie_mean(-s[order], (qs - qw)[order])
+    n = s.size
+    return (np.arange(n + 1) / n,
+            (qw.sum() + np.concatenate([[0.0], np.cumsum(gain)])) / n)
+
+
+def audc(scores, q_weak, q_strong) -> float:
+    """Area under the deferral curve (quality over the cloud share in [0, 1], trapezoid on
+    every prompt, not a sweep's quantiles): the mean quality over all cloud shares. APGR is
+    this area affinely rescaled: APGR = (AUDC - q_weak) / (q_strong - q_weak)."""
+    share, quality = deferral_curve(scores, q_weak, q_strong)
+    return auc(share, quality)
+
+
+def deferral_areas(scores, q_weak, q_strong) -> tuple:
+    """(AUDC of the score, AUDC of the oracle order, AUDC of the worst order) on the same
+    prompts: the oracle sends the largest gains q_strong - q_weak to the cloud first, the
+    worst order the smallest first. One sort each."""
+    s, qw = _check_scored(scores, q_weak, binary=False)
+    _, qs = _check_scored(scores, q_strong, binary=False)
+    n = s.size
+    share = np.arange(n + 1) / n
+
+    def area(gains):  # gains in the order they go to the cloud
+        return auc(share, (qw.sum() + np.concatenate([[0.0], np.cumsum(gains)])) / n)
+
+    order = np.argsort(-s, kind="stable")
+    g = np.sort(qs - qw)
+    return area(_tie_mean(-s[order], (qs - qw)[order])), area(g[::-1]), area(g)
+
+
+def naudc(scores, q_weak, q_strong) -> float:
+    """Normalized AUDC: (AUDC - AUDC_worst) / (AUDC_oracle - AUDC_worst), with the oracle
+    sending the largest gains q_strong - q_weak to the cloud first and the worst order the
+    smallest first, on the same prompts (:func:`deferral_areas`). Every score's curve lies
+    between those two, so it lies in [0, 1]: 1 = oracle, 0.5 = random (the two bounds are
+    symmetric about the random diagonal: AUDC_worst = q_weak + q_strong - AUDC_oracle),
+    0 = the worst order. Unlike APGR it stays defined when the cloud is not better on
+    average; NaN only when every prompt has the same gain."""
+    a, best, worst = deferral_areas(scores, q_weak, q_strong)
+    if best - worst <= 1e-15:
+        return float("nan")
+    return float((a - worst) / (best - worst))
+
+
+def share_at_quality(share, quality, target: float) -> float:
+    """The first (smallest) interpolated cloud share at which the curve's quality reaches
+    ``target``, walking from share 0 (as :func:`cpt`); NaN when it never does."""
+    share, quality = _check_curve(share, quality)
+    hit = np.nonzero(quality >= target - 1e-12)[0]
+    if hit.size == 0:
+        return float("nan")
+    i = int(hit[0])
+    if i == 0:
+        return float(share[0])
+    t = (target - quality[i - 1]) / (quality[i] - quality[i - 1])
+    return float(share[i - 1] + t * (share[i] - share[i - 1]))
+
+
+def calls_saved(share, quality, q_strong: float, level: float = 0.95,
+                floor: float = 0.0) -> float:
+    """Cloud calls saved at iso-quality: 1 - the smallest cloud share whose quality reaches
+    ``level`` of the all-cloud quality, measured from the quality scale's ``floor`` (target =
+    floor + level * (q_strong - floor); floor 0 for correctness or pass@1). NaN when the
+    curve never reaches it."""
+    if not 0 <= level <= 1:
+        raise ValueError(f"level must be in [0, 1], got {level}")
+    return 1.0 - share_at_quality(share, quality, floor + level * (q_strong - floor))
+
+
+def _check_prob(prob, outcome):
+    p = np.asarray(prob, dtype=np.float64)
+    y = np.asarray(outcome, dtype=np.float64)
+    if p.ndim != 1 or p.shape != y.shape or p.size == 0:
+        raise ValueError("probabilities and outcomes must be 1-D arrays of the same non-zero "
+                         "length")
+    if not (np.isfinite(p).all() and np.isfinite(y).all()):
+        raise ValueError("probabilities or outcomes hold NaN or infinite values")
+    if p.min() < 0 or p.max() > 1 or y.min() < 0 or y.max() > 1:
+        raise ValueError("probabilities and outcomes must lie in [0, 1]")
+    return p, y
+
+
+def brier(prob, outcome) -> float:
+    """Brier score: the mean squared difference between the predicted probability and the
+    outcome (0/1, or a quality in [0, 1]). Lower is better."""
+    p, y = _check_prob(prob, outcome)
+    return float(np.mean((p - y) ** 2))
+
+
+def ece(prob, outcome, bins: int = 10) -> float:
+    """Expected calibration error with equal-mass bins: the prompts sorted by predicted
+    probability (stable, so ties keep their input order) are cut into ``bins`` groups of
+    equal size (sizes differ by at most one; fewer bins when there are fewer prompts), and
+    ECE = sum over bins of (bin size / n) * |mean outcome - mean probability|."""
+    p, y = _check_prob(prob, outcome)
+    if int(bins) < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    order = np.argsort(p, kind="stable")
+    parts = np.array_split(order, min(int(bins), p.size))
+    return float(sum(len(b) * abs(y[b].mean() - p[b].mean()) for b in parts) / p.size)
+
+
+def isotonic_crossfit(scores, outcome, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """P(outcome | score) by isotonic regression, non-increasing in the score (a higher
+    router score means the edge is less likely right), cross-fitted: the prompts are split
+    into ``folds`` seeded random folds and each fold is predicted by a fit on the others
+    only, so no prompt is scored by a fit that saw it. Scores outside a fit's range take its
+    end values. ``outcome``: 0/1 (edge correct) or a quality in [0, 1]."""
+    from sklearn.isotonic import IsotonicRegression
+
+    s, y = _check_scored(scores, outcome, binary=False)
+    if y.min() < 0 or y.max() > 1:
+        raise ValueError("outcomes must lie in [0, 1]")
+    k = min(int(folds), s.size)
+    if k < 2:
+        raise ValueError(f"cross-fitting needs >= 2 folds and prompts, got {folds} folds "
+                         f"for {s.size} prompts")
+    out = np.empty_like(y)
+    perm = np.random.default_rng(seed).permutation(s.size)
+    for test in np.array_split(perm, k):
+        train = np.ones(s.size, bool)
+        train[test] = False
+        iso = IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0,
+                                 out_of_bounds="clip").fit(s[train], y[train])
+        out[test] = iso.predict(s[test])
+    return np.clip(out, 0.0, 1.0)

@@ -21,6 +21,10 @@ from confroute.routers.base import Router, get_router
 
 CPT_TARGETS = (0.2, 0.5, 0.8)
 DEFAULT_SHARES = (0.1, 0.2, 0.3, 0.5, 0.8)
+ISO_LEVEL = 0.95      # calls saved where quality reaches 95% of the all-cloud quality
+ECE_BINS = 10         # equal-mass bins of the calibrated P(edge correct)
+CALIBRATION_FOLDS = 5  # isotonic regression cross-fitted over this many folds
+RC_POINTS = 100       # risk-coverage curve in metrics.json: coverage 0.01, 0.02, .., 1
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,19 @@ def _notes(rep: Report):
         "CPT(x): first interpolated share of strong calls where PGR reaches x (NaN: never).",
         "APGR, AUC: trapezoid over the share of strong calls in [0, 1].",
         "uncertainty metrics treat the router score as the weak model's uncertainty.",
+        "risk: coverage = share kept on the edge; risk = mean edge loss of the kept prompts "
+        "(loss = (hi - q_weak) / (hi - lo) on the quality scale [lo, hi]: 1 - q_weak for 0/1); "
+        "AURC = mean risk over coverages 1/n..1 (lower is better), eAURC = AURC - the oracle "
+        "order's.",
+        "risk: AUDC = area under quality vs cloud share on every prompt; nAUDC = (AUDC - "
+        "worst) / (oracle - worst) in [0, 1], random 0.5; APGR = (AUDC - q_weak) / "
+        "(q_strong - q_weak).",
+        f"risk: calls_saved = 1 - the first share where quality reaches lo + {ISO_LEVEL:g} * "
+        "(q_strong - lo) (95% of all-cloud on a 0-based scale).",
+        f"risk: p_edge_correct = isotonic regression of the edge's (scaled) quality on the "
+        f"score, non-increasing, cross-fitted over {CALIBRATION_FOLDS} seeded folds (no "
+        f"prompt is predicted by a fit that saw it); ECE over {ECE_BINS} equal-mass bins; "
+        f"Brier; brier_base = Brier of the constant mean (no score).",
     ]
     if not rep.q_strong > rep.q_weak:
         notes.append("the strong model is not better than the weak one here: PGR, APGR and "
@@ -124,6 +141,76 @@ def uncertainty_metrics(scores, quality) -> Dict[str, float]:
         "prr": M.prr(scores, q),
         "aurac": M.aurac(scores, q),
     }
+
+
+def quality_scale(table: OutcomeTable) -> Tuple[float, float]:
+    """The quality range the risk metrics scale the edge's loss by: the table's ``scale``,
+    widened to every quality it holds (a table made in code may keep the default (0, 1)
+    for 1-10 judge scores)."""
+    q = table.quality
+    return (min(float(table.scale[0]), float(q.min())), max(float(table.scale[1]),
+                                                            float(q.max())))
+
+
+def edge_loss(q_weak, scale=(0.0, 1.0)) -> np.ndarray:
+    """The edge's loss per prompt in [0, 1]: (hi - q_weak) / (hi - lo) on the quality scale
+    [lo, hi] (1 - q_weak for 0/1 correctness)."""
+    lo, hi = (float(x) for x in scale)
+    return (hi - np.asarray(q_weak, np.float64)) / (hi - lo)
+
+
+def risk_metrics(scores, qw, qs, curve: Curve, scale=(0.0, 1.0),
+                 full: bool = True) -> Dict[str, object]:
+    """The cheap risk metrics of one score vector: AURC (and, ``full``, eAURC) of the edge's
+    loss, nAUDC (and, ``full``, AUDC) of the deferral curve, and the cloud calls saved at
+    ``ISO_LEVEL`` of the all-cloud quality (on ``curve``, as CPT). The bootstrap asks for the
+    three it gives intervals to (``full=False``)."""
+    qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
+    loss = edge_loss(qw, scale)
+    lo = float(scale[0])
+    q_strong = float(qs.mean())
+    target = lo + ISO_LEVEL * (q_strong - lo)
+    share = M.share_at_quality(curve.share, curve.quality, target)
+    a, best, worst = M.deferral_areas(scores, qw, qs)
+    out: Dict[str, object] = {
+        "aurc": M.aurc(scores, loss),
+        "naudc": float((a - worst) / (best - worst)) if best - worst > 1e-15 else float("nan"),
+        "iso_quality": {"level": ISO_LEVEL, "target": target, "cloud_share": share,
+                        "calls_saved": 1.0 - share}}
+    if full:
+        out.update(eaurc=out["aurc"] - M.aurc(loss, loss), audc=a)
+    return out
+
+
+def calibration_metrics(scores, qw, scale=(0.0, 1.0), seed: int = 0) -> Dict[str, object]:
+    """A calibrated P(edge correct) from the score: isotonic regression cross-fitted over
+    ``CALIBRATION_FOLDS`` seeded folds (see :func:`confroute.eval.metrics.isotonic_crossfit`),
+    with its ECE (``ECE_BINS`` equal-mass bins) and Brier score, and the Brier score of the
+    constant mean for reference. For graded quality the target is the edge's quality scaled
+    to [0, 1]. Too few prompts to cross-fit: NaN."""
+    y = 1.0 - edge_loss(qw, scale)
+    out: Dict[str, object] = {
+        "method": f"isotonic regression, non-increasing in the score, cross-fitted over "
+                  f"{CALIBRATION_FOLDS} folds (seed {seed})",
+        "target": "edge correct" if np.all((y == 0) | (y == 1)) else
+                  "edge quality scaled to [0, 1]",
+        "ece_bins": ECE_BINS, "ece_binning": "equal mass",
+        "brier_base": float(np.mean((y - y.mean()) ** 2))}
+    if y.size < 2 * CALIBRATION_FOLDS:
+        return {**out, "ece": float("nan"), "brier": float("nan")}
+    p = M.isotonic_crossfit(scores, y, CALIBRATION_FOLDS, seed)
+    return {**out, "ece": M.ece(p, y, ECE_BINS), "brier": M.brier(p, y)}
+
+
+def risk_coverage_points(scores, qw, scale=(0.0, 1.0), points: int = RC_POINTS
+                         ) -> Dict[str, List[float]]:
+    """The risk-coverage curve at coverages 1/points .. 1 (the risk of the ceil(c * n) most
+    certain prompts, ties averaged), for metrics.json."""
+    cov, risk = M.risk_coverage(scores, edge_loss(qw, scale))
+    n = cov.size
+    c = np.arange(1, points + 1) / points
+    k = np.maximum(1, np.ceil(c * n - 1e-9).astype(int))
+    return {"coverage": [float(x) for x in c], "risk": [float(x) for x in risk[k - 1]]}
 
 
 # ------------------------------------------------------------------------------- routers
@@ -235,10 +322,43 @@ def signal_scores(table: OutcomeTable, spec: str) -> List[Tuple[str, np.ndarray,
     return out
 
 
-def _point_metrics(scores, qw, qs, n_points, shares) -> Dict[str, object]:
+@dataclass(frozen=True)
+class RowScores:
+    """Scores computed elsewhere, one per table row in the table's order, each in [0, 1]
+    (higher = cloud): a router spec for :func:`replay`. ``info`` goes into the metrics."""
+
+    scores: np.ndarray
+    info: Mapping[str, object]
+    label: str = "scores"
+
+
+def answer_length_scores(table: OutcomeTable, records) -> RowScores:
+    """The length baseline: the edge's answer length in tokens (``completion_tokens`` of the
+    graded answer each row's record of ``eval build`` keeps in ``usage``), longer = send to
+    the cloud, as mid-ranks over n (as :func:`signal_scores`). It needs the edge's answer,
+    so it routes after the edge has answered (as the answer-first policies do). ``records``:
+    the edge's checkpoint records (:func:`confroute.eval.prefix.checkpoint_records`)."""
+    by_id = {r.id: r for r in records}
+    missing = [i for i in table.ids if i not in by_id]
+    if missing:
+        raise ValueError(f"length: no record of {len(missing)} of the table's rows (first: "
+                         f"{missing[0]!r})")
+    tokens = [by_id[i].usage.get("completion_tokens") for i in table.ids]
+    if any(t is None for t in tokens):
+        raise ValueError("length: the records carry no completion_tokens in their usage")
+    v = np.asarray(tokens, np.float64)
+    ranks = M._average_ranks(v)
+    return RowScores((ranks - 1) / max(1, len(v) - 1),
+                     {"baseline": "edge answer length (completion tokens)",
+                      "mean_tokens": float(v.mean()), "distinct": int(np.unique(v).size)},
+                     "length")
+
+
+def _point_metrics(scores, qw, qs, n_points, shares, scale=(0.0, 1.0)) -> Dict[str, object]:
     curve = sweep(scores, qw, qs, n_points)
     m = curve_metrics(curve, float(qw.mean()), float(qs.mean()), shares)
     m["uncertainty"] = uncertainty_metrics(scores, qw)
+    m["risk"] = risk_metrics(scores, qw, qs, curve, scale, full=False)
     return m
 
 
@@ -247,10 +367,13 @@ def _flat(m: Dict[str, object]) -> Dict[str, float]:
     out["auroc"] = float(m["uncertainty"]["auroc"])
     for s, v in m["quality_at"].items():
         out["q@" + s] = float(v)
+    r = m["risk"]
+    out.update(aurc=float(r["aurc"]), naudc=float(r["naudc"]),
+               calls_saved=float(r["iso_quality"]["calls_saved"]))
     return out
 
 
-def _resamples(score_sets, qw, qs, n_points, shares, n_boot, seed):
+def _resamples(score_sets, qw, qs, n_points, shares, n_boot, seed, scale=(0.0, 1.0)):
     """The flat metrics of each score vector on ``n_boot`` seeded resamples of the rows, the
     same rows for every vector (so differences are paired), and whether each resample has a
     gap (strong better than weak)."""
@@ -262,7 +385,7 @@ def _resamples(score_sets, qw, qs, n_points, shares, n_boot, seed):
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
         for r, s in zip(rows, sets):
-            r.append(_flat(_point_metrics(s[idx], qw[idx], qs[idx], n_points, shares)))
+            r.append(_flat(_point_metrics(s[idx], qw[idx], qs[idx], n_points, shares, scale)))
         gap.append(qs[idx].mean() > qw[idx].mean())
     return ([{k: np.array([x[k] for x in r]) for k in r[0]} for r in rows], np.array(gap))
 
@@ -279,15 +402,19 @@ def _percentiles(n_boot: int, level: float) -> Tuple[float, float]:
 
 def bootstrap_intervals(scores, qw, qs, n_points: int = 201,
                         shares: Sequence[float] = DEFAULT_SHARES, n_boot: int = 1000,
-                        seed: int = 0, level: float = 0.95) -> Dict[str, object]:
+                        seed: int = 0, level: float = 0.95,
+                        scale=(0.0, 1.0)) -> Dict[str, object]:
     """Percentile bootstrap intervals over prompts: ``n_boot`` resamples of the rows (with
     replacement, seeded), each replayed in full (its own all-weak/all-strong quality, its own
     thresholds). Resamples where the strong model is not better have no APGR/CPT and are
     skipped (``no_gap`` counts them), as are those without an AUROC (one class only); a CPT
     that a resample never reaches counts as above every share, so a bound beyond 100% is
-    None ("not reached"). Fewer than half the resamples defined: [None, None]."""
+    None ("not reached"). Fewer than half the resamples defined: [None, None]. The risk
+    metrics AURC, nAUDC and calls saved (``scale``: the quality scale their loss uses) get
+    intervals too; the calibrated P(edge correct) (ECE, Brier) does not: refitting the
+    cross-fitted isotonic regression on every resample is not cheap."""
     lo_q, hi_q = _percentiles(n_boot, level)
-    (rows,), gap = _resamples([scores], qw, qs, n_points, shares, n_boot, seed)
+    (rows,), gap = _resamples([scores], qw, qs, n_points, shares, n_boot, seed, scale)
     out: Dict[str, object] = {"n_boot": n_boot, "seed": seed, "level": level,
                               "no_gap": float(1 - gap.mean())}
     for k, v in rows.items():
@@ -310,18 +437,21 @@ def bootstrap_intervals(scores, qw, qs, n_points: int = 201,
 
 def paired_intervals(scores_a, scores_b, qw, qs, n_points: int = 201,
                      shares: Sequence[float] = DEFAULT_SHARES, n_boot: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> Dict[str, object]:
+                     seed: int = 0, level: float = 0.95,
+                     scale=(0.0, 1.0)) -> Dict[str, object]:
     """Router a minus router b on the same prompts: for each metric the point difference
     (``diff``), its paired percentile bootstrap interval (both routers replayed on the same
     resamples, so what the two share cancels out) and ``a_better``, the share of resamples
-    where a's metric is the better one (higher APGR/AUC/AUROC/quality, lower CPT). Resamples
+    where a's metric is the better one (higher APGR/AUC/AUROC/quality/nAUDC/calls saved,
+    lower CPT and AURC). Resamples
     where either value is undefined (no gap, one class, a CPT never reached) are left out;
     ``n`` counts those used. Fewer than half defined: None."""
     lo_q, hi_q = _percentiles(n_boot, level)
     qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
-    point = [_flat(_point_metrics(np.asarray(s, np.float64), qw, qs, n_points, shares))
+    point = [_flat(_point_metrics(np.asarray(s, np.float64), qw, qs, n_points, shares, scale))
              for s in (scores_a, scores_b)]
-    (ra, rb), _ = _resamples([scores_a, scores_b], qw, qs, n_points, shares, n_boot, seed)
+    (ra, rb), _ = _resamples([scores_a, scores_b], qw, qs, n_points, shares, n_boot, seed,
+                             scale)
     out: Dict[str, object] = {"n_boot": n_boot, "seed": seed, "level": level}
     for k in ra:
         d = ra[k] - rb[k]
@@ -330,7 +460,7 @@ def paired_intervals(scores_a, scores_b, qw, qs, n_points: int = 201,
         if d.size < 0.5 * n_boot:
             out[k] = None
             continue
-        sign = -1.0 if k.startswith("cpt") else 1.0   # a lower CPT is the better one
+        sign = -1.0 if k.startswith("cpt") or k == "aurc" else 1.0  # lower is better
         out[k] = {"diff": float(pd) if np.isfinite(pd) else None,
                   "ci": [float(x) for x in np.percentile(d, [lo_q, hi_q])],
                   "a_better": float(np.mean(sign * d > 0)), "n": int(d.size)}
@@ -343,7 +473,7 @@ def _random_over_seeds(table, n_points, shares, seeds: int) -> Dict[str, object]
     for seed in range(seeds):
         _, r = resolve_router(f"random:seed={seed}", table)
         sc = _check_scores("random", r.score(list(table.prompts)), len(table))
-        rows.append(_flat(_point_metrics(sc, qw, qs, n_points, shares)))
+        rows.append(_flat(_point_metrics(sc, qw, qs, n_points, shares, quality_scale(table))))
     out: Dict[str, object] = {"seeds": seeds, "z": Z_RANDOM}
     for k in rows[0]:
         v = np.array([r[k] for r in rows])
@@ -373,7 +503,11 @@ def replay(table: OutcomeTable,
            compare: Sequence[Tuple[str, str]] = ()) -> Report:
     """Sweeps every router over ``table`` and computes the routing and uncertainty metrics.
     ``routers``: specs or Router objects, or a mapping label -> spec/Router; ``signal:NAME``
-    and ``signals`` replay the table's own signal columns (see :func:`signal_scores`).
+    and ``signals`` replay the table's own signal columns (see :func:`signal_scores`); a
+    :class:`RowScores` gives the scores per row directly (e.g. :func:`answer_length_scores`).
+    Every router also gets ``metrics["risk"]``: AURC, nAUDC, calls saved at iso-quality
+    (see :func:`risk_metrics`), a calibrated P(edge correct) with ECE and Brier
+    (:func:`calibration_metrics`) and the risk-coverage curve.
     ``n_boot`` > 0 adds bootstrap intervals (``metrics["ci"]``, seeded by ``seed``);
     ``random_seeds`` > 1 makes a plain ``random`` the mean over that many seeds, with its sd
     and band (mean +- 1.96 sd), and marks every other router whose interval meets that band
@@ -385,11 +519,17 @@ def replay(table: OutcomeTable,
         raise ValueError("no routers to evaluate")
     qw, qs = table.q_weak, table.q_strong
     q_weak, q_strong = float(qw.mean()), float(qs.mean())
+    scale = quality_scale(table)
     scored = []
     for label, spec in items:
         if isinstance(spec, str) and (spec == "signals" or spec.startswith("signal:")):
             for auto, sc, info in signal_scores(table, spec):
                 scored.append((label if label and spec != "signals" else auto, sc, info))
+            continue
+        if isinstance(spec, RowScores):
+            label = label or spec.label
+            scored.append((label, _check_scores(label, spec.scores, len(table)),
+                           dict(spec.info)))
             continue
         auto_label, router = resolve_router(spec, table)
         label = label or auto_label
@@ -404,14 +544,22 @@ def replay(table: OutcomeTable,
         curve = sweep(sc, qw, qs, n_points)
         m = curve_metrics(curve, q_weak, q_strong, shares)
         m["uncertainty"] = uncertainty_metrics(sc, qw)
+        m["risk"] = risk_metrics(sc, qw, qs, curve, scale)
+        m["risk"]["p_edge_correct"] = calibration_metrics(sc, qw, scale, seed)
+        m["risk"]["risk_coverage"] = risk_coverage_points(sc, qw, scale)
         if info.pop("random", False):
             rand = _random_over_seeds(table, n_points, shares, random_seeds)
             m["over_seeds"] = rand
             for k in ("apgr", "auc", "cpt20", "cpt50", "cpt80"):
                 m[k] = rand[k]["mean"]
+            m["risk"]["aurc"], m["risk"]["naudc"] = rand["aurc"]["mean"], rand["naudc"]["mean"]
+            m["risk"]["iso_quality"]["calls_saved"] = rand["calls_saved"]["mean"]
         elif n_boot:
-            m["ci"] = bootstrap_intervals(sc, qw, qs, n_points, shares, n_boot, seed)
-        if info:
+            m["ci"] = bootstrap_intervals(sc, qw, qs, n_points, shares, n_boot, seed,
+                                          scale=scale)
+        if info and "baseline" in info:
+            m["baseline"] = info
+        elif info:
             m["signal"] = info
         results.append(RouterResult(label, sc, curve, m))
     if rand is not None:
@@ -420,7 +568,7 @@ def replay(table: OutcomeTable,
                 r.metrics["overlaps_random"] = {
                     k: _overlaps(r.metrics["ci"].get(k), rand[k]["band"]) for k in CI_METRICS}
     comparisons = tuple(_compare(results, pair, qw, qs, n_points, shares,
-                                 n_boot or 1000, seed) for pair in compare)
+                                 n_boot or 1000, seed, scale) for pair in compare)
     quality_ci = None
     if n_boot:
         quality_ci = dict(zip(("weak", "strong"), mean_intervals([qw, qs], n_boot, seed)))
@@ -440,7 +588,7 @@ def mean_intervals(columns, n_boot: int = 1000, seed: int = 0, level: float = 0.
             for j in range(len(cols))]
 
 
-def _compare(results, pair, qw, qs, n_points, shares, n_boot, seed) -> dict:
+def _compare(results, pair, qw, qs, n_points, shares, n_boot, seed, scale=(0.0, 1.0)) -> dict:
     by = {r.label: r for r in results}
     if len(pair) != 2:
         raise ValueError(f"compare takes pairs of router labels, got {pair!r}")
@@ -456,4 +604,4 @@ def _compare(results, pair, qw, qs, n_points, shares, n_boot, seed) -> dict:
     if a == b:
         raise ValueError(f"compare: a router against itself ({a!r})")
     return {"a": a, "b": b, **paired_intervals(by[a].scores, by[b].scores, qw, qs, n_points,
-                                               shares, n_boot, seed)}
+                                               shares, n_boot, seed, scale=scale)}

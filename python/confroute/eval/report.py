@@ -6,6 +6,12 @@ per benchmark (one replay folder each) CPT(50%), CPT(80%) and APGR with their bo
 intervals; a router whose APGR interval meets random's band (mean +- 1.96 sd) is marked
 ``~``. Below: the cost per query at each cloud share, the edge's sampling included, where the
 replay was given prices. Written as Markdown and PNG.
+
+A second Markdown table answers what practitioners ask, per router and benchmark (from each
+router's ``risk`` in metrics.json, where the replay has it): AURC (the edge's selective risk
+over coverage), nAUDC (the deferral curve's area, oracle 1, random 0.5), the cloud calls
+saved at 95% of the all-cloud quality, and ECE / Brier of P(edge correct) calibrated from the
+score; the first three with their bootstrap intervals.
 """
 from __future__ import annotations
 
@@ -102,6 +108,45 @@ def build_table(replays) -> Tuple[List[str], List[List[str]]]:
     return head, rows
 
 
+RISK_COLUMNS = (("aurc", "AURC"), ("naudc", "nAUDC"), ("calls_saved", "saved@95%"),
+                ("ece", "ECE"), ("brier", "Brier"))
+
+
+def risk_cell(m: dict, key: str) -> str:
+    """A risk metric: 'value [lo, hi]' (calls saved in %), 'mean ± sd' for random over seeds
+    (ECE and Brier: its first seed's), '' where the replay has no risk metrics."""
+    r = m.get("risk")
+    if not r:
+        return ""
+    pct = key == "calls_saved"
+    if key in ("ece", "brier"):
+        return _num((r.get("p_edge_correct") or {}).get(key), False)
+    if "over_seeds" in m:
+        o = m["over_seeds"].get(key) or {}
+        return "n/a" if o.get("mean") is None else \
+            f"{_num(o['mean'], pct)} ± {_num(o['sd'], pct)}"
+    v = _num(r["iso_quality"]["calls_saved"] if pct else r.get(key), pct)
+    ci = (m.get("ci") or {}).get(key)
+    if ci:
+        v += f" [{_num(ci[0], pct)}, {_num(ci[1], pct)}]"
+    return v
+
+
+def build_risk_table(replays) -> Tuple[List[str], List[List[str]]]:
+    head = ["router"]
+    for name, m in replays:
+        b = f"{m.get('benchmark', name)} ({name})"
+        head += [f"{b} {title}" for _, title in RISK_COLUMNS]
+    rows = []
+    for label in _row_order(replays):
+        row = [label]
+        for _, m in replays:
+            r = m["routers"].get(label)
+            row += [risk_cell(r, k) if r else "" for k, _ in RISK_COLUMNS]
+        rows.append(row)
+    return head, rows
+
+
 def markdown(replays) -> str:
     head, rows = build_table(replays)
     lines = ["# Routing results (Table 1 layout)", ""]
@@ -115,6 +160,18 @@ def markdown(replays) -> str:
               "(`>100`: some resamples never reach the target); random = mean ± sd over "
               f"seeds; `{MARK}` = the APGR interval meets random's mean ± 1.96 sd "
               "(indistinguishable from random)."]
+    if any(r.get("risk") for _, m in replays for r in m["routers"].values()):
+        head, rows = build_risk_table(replays)
+        lines += ["", "## Risk, deferral and calibration", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += ["", "AURC: the edge's mean loss (1 − quality) over the prompts it keeps, "
+                  "averaged over every coverage (share kept on the edge); lower is better. "
+                  "nAUDC: area under quality vs cloud share, scaled so the worst order is 0, "
+                  "random 0.5 and the oracle 1. saved@95%: 1 − the smallest cloud share whose "
+                  "quality reaches 95% of all-cloud. ECE (10 equal-mass bins) and Brier: "
+                  "P(edge correct) by isotonic regression on the score, cross-fitted over 5 "
+                  "folds. [lo, hi]: bootstrap 95% interval over prompts."]
     costs = [(n, m) for n, m in replays if m.get("cost_per_query_at_share")]
     if costs:
         shares = sorted({s for _, m in costs for s in m["cost_per_query_at_share"]}, key=float)
