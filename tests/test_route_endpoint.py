@@ -36,8 +36,7 @@ def sw_dir(embedder, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(cloud, sw_dir, tmp_path_factory):
     cfg = {"edge": {"n_threads": 1, "n_ctx": 256, "n_seq_max": 16},
-           "cloud": {"base_url": cloud.url, "model": "qwen", "timeout_s": 60,
-                     "flatten_content": True},
+           "cloud": {"base_url": cloud.url, "model": "qwen", "timeout_s": 60},
            "routers": [{"name": "se", "thresholds": [0, 0.8, 100], "samples": SAMPLES},
                        {"name": "sw", "path": sw_dir}],
            "limits": {"max_tokens": 64, "max_n": 4, "max_body_bytes": 65536},

@@ -48,7 +48,7 @@ def server(cloud, sw_router_dir, tmp_path_factory):
     # llama_cpp.server's chat templates fail on list-form content: the server joins text parts
     cfg = {"edge": {"n_threads": 1, "n_ctx": 256},   # one thread: see llama_cpp_server
            "cloud": {"base_url": cloud.url, "model": "qwen", "timeout_s": 60,
-                     "api_key_env": "CONFROUTE_TEST_CLOUD_KEY", "flatten_content": True},
+                     "api_key_env": "CONFROUTE_TEST_CLOUD_KEY"},
            "routers": [{"name": "se", "thresholds": [0, 100], "samples": 3},
                        {"name": "sw", "path": sw_router_dir}],   # calibrated threshold
            "limits": {"max_body_bytes": 65536, "max_messages": 16, "max_content_chars": 8000,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from confroute import routing
+from confroute.answering import cloud_messages, edge_answer, edge_usage
 from confroute.models.types import Messages
 from confroute.policies import AnswerLogprob, Disagreement, SECascade  # noqa: F401 - public
 from confroute.routing import Decision, Policy, Sampling
@@ -115,16 +116,15 @@ class Controller:
         decision, evidence = routing.decide(self.policy, q, self._supplier)
         confidence = evidence.confidence
         usage: Dict[str, Dict[str, int]] = {}
-        _add_usage(usage, evidence.samples)
-        _add_usage(usage, evidence.answer)
+        if edge_usage(evidence):
+            usage["edge"] = edge_usage(evidence)
         common = dict(score=decision.score, threshold=decision.threshold,
                       n_samples=decision.n_samples, decision=decision, confidence=confidence)
         error = None
         if decision.route == "cloud":
             cloud_options.setdefault("max_tokens", self.cloud_max_tokens)
             try:
-                r = self.cloud.chat(q.messages if _keeps_lists(self.cloud) else q.edge_messages,
-                                    **cloud_options)
+                r = self.cloud.chat(cloud_messages(q, self.cloud), **cloud_options)
             except ValueError:
                 raise  # bad options are the caller's error, not an outage
             except Exception as e:  # outage, timeout, refusal: fall back to the edge answer
@@ -134,31 +134,15 @@ class Controller:
                 return RoutedAnswer(answer=r.text, routed_to="cloud",
                                     model=r.model or _name(self.cloud), degraded=False,
                                     usage=usage, latency_s=time.perf_counter() - t0, **common)
+        evidence = edge_answer(self._supplier, q, evidence)
+        usage["edge"] = edge_usage(evidence)
         answer = evidence.answer
-        if answer is None:
-            answer = self._supplier.answer(q)
-            _add_usage(usage, answer)
         return RoutedAnswer(answer=answer.texts[0], routed_to="edge", model=answer.model,
                             degraded=error is not None, usage=usage,
                             latency_s=time.perf_counter() - t0, error=error, **common)
 
 
-def _add_usage(usage: Dict[str, Dict[str, int]], s) -> None:
-    if s is None:
-        return
-    u = usage.setdefault("edge", {"prompt_tokens": 0, "completion_tokens": 0})
-    u["prompt_tokens"] += s.prompt_tokens
-    u["completion_tokens"] += s.completion_tokens
-
-
 _SAMPLING = ("n", "max_tokens", "temperature", "seed", "answer_temperature")
-
-
-def _keeps_lists(model) -> bool:
-    # A remote API takes list-form content as is (it may carry images); local models need text.
-    from confroute.models.cloud import CloudModel
-
-    return isinstance(model, CloudModel)
 
 
 def _name(model) -> str:

@@ -97,14 +97,6 @@ class EdgeSupplier:
             out[k] = dataclasses.replace(out[k], confidence=c)
         return out
 
-    def answer(self, query: Query) -> Samples:
-        """The edge's answer to a query decided without one (a trained router kept it): the
-        same draw as a policy that asks for it gets. ValueError when the edge cannot."""
-        ev = self.supply([(query, Need(answer=True), Evidence())])[0]
-        if ev.refused:
-            raise ValueError(ev.refused)
-        return ev.answer
-
     def _draw(self, requests: List[SampleRequest]) -> list:
         """Samples per request, or a string saying why the edge cannot sample it."""
         if self.batch and len(requests) > 1:

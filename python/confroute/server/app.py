@@ -26,7 +26,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from confroute.server.engine import CloudFailed, Engine, Outcome, edge_usage
+from confroute.answering import edge_usage
+from confroute.server.engine import CloudFailed, Engine, Outcome
 from confroute.server.errors import ApiError
 from confroute.server.limits import Cancelled, Slot
 from confroute.server.schema import parse_chat_request, parse_route_request
@@ -243,8 +244,8 @@ def create_app(engine: Engine, api_key: Optional[str] = None) -> Starlette:
             finally:
                 slot()
             metrics.requests.inc(status="200")
-            usage = {} if ev.samples is None and ev.answer is None else \
-                {"edge": edge_usage(ev)}
+            spent = edge_usage(ev)
+            usage = {"edge": spent} if spent else {}
             return JSONResponse({"object": "route", "router": f"router-{req.router}-"
                                  f"{req.threshold:g}", "model": engine.edge_name
                                  if d.route == "edge" else engine.cloud_name, **d.as_dict(),

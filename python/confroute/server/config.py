@@ -55,9 +55,6 @@ class CloudConfig:
     api_key_env: Optional[str] = None  # name of the environment variable holding the key
     timeout_s: float = 60.0
     max_retries: int = 0               # the breaker, not retries, handles a failing cloud
-    # Join list-form content made only of text parts into one string before sending: for
-    # servers that take only strings (llama.cpp's chat templates fail on lists).
-    flatten_content: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from confroute import routing
-from confroute.routing import Decision, Evidence
+from confroute.answering import cloud_messages, edge_answer, edge_usage
+from confroute.routing import Decision, Evidence, Need
 from confroute.server.breaker import CircuitBreaker
 from confroute.server.config import ServerConfig
 from confroute.server.errors import ApiError
@@ -214,19 +215,14 @@ class Engine:
     def _edge_answer_job(self, req: ChatRequest, ev: Evidence) -> Evidence:
         """On the edge thread: the answer (and the samples n > 1 choices need) of a request
         decided without them, drawn as a policy that asks for them draws them."""
-        q = self.query(req)
-        need = routing.Need(samples=req.n - 1 if req.n > 1 else 0, answer=True)
-        ev = self.supplier.supply([(q, need, ev)])[0]
-        if ev.refused:
-            raise ValueError(ev.refused)
-        return ev
+        return edge_answer(self.supplier, self.query(req), ev, req.n)
 
     async def _edge_fallback(self, req: ChatRequest, ev: Evidence, cancel
                              ) -> Tuple[list, dict]:
         """The edge's answer when the edge keeps the request or the cloud cannot give one:
         the answer the policy judged, or, if it judged none, the same draw made now."""
         usage = {}
-        if ev.answer is None or (req.n > 1 and ev.confidence is None):
+        if not ev.covers(Need(samples=req.n - 1 if req.n > 1 else 0, answer=True)):
             try:
                 ev = await self.edge_q.run(lambda: self._edge_answer_job(req, ev), cancel)
             except (ApiError, Cancelled):
@@ -251,17 +247,7 @@ class Engine:
         return kw
 
     def _cloud_messages(self, req: ChatRequest):
-        if not self.cloud_http:
-            return req.edge_messages
-        if not self.cfg.cloud.flatten_content:
-            return req.messages
-        out = []
-        for m in req.messages:
-            c = m.get("content")
-            if isinstance(c, list) and all(p.get("type") == "text" for p in c):
-                m = {**m, "content": "\n".join(p["text"] for p in c)}
-            out.append(m)
-        return out
+        return cloud_messages(self.query(req), self.cloud)
 
     def _record_cloud_error(self, e: BaseException) -> str:
         status = getattr(e, "status", None)
@@ -488,13 +474,6 @@ class Engine:
         finally:
             await pieces.aclose()
         yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-
-
-def edge_usage(ev: Evidence) -> Dict[str, Any]:
-    """The edge's tokens for one request: its samples and its answer."""
-    parts = [s for s in (ev.samples, ev.answer) if s is not None]
-    return {"model": parts[0].model, "prompt_tokens": sum(s.prompt_tokens for s in parts),
-            "completion_tokens": sum(s.completion_tokens for s in parts)}
 
 
 def _counted(model, messages, pieces, usage: Dict[str, Any], key: str):
