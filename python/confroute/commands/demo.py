@@ -72,20 +72,20 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from confroute.controller import Controller, SECascade
-    from confroute.models import default_embedder
+    from confroute.models import default_embedder, local_model
     from confroute.scorer import ConfidenceScorer
 
     prompts = args.prompt or PROMPTS
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     t0 = time.perf_counter()
-    edge = _local(args.edge)
+    edge = local_model(args.edge)
     if args.cloud_url:
         from confroute.models.cloud import CloudModel
 
         cloud = CloudModel(args.cloud_url, args.cloud_model, api_key=args.api_key,
                            timeout=args.timeout)
     else:
-        cloud = _local(args.cloud)
+        cloud = local_model(args.cloud)
     from confroute.routing import Sampling
 
     # meaning "auto": code prompts by behaviour in the sandbox, the others by embedding
@@ -130,15 +130,3 @@ def _run(args) -> int:
               + ("; '!' = cloud failed, edge answer given" if any(r["degraded"] for r in rows)
                  else ""))
     return 0
-
-
-def _local(spec: str):
-    """An in-process model from a registry name (pulled on first use) or a GGUF path."""
-    import os
-
-    from confroute.models import store
-    from confroute.models.edge import EdgeModel
-
-    if os.path.isfile(spec):
-        return EdgeModel(spec)
-    return EdgeModel(store.model_path(spec), name=spec)

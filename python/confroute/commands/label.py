@@ -55,10 +55,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per in-process model (default: the backend's). On a "
                              "busy machine 1 can be far faster: llama.cpp threads spin-wait")
-    parser.add_argument("--edge-model", default=None, help="weak model GGUF (default SmolLM2)")
+    parser.add_argument("--edge-model", default=None,
+                        help="weak model: a registry name or a GGUF path (default SmolLM2)")
     parser.add_argument("--cloud-url", default=None,
                         help="strong model's OpenAI-compatible base URL (default: Qwen in-process)")
-    parser.add_argument("--cloud-model", default=None, help="model name at --cloud-url")
+    parser.add_argument("--cloud-model", default=None,
+                        help="strong model: its name at --cloud-url, or without --cloud-url a "
+                             "registry name or GGUF path run in-process (default: the local "
+                             "cloud stand-in)")
     parser.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"),
                         help="folder laid out like shared/data, for --benchmark and "
                              "--outcomes BENCHMARK")
@@ -222,7 +226,7 @@ def _models(edge_model, cloud_url, cloud_model, threads):
 
     threads = {} if threads is None else {"n_threads": threads}
     if edge_model:
-        weak = models.EdgeModel(edge_model, **threads)
+        weak = models.local_model(edge_model, **threads)
     else:
         from confroute.models.store import DEFAULT_EDGE
 
@@ -231,6 +235,8 @@ def _models(edge_model, cloud_url, cloud_model, threads):
         if not cloud_model:
             raise ValueError("--cloud-url needs --cloud-model")
         strong = models.CloudModel(cloud_url, cloud_model)
+    elif cloud_model:   # an in-process strong model (e.g. qwen2.5-coder-1.5b-instruct)
+        strong = models.local_model(cloud_model, **threads)
     else:
         strong = models.default_cloud(**threads)
     return weak, strong, getattr(strong, "name", None) or cloud_model or "cloud"

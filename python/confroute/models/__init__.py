@@ -13,7 +13,8 @@ from confroute.models.types import ChatResult, SampleRequest, Samples, normalize
 __all__ = [
     "ChatResult", "CloudError", "CloudModel", "EdgeModel", "Embedder", "LlamaEmbedder",
     "MiniLMEmbedder", "ModelError", "OpenAIEmbedder", "SampleRequest", "Samples", "default_cloud",
-    "default_edge", "default_embedder", "model_path", "normalize_messages", "pull",
+    "default_edge", "default_embedder", "local_model", "model_path", "normalize_messages",
+    "pull",
 ]
 
 _LAZY = {
@@ -53,6 +54,20 @@ def default_cloud(**kwargs):
 
     kwargs.setdefault("name", "qwen2.5-coder-0.5b-instruct")
     return EdgeModel(store.model_path(store.DEFAULT_CLOUD), **kwargs)
+
+
+def local_model(spec: str, **kwargs):
+    """An in-process model from a registry name (pulled on first use; ValueError names the
+    known ones) or a GGUF path; kwargs go to ``EdgeModel``."""
+    import os
+
+    from confroute.models import store
+    from confroute.models.edge import EdgeModel
+
+    if os.path.isfile(spec):
+        return EdgeModel(spec, **kwargs)
+    kwargs.setdefault("name", spec)
+    return EdgeModel(store.model_path(spec), **kwargs)
 
 
 def default_embedder(**kwargs):

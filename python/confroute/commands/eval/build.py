@@ -231,23 +231,18 @@ def _side(spec, role, args):
             raise ValueError("--cloud-url needs --cloud-model (the server's model name)")
         m = models.CloudModel(args.cloud_url, args.cloud_model)
         return getattr(m, "name", args.cloud_model), m
-    from confroute.models.edge import EdgeModel
     from confroute.models import store
 
     if not spec:
         spec = store.DEFAULT_EDGE if role == "edge" else store.DEFAULT_CLOUD
-    if os.path.isfile(spec):
-        path, name = spec, None
-    else:
-        path, name = store.model_path(spec), spec  # ValueError names the known models
     # room for the k-shot prompt plus the answer, and one sequence per sample + the answer;
     # hidden states where a policy may read them (a trained router such as sep)
     from confroute.eval.live import needs_hidden
 
     hidden = role == "edge" and bool(getattr(args, "policy", None)) and needs_hidden(
         _settings_stub(args))
-    m = EdgeModel(path, n_ctx=3072, n_seq_max=max(1, args.samples + 1), name=name,
-                  **({"hidden_states": True} if hidden else {}))
+    m = models.local_model(spec, n_ctx=3072, n_seq_max=max(1, args.samples + 1),
+                           **({"hidden_states": True} if hidden else {}))
     return m.name, m
 
 
