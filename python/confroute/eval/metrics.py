@@ -73,15 +73,7 @@ def cpt(share, quality, q_weak: float, q_strong: float, target: float) -> float:
     p = pgr(quality, q_weak, q_strong)
     if np.isnan(p).any():
         return float("nan")
-    hit = np.nonzero(p >= target - 1e-12)[0]
-    if hit.size == 0:
-        return float("nan")
-    i = int(hit[0])
-    if i == 0:
-        return float(share[0])
-    # p[i-1] < target <= p[i]: linear interpolation inside that segment.
-    t = (target - p[i - 1]) / (p[i] - p[i - 1])
-    return float(share[i - 1] + t * (share[i] - share[i - 1]))
+    return share_at_quality(share, p, target)   # the same crossing, on the PGR curve
 
 
 def quality_at(share, quality, at) -> np.ndarray:
@@ -314,6 +306,7 @@ def share_at_quality(share, quality, target: float) -> float:
     i = int(hit[0])
     if i == 0:
         return float(share[0])
+    # quality[i-1] < target <= quality[i]: linear interpolation inside that segment
     t = (target - quality[i - 1]) / (quality[i] - quality[i - 1])
     return float(share[i - 1] + t * (share[i] - share[i - 1]))
 
