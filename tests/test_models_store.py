@@ -66,6 +66,15 @@ def test_unknown_model_is_a_value_error(capsys):
     assert "unknown model" in capsys.readouterr().err
 
 
+def test_local_model_tells_a_missing_file_from_an_unknown_name(tmp_path):
+    from confroute.models import local_model
+
+    with pytest.raises(ValueError, match="model file .*absent.gguf' does not exist"):
+        local_model(str(tmp_path / "absent.gguf"))
+    with pytest.raises(ValueError, match="unknown model 'gpt-5'"):
+        local_model("gpt-5")
+
+
 def test_models_list_json(capsys):
     assert main(["models", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

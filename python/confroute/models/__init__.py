@@ -64,7 +64,9 @@ def local_model(spec: str, **kwargs):
     from confroute.models import store
     from confroute.models.edge import EdgeModel
 
-    if os.path.isfile(spec):
+    # Anything that looks like a path is one: a missing GGUF should say "does not exist",
+    # not "unknown model".
+    if os.path.isfile(spec) or os.sep in spec or spec.endswith(".gguf"):
         return EdgeModel(spec, **kwargs)
     kwargs.setdefault("name", spec)
     return EdgeModel(store.model_path(spec), **kwargs)
