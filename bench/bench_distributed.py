@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from confroute.distributed import BlockStore, RayJob, RayOptions  # noqa: E402
+from confroute.runtime.distributed import BlockStore, RayJob, RayOptions  # noqa: E402
 
 DATA = os.environ.get("CONFROUTE_DATA") or os.path.join(os.path.dirname(__file__), "..", "..",
                                                          "shared", "data")

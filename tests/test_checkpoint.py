@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from confroute import checkpoint as ckpt
+from confroute.runtime import checkpoint as ckpt
 
 HEADER = {"kind": "test-v1", "max_tokens": 256, "models": ["edge", "cloud"]}
 

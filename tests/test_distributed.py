@@ -13,7 +13,7 @@ import time
 import pytest
 
 from confroute import cli
-from confroute.distributed import BlockStore
+from confroute.runtime.distributed import BlockStore
 from helpers.data import DATA_ROOT
 
 QA = [("What is the capital of France?", "Paris"), ("How many legs does a spider have?", "8"),
@@ -136,7 +136,7 @@ def test_label_on_ray_gives_the_single_process_rows(ray_local, prompts, referenc
 @pytest.mark.models
 def test_replica_killed_mid_block_has_its_block_redone(ray_local, prompts, reference,
                                                        tmp_path, monkeypatch, capsys):
-    from confroute import distributed
+    from confroute.runtime import distributed
 
     events, pids = [], {}
 
@@ -213,7 +213,7 @@ def test_model_missing_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp
 @pytest.mark.system
 def test_model_store_empty_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp_path):
     from confroute.commands import label
-    from confroute.distributed import RayJob, RayOptions
+    from confroute.runtime.distributed import RayJob, RayOptions
 
     args = _parse(["label", "--prompts", prompts, "--out", "x"] + JOB)
     empty = {"CONFROUTE_HOME": str(tmp_path / "empty"), "CONFROUTE_OFFLINE": "1"}

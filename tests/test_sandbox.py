@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from confroute import sandbox
-from confroute.sandbox import Limits, run, run_many
+from confroute.runtime import sandbox
+from confroute.runtime.sandbox import Limits, run, run_many
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 

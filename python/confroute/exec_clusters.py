@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from confroute.sandbox import Limits, run_many
+from confroute.runtime.sandbox import Limits, run_many
 
 CLUSTER_LIMITS = Limits(timeout_s=10.0, cpu_s=10)
 PER_CALL_S = 2.0

@@ -21,7 +21,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from confroute.routing import DEFAULT_SAMPLING
 
-from confroute import checkpoint as ckpt
+from confroute.runtime import checkpoint as ckpt
 from confroute.eval.data import read_jsonl
 from confroute.labels import check_row, se_row
 

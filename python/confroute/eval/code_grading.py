@@ -1,5 +1,5 @@
 """Code answers: the code in a chat answer, the program that tests it, and its grade. The
-program runs only in :mod:`confroute.sandbox`."""
+program runs only in :mod:`confroute.runtime.sandbox`."""
 from __future__ import annotations
 
 import ast
@@ -7,7 +7,7 @@ import re
 from typing import List, Optional, Sequence, Tuple
 
 from confroute.eval.code_tasks import CodeTask
-from confroute.sandbox import Limits, RunResult, run_many
+from confroute.runtime.sandbox import Limits, RunResult, run_many
 
 GRADE_LIMITS = Limits(timeout_s=10.0, cpu_s=10)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)

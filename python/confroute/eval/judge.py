@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-from confroute import checkpoint as ckpt
+from confroute.runtime import checkpoint as ckpt
 
 # ------------------------------------------------------------------------------- templates
 
@@ -201,7 +201,7 @@ def parse_best(text: str, k: int) -> Optional[frozenset]:
 
 
 class JudgeCache:
-    """Judge outputs on disk: a checkpoint (:mod:`confroute.checkpoint`) of one JSON line per
+    """Judge outputs on disk: a checkpoint (:mod:`confroute.runtime.checkpoint`) of one JSON line per
     call, appended and fsynced at once. A torn last line (a run killed mid-write) is cut off
     the file on open, like the other checkpoints' torn lines, and that call is redone; any
     other line that is not a cache entry is skipped."""

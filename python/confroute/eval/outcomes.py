@@ -14,7 +14,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from confroute import checkpoint as ckpt
+from confroute.runtime import checkpoint as ckpt
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def _replace(t: OutcomeTable, **kw) -> OutcomeTable:
 
 # ------------------------------------------------------------------------------- live builder
 #
-# The checkpoint (confroute.checkpoint) is a JSONL file: a header line (what is being built,
+# The checkpoint (confroute.runtime.checkpoint) is a JSONL file: a header line (what is being built,
 # so a resumed run cannot silently mix settings) and then one line per (question, model)
 # answer, flushed and fsynced before the next answer starts. A killed run loses at most the
 # answer in flight; a torn last line (killed mid-write) is cut off on resume and redone.

@@ -224,7 +224,7 @@ def run(source: str, limits: Limits = Limits(), python: Optional[str] = None) ->
     if not isinstance(source, str):
         raise ValueError(f"source must be a str, got {type(source).__name__}")
     if not isinstance(limits, Limits):
-        raise ValueError("limits must be a confroute.sandbox.Limits")
+        raise ValueError("limits must be a confroute.runtime.sandbox.Limits")
     with _SLOTS:
         return _run(source, limits, python or sandbox_python())
 

@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from confroute import checkpoint as ckpt
+from confroute.runtime import checkpoint as ckpt
 
 Factory = Callable[[], Tuple[Callable[[int, Any], Any], dict]]
 INSTALL_HINT = 'pip install "confroute[ray]"'

@@ -1,0 +1,2 @@
+"""What the layers above share and no domain owns: the resumable JSONL checkpoint, the sandbox
+that runs generated code, and the Ray jobs."""
