@@ -8,7 +8,7 @@ the wall-time ratio is its inverse). Tokens/s are in each benchmark's extra_info
 """
 import pytest
 
-from confroute.scorer import ConfidenceScorer
+from confroute.confidence.scorer import ConfidenceScorer
 
 PROMPT = ("You are helping a student. Explain in a few sentences why the sky looks blue during "
           "the day and red at sunset, mentioning how sunlight is scattered by the air.")

@@ -18,7 +18,7 @@ Run: python -m pytest bench/bench_sep.py --benchmark-only
 import numpy as np
 import pytest
 
-from confroute.scorer import ConfidenceScorer
+from confroute.confidence.scorer import ConfidenceScorer
 
 PROMPT = [{"role": "user", "content": "who wrote the novel war and peace and when was it "
                                       "first published"}]

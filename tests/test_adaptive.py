@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from confroute.adaptive import (
+from confroute.confidence.stopping import (
     discrete_entropy, entropy_bounds, p_cloud, schedule, settled,
 )
 
@@ -75,7 +75,7 @@ PROMPTS = ["What is the capital of France?", "Who wrote the novel War and Peace?
 
 @pytest.fixture(scope="module")
 def scorer(embedder):
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     return ConfidenceScorer(embedder, threshold=0.8)
 
@@ -116,7 +116,7 @@ def test_adaptive_confidence_rule_reports_its_estimate(edge_model, scorer):
 
 
 def test_adaptive_bad_arguments(edge_model, scorer):
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     msgs = [{"role": "user", "content": "hi"}]
     with pytest.raises(ValueError, match="rule"):
@@ -129,7 +129,8 @@ def test_adaptive_bad_arguments(edge_model, scorer):
 
 
 def test_adaptive_policy_measures_and_decides(edge_model, scorer):
-    from confroute.adaptive import AdaptiveResult, AdaptiveSECascade
+    from confroute.confidence.stopping import AdaptiveResult
+    from confroute.policies import AdaptiveSECascade
 
     policy = AdaptiveSECascade(0.8, n_max=6, first=3, step=2)
     msgs = [{"role": "user", "content": PROMPTS[0]}]
@@ -149,7 +150,7 @@ def test_decision_path_draws_and_decides_as_score_adaptive(edge_model, scorer):
     # server run it) asks the policy round by round: the same samples, the same stop, the same
     # decision as ConfidenceScorer.score_adaptive.
     from confroute import routing
-    from confroute.adaptive import AdaptiveSECascade
+    from confroute.policies import AdaptiveSECascade
     from confroute.supply import EdgeSupplier
 
     supplier = EdgeSupplier(edge_model, scorer)
@@ -167,7 +168,7 @@ def test_decision_path_draws_and_decides_as_score_adaptive(edge_model, scorer):
 
 
 def test_router_string_for_adaptive_se():
-    from confroute.adaptive import AdaptiveSECascade
+    from confroute.policies import AdaptiveSECascade
     from confroute.routers.policy import make_policy, policy_from_string
 
     p = policy_from_string("router-se_adaptive-1.5")

@@ -1,9 +1,9 @@
-"""The one answer extractor (confroute.answers), shared by exact-answer clustering and grading.
+"""The one answer extractor (confidence.answers), shared by exact-answer clustering and grading.
 Every case is a reply as a model writes it and the answer a reader takes from it."""
 import pytest
 
-from confroute import answers, scorer
-from confroute.answers import extract_letter, extract_number, format_number, parse_number
+from confroute.confidence import answers, scorer
+from confroute.confidence.answers import extract_letter, extract_number, format_number, parse_number
 from confroute.eval import grading
 
 NUMBERS = [
@@ -120,7 +120,7 @@ def test_clustering_and_grading_read_the_same_answers():
     assert grading.extract_letter is answers.extract_letter
     assert not hasattr(scorer, "extract_option") and not hasattr(scorer, "_NUM")
     for text, expected in NUMBERS:
-        key = scorer._exact_answer(text, "number", "ABCD")
+        key = scorer.exact_answer(text, "number", "ABCD")
         assert key == (None if expected is None else format_number(expected))
     for text, expected in LETTERS:
-        assert scorer._exact_answer(text, "option", "ABCD") == expected
+        assert scorer.exact_answer(text, "option", "ABCD") == expected

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from confroute.eval.code_grading import (candidate_program, extract_code, grade, grade_many,
-                                         graded_program)
-from confroute.eval.code_tasks import (CodeTask, assert_call, docstring_calls,
-                                       humaneval_tasks, load_humaneval_recorded, mbpp_tasks,
-                                       signature_calls, variant_calls)
-from confroute.exec_clusters import behaviours, cluster_ids, execution_clusters
+from confroute.confidence.code import (assert_call, docstring_calls, extract_code,
+                                      signature_calls, variant_calls)
+from confroute.confidence.execution import behaviours, cluster_ids, execution_clusters
+from confroute.eval.code_grading import candidate_program, grade, grade_many, graded_program
+from confroute.eval.code_tasks import (CodeTask, humaneval_tasks, load_humaneval_recorded,
+                                       mbpp_tasks)
 from helpers.data import CODE_DATA, needs_code_data
 
 

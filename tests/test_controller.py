@@ -11,7 +11,7 @@ import confroute
 from confroute.controller import Decision, RoutedAnswer
 from confroute.routing import Evidence, Need, Policy, Sampling
 from confroute.models.cloud import CloudModel
-from confroute.scorer import ConfidenceScorer
+from confroute.confidence.scorer import ConfidenceScorer
 
 CONFIDENT = "What is the opposite of hot? Answer in one word."
 UNSURE = "Who won the Tour de France in 1937?"

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from confroute.exec_clusters import entry_point_of
+from confroute.confidence.execution import entry_point_of
 from confroute.models.types import Samples
-from confroute.scorer import ConfidenceScorer
+from confroute.confidence.scorer import ConfidenceScorer
 
 CODE = ("Write a Python function is_prime(n) that checks whether n is a prime number. For "
         "example, is_prime(7) is True, is_prime(9) is False and is_prime(2) is True.")

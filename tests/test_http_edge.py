@@ -186,7 +186,7 @@ def test_missing_logprobs_and_hidden_state_are_refused(smol_url):
     from confroute.models.http_edge import HttpEdge
     from confroute.policies import AnswerLogprob, Disagreement, SECascade
     from confroute.routing import Need, Policy
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
     from confroute.server import _http_edge, build
     from confroute.server.config import from_dict
     from confroute.supply import EdgeSupplier

@@ -98,7 +98,7 @@ def test_route_answers_which_model_and_why_without_calling_the_cloud(server, clo
 def test_route_equals_controller_decide_for_the_same_request(server, edge, embedder, sw_dir,
                                                              model, policy):
     from confroute.controller import Controller
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     messages = [{"role": "system", "content": "Answer briefly."},
                 {"role": "user", "content": "Name a colour of the rainbow."}]

@@ -14,7 +14,7 @@ from confroute.controller import Controller
 from confroute.routers.policy import RouterPolicy, make_policy, policy_from_string
 from confroute.routing import Decision, Evidence, Need, Policy, Sampling
 from confroute.supply import EdgeSupplier
-from confroute.scorer import ConfidenceScorer
+from confroute.confidence.scorer import ConfidenceScorer
 
 DIVERSE = [{"role": "user", "content": "Name one random animal."}]
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]

@@ -6,7 +6,7 @@ import pytest
 
 import confroute
 from confroute.models.types import Samples
-from confroute.scorer import ConfidenceScorer, _best_index, _one_hot
+from confroute.confidence.scorer import ConfidenceScorer, best_index_of, one_hot
 
 CONFIDENT = "What is the opposite of hot? Answer in one word."
 UNSURE = "Who won the Tour de France in 1937?"
@@ -133,10 +133,10 @@ def test_missing_logprobs_give_nan_not_a_silent_number():
 
 def test_best_index_prefers_the_largest_cluster_then_likelihood():
     ids = np.array([0, 1, 1, 2, 1])
-    assert _best_index(ids, np.array([-0.1, -3.0, -0.5, -0.2, -2.0])) == 2
+    assert best_index_of(ids, np.array([-0.1, -3.0, -0.5, -0.2, -2.0])) == 2
     # A tie between clusters goes to the one holding the most likely sample.
-    assert _best_index(np.array([0, 0, 1, 1]), np.array([-2.0, -1.0, -0.5, -3.0])) == 2
-    emb = _one_hot(["7", None, "7", None])
+    assert best_index_of(np.array([0, 0, 1, 1]), np.array([-2.0, -1.0, -0.5, -3.0])) == 2
+    emb = one_hot(["7", None, "7", None])
     sim = emb @ emb.T
     assert sim[0, 2] == 1 and sim[1, 3] == 0 and sim[0, 1] == 0
 
@@ -144,10 +144,10 @@ def test_best_index_prefers_the_largest_cluster_then_likelihood():
 def test_an_empty_answer_is_never_chosen_over_a_real_one():
     # The empty samples form the largest cluster and are the most likely: still not chosen.
     ids, mean = np.array([0, 0, 0, 1, 2]), np.array([-0.1, -0.1, -0.2, -1.0, -2.0])
-    assert _best_index(ids, mean, ["", "", "  \n", "Paris", "Lyon"]) == 3
-    assert _best_index(ids, None, ["", "", "", "Lyon", "Paris"]) == 3
+    assert best_index_of(ids, mean, ["", "", "  \n", "Paris", "Lyon"]) == 3
+    assert best_index_of(ids, None, ["", "", "", "Lyon", "Paris"]) == 3
     # Only empty answers: the most likely of them (nothing better exists).
-    assert _best_index(np.array([0, 0]), np.array([-2.0, -1.0]), ["", ""]) == 1
+    assert best_index_of(np.array([0, 0]), np.array([-2.0, -1.0]), ["", ""]) == 1
 
 
 def test_an_empty_sample_without_logprobs_makes_the_likelihoods_unknown():

@@ -73,7 +73,7 @@ def se_rows(hidden_edge, embedder):
     """Real SE label rows, as the label job writes them (its se_fn on the edge model)."""
     from confroute.label_job import JobConfig, scorer_se_fn
     from confroute.labels import grade_short_answer, se_row
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     cfg = JobConfig(weak=hidden_edge.name, strong="cloud", n=4, max_tokens=16)
     se_fn = scorer_se_fn(hidden_edge, None, ConfidenceScorer(embedder), cfg)
@@ -131,7 +131,7 @@ def test_router_string_serves_and_calibrates_sep(hidden_edge, se_rows, tmp_path,
     from confroute.controller import Controller, Decision
     from confroute.routers.calibrate import calibrate
     from confroute.routers.policy import RouterPolicy
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
     cal = calibrate(r, TRAIN, 0.5, heldout=UNSEEN)
@@ -170,7 +170,7 @@ def test_sep_refuses_another_edge_and_bad_hidden(hidden_edge, se_rows, tmp_path)
 def test_decision_path_reads_the_edges_hidden_state_for_sep(hidden_edge, se_rows, embedder):
     from confroute import routing
     from confroute.routers.policy import RouterPolicy
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
     from confroute.supply import EdgeSupplier
 
     r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
@@ -224,7 +224,7 @@ def test_a_kept_sep_query_reads_its_prompt_once(hidden_edge, se_rows, embedder, 
     # from it: one prefill for the whole request, and the same answer as without the decision.
     from confroute.controller import Controller
     from confroute.routers.policy import RouterPolicy
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     msgs = [{"role": "user", "content": UNSEEN[0]}]
     plain = hidden_edge.generate(msgs, max_tokens=12).text

@@ -4,7 +4,7 @@ The numerics live in a C++ core (``confroute._core``); this package is a thin la
 Nothing heavy is imported here: model backends, FAISS and the server load on first use.
 """
 from confroute._core import build_info
-from confroute.confidence import (
+from confroute.confidence.core import (
     ConfidenceBatch,
     cluster_by_similarity,
     confidence_batch,
@@ -12,7 +12,7 @@ from confroute.confidence import (
     sequence_logprobs,
     token_logprobs,
 )
-from confroute.index import VectorIndex
+from confroute.confidence.index import VectorIndex
 
 __version__ = "0.1.0"
 
@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _LAZY = {"Controller": "confroute.controller", "SECascade": "confroute.policies",
          "AnswerLogprob": "confroute.policies", "Disagreement": "confroute.policies",
          "Sampling": "confroute.routing",
-         "RoutedAnswer": "confroute.controller", "ConfidenceScorer": "confroute.scorer"}
+         "RoutedAnswer": "confroute.controller", "ConfidenceScorer": "confroute.confidence.scorer"}
 
 
 def __getattr__(name):

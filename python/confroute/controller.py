@@ -18,7 +18,7 @@ from confroute.answering import cloud_messages, edge_answer, edge_usage
 from confroute.models.types import Messages
 from confroute.policies import AnswerLogprob, Disagreement, SECascade  # noqa: F401 - public
 from confroute.routing import Decision, Policy, Sampling
-from confroute.scorer import Confidence, ConfidenceScorer
+from confroute.confidence.scorer import Confidence, ConfidenceScorer
 from confroute.supply import EdgeSupplier
 
 

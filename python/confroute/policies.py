@@ -8,19 +8,24 @@ serve``, ``POST /v1/route``, ``confroute calibrate`` and ``eval replay``:
   is the share of samples whose meaning differs from the answer's, in [0, 1].
 - ``router-se-<t>`` (:class:`SECascade`, Kuhn's SE), ``router-se_discrete-<t>``,
   ``router-se_weighted-<t>``: semantic entropy of the ``n`` samples (nats).
+- ``router-se_adaptive-<t>`` (:class:`AdaptiveSECascade`): discrete SE of up to ``n_max``
+  samples drawn in rounds, stopping once the route is settled
+  (:mod:`confroute.confidence.stopping`).
 
 Meaning (same answer or not) is the scorer's per-prompt choice: behaviour on the prompt's
 example calls for code, the final answer for math, embedding similarity otherwise
-(:class:`confroute.scorer.ConfidenceScorer`, ``meaning=``). Every policy here also asks for
-the answer: it is what the edge serves when it keeps the query, drawn in the same batch as
-the samples.
+(:class:`confroute.confidence.scorer.ConfidenceScorer`, ``meaning=``). Every policy here also
+asks for the answer: it is what the edge serves when it keeps the query, drawn in the same
+batch as the samples.
 """
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
+from confroute.confidence.stopping import RULES, AdaptiveResult, schedule, verdict
 from confroute.routing import Decision, Evidence, Need, Policy, Sampling
 
 KINDS = ("discrete", "weighted", "kuhn")
@@ -113,3 +118,78 @@ class Disagreement(Policy):
             raise ValueError("Disagreement needs the edge model's answer and samples")
         return Decision.compare(conf.disagreement, self.threshold, "disagreement",
                                 meaning=conf.method)
+
+
+class AdaptiveSECascade:
+    """The online SE policy with adaptive sampling: escalate where the discrete SE of up to
+    ``n_max`` samples exceeds ``threshold`` (nats), drawing them in rounds (``first``, then
+    ``step`` at a time) and stopping once the decision is settled (``rule``, module doc).
+
+    Two ways to drive it: the decision path asks ``need(evidence, sampling)`` for the samples
+    it needs in total after each round and then ``decide(prompt, evidence)``; or ``measure``
+    draws the rounds itself with a scorer (``ConfidenceScorer.score_adaptive``) and
+    ``decide`` reads that result. Both draw the same samples (the path seeds a request's
+    samples with its seed + 1, a round after k samples with seed + 1 + k; ``measure`` takes
+    the samples' seed) and decide the same."""
+
+    adaptive = True   # its need grows round by round (decide_all)
+
+    needs_samples = True
+    kind = "discrete"
+
+    def __init__(self, threshold: float, n_max: int = 10, first: int = 3, step: int = 2,
+                 rule: str = "exact", delta: float = 0.05, alpha: Optional[float] = None):
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                or threshold != threshold or threshold < 0:
+            raise ValueError(f"threshold must be a number >= 0 (nats), got {threshold!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        if not 0 < delta < 0.5:
+            raise ValueError(f"delta must lie in (0, 0.5), got {delta}")
+        schedule(n_max, first, step)  # checks them
+        self.threshold, self.n_max, self.first, self.step = float(threshold), n_max, first, step
+        self.rule, self.delta, self.alpha = rule, delta, alpha
+
+    def __repr__(self):
+        return (f"AdaptiveSECascade(threshold={self.threshold}, n_max={self.n_max}, "
+                f"rule={self.rule!r})")
+
+    def _verdict(self, conf):
+        return verdict(conf.cluster_ids, conf.se_discrete, self.n_max, self.threshold,
+                       self.rule, self.delta, self.alpha)
+
+    # -- the decision path (confroute.routing) -----------------------------------------------
+    def need(self, evidence, sampling):
+        conf = getattr(evidence, "confidence", None)
+        # the answer (what is served if the edge keeps it) comes with the first round
+        if conf is None:
+            return Need(samples=self.first, answer=True)
+        if self._verdict(conf)[0] is not None:
+            return Need(samples=conf.n_samples, answer=True)   # settled: what is there will do
+        return Need(samples=min(conf.n_samples + self.step, self.n_max), answer=True)
+
+    # -- driving it with a scorer ---------------------------------------------------------------
+    def measure(self, scorer, messages, edge, **opts) -> AdaptiveResult:
+        opts.pop("n", None)  # n_max decides the count
+        return scorer.score_adaptive(messages, edge, self.threshold, n_max=self.n_max,
+                                     first=self.first, step=self.step, rule=self.rule,
+                                     delta=self.delta, alpha=self.alpha, **opts)
+
+    def decide(self, prompt, evidence):
+        """From an AdaptiveResult (``measure``) or the path's evidence (``.confidence``)."""
+        if isinstance(evidence, AdaptiveResult):
+            decision, conf = evidence.decision, evidence.confidence
+        else:
+            conf = getattr(evidence, "confidence", None)
+            if conf is None:
+                raise ValueError("AdaptiveSECascade needs the edge model's samples")
+            decision = self._verdict(conf)[0]
+            if decision is None:
+                raise ValueError(f"the decision is not settled after {conf.n_samples} of "
+                                 f"{self.n_max} samples: ask need() for more")
+        se = float(conf.se_discrete)
+        return Decision(decision, se, self.threshold, semantic_entropy=se,
+                        reason=f"discrete semantic entropy {se:.3f} of {conf.n_samples} "
+                               f"samples: {decision} settled at threshold {self.threshold:g} "
+                               f"(n_max {self.n_max}, rule {self.rule})",
+                        n_samples=conf.n_samples)

@@ -178,7 +178,7 @@ class Evidence:
     :class:`Samples` with its token logprobs; its text starts with the query's prefix),
     ``refused`` why the edge cannot serve the query (the cloud then gets it)."""
 
-    confidence: Any = None          # confroute.scorer.Confidence
+    confidence: Any = None          # confroute.confidence.scorer.Confidence
     hidden: Any = None              # numpy array, as the edge model gives it
     refused: Optional[str] = None
     answer: Optional[Samples] = None

@@ -73,7 +73,7 @@ def run(args) -> int:
 def _run(args) -> int:
     from confroute.controller import Controller, SECascade
     from confroute.models import default_embedder, local_model
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     prompts = args.prompt or PROMPTS
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print

@@ -244,7 +244,7 @@ def _models(edge_model, cloud_url, cloud_model, threads):
 
 def _se_fn(weak, strong, config):
     from confroute.label_job import scorer_se_fn
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     scorer = ConfidenceScorer(threshold=config.similarity)
     scorer.embedder  # load it now: a missing embedder fails before any sampling

@@ -2,43 +2,13 @@
 program runs only in :mod:`confroute.runtime.sandbox`."""
 from __future__ import annotations
 
-import ast
-import re
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
+from confroute.confidence.code import extract_code
 from confroute.eval.code_tasks import CodeTask
 from confroute.runtime.sandbox import Limits, RunResult, run_many
 
 GRADE_LIMITS = Limits(timeout_s=10.0, cpu_s=10)
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
-
-
-def extract_code(answer: str, entry_point: Optional[str] = None) -> str:
-    """The code of a chat answer: among its fenced blocks (python or unlabelled; an unclosed
-    last block counts), the first that defines ``entry_point``, else the first that parses,
-    else the first; an answer without fences is taken whole."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(answer)]
-    blocks = [b for lang, b in blocks if lang in ("", "python", "py", "python3")] or \
-        [b for _, b in blocks]
-    if not blocks:
-        return answer.strip("\n")
-    if entry_point:
-        pat = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", re.M)
-        for b in blocks:
-            if pat.search(b):
-                return b
-    for b in blocks:
-        if _parses(b):
-            return b
-    return blocks[0]
-
-
-def _parses(src: str) -> bool:
-    try:
-        ast.parse(src)
-        return True
-    except (SyntaxError, ValueError):
-        return False
 
 
 def candidate_program(task: CodeTask, code: str) -> str:

@@ -111,7 +111,7 @@ def load_contaminated(path) -> set:
 # ------------------------------------------------------------------------------- user tables
 
 
-def _pick_pair(name, models, means, weak, strong) -> Tuple[str, str]:
+def pick_pair(name, models, means, weak, strong) -> Tuple[str, str]:
     for role, m in (("weak", weak), ("strong", strong)):
         if m is not None and m not in models:
             raise ValueError(f"{name}: unknown {role} model {m!r}; the file has "
@@ -183,7 +183,7 @@ def load_table(path, models: Optional[Sequence[str]] = None, weak: Optional[str]
         raise ValueError(f"{path}: no rows")
     q = np.array(quality, dtype=np.float64)
     means = {c: float(q[:, j].mean()) for j, c in enumerate(cols)}
-    w, s = _pick_pair(path, cols, means, weak, strong)
+    w, s = pick_pair(path, cols, means, weak, strong)
     sv = np.array(sig, dtype=np.float64).reshape(len(prompts), len(sig_cols))
     signals = {c[len(SIGNAL_PREFIX):]: sv[:, j] for j, c in enumerate(sig_cols)}
     return OutcomeTable(prompts, cols, q, w, s, name=str(meta.get("name") or
@@ -273,7 +273,7 @@ def load_mmlu(data_dir, split: str = "dev", weak=None, strong=None,
     prompts = [p for t in parts for p in t.prompts]
     ids = [i for t in parts for i in t.ids]
     means = {m: float(q[:, j].mean()) for j, m in enumerate(models)}
-    w, s = _pick_pair(folder, list(models), means, weak, strong)
+    w, s = pick_pair(folder, list(models), means, weak, strong)
     return OutcomeTable(prompts, models, q, w, s, name="mmlu", ids=ids, groups=subjects)
 
 
@@ -344,7 +344,7 @@ def load_mt_bench(data_dir, split: str = "dev", weak=None, strong=None,
                                  f"{qu.question_id}")
             q[i, j] = np.mean(scores[(qu.question_id, m)])
     means = {m: float(q[:, j].mean()) for j, m in enumerate(models)}
-    w, s = _pick_pair(jpath, models, means, weak, strong)
+    w, s = pick_pair(jpath, models, means, weak, strong)
     return OutcomeTable([qu.turns[0] for qu in keep], models, q, w, s, name="mt-bench",
                         ids=[str(qu.question_id) for qu in keep],
                         groups=[qu.category for qu in keep], scale=(1.0, 10.0))

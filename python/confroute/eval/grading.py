@@ -1,12 +1,12 @@
 """Turning a model's free-text answer into a benchmark outcome: GSM8K's final number, MMLU's
-option letter, read by :mod:`confroute.answers` (the extractor exact-answer clustering uses
-too). An answer with nothing to extract counts as wrong (``extracted`` is None), the usual rule
-for accuracy benchmarks: a model that does not answer does not score."""
+option letter, read by :mod:`confroute.confidence.answers` (the extractor exact-answer
+clustering uses too). An answer with nothing to extract counts as wrong (``extracted`` is
+None), the usual rule for accuracy benchmarks: a model that does not answer does not score."""
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from confroute.answers import extract_letter, extract_number, format_number, parse_number
+from confroute.confidence.answers import extract_letter, extract_number, format_number, parse_number
 
 # Qwen2.5's own chain-of-thought cue. The former "End with '#### <number>'" made Qwen open its
 # reply with a guessed '#### 100' before working the problem out.

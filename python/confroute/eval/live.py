@@ -235,7 +235,7 @@ def _default_scorer(threshold: float, meaning: str = "auto"):
         import os
 
         from confroute.models import default_embedder
-        from confroute.scorer import ConfidenceScorer
+        from confroute.confidence.scorer import ConfidenceScorer
 
         threads = int(os.environ.get("CONFROUTE_N_THREADS") or 0) or None
         _SCORERS[threshold, meaning] = ConfidenceScorer(

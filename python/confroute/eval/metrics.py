@@ -165,7 +165,7 @@ def _tie_mean(u_sorted: np.ndarray, q_sorted: np.ndarray) -> np.ndarray:
     return np.repeat(sums / counts, counts)
 
 
-def _average_ranks(u: np.ndarray) -> np.ndarray:
+def average_ranks(u: np.ndarray) -> np.ndarray:
     """1-based ranks, tied values sharing their mean rank (the Mann-Whitney convention)."""
     order = np.argsort(u, kind="stable")
     ranks = _tie_mean(u[order], np.arange(1, u.size + 1, dtype=np.float64))
@@ -182,7 +182,7 @@ def auroc(uncertainty, correct) -> float:
     n_pos, n_neg = int(wrong.sum()), int((~wrong).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    r = _average_ranks(u)
+    r = average_ranks(u)
     return float((r[wrong].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

@@ -8,7 +8,7 @@ another model run:
 - :func:`prefix_signals` — SE of the first k samples, as if the table had been built with k
   (the first k of n draws are k draws from the same distribution; not bit for bit a k-sample
   run, whose sampler chains differ);
-- :func:`adaptive_replay` — how many samples adaptive SE (``confroute.adaptive``) draws before
+- :func:`adaptive_replay` — how many samples adaptive SE (``confidence.stopping``) draws before
   its decision at a threshold is settled, and whether that decision is full-n SE's. The rounds
   take the stored samples in order, so the samples and the stopping code are those of the
   online policy; only which samples a round draws differs (online, round k is seeded k).
@@ -39,7 +39,7 @@ class Draws:
 def _ids_of(keys) -> np.ndarray:
     """Equal keys share a cluster, numbered by first appearance (the rule of execution
     clusters); a missing key (no answer found) is a cluster of its own."""
-    from confroute.exec_clusters import cluster_ids
+    from confroute.confidence.execution import cluster_ids
 
     return cluster_ids([(k,) if k is not None else (None, i) for i, k in enumerate(keys)])
 
@@ -66,7 +66,7 @@ def prefix_se(draws: Sequence[Draws], k: int, start: int = 0) -> Dict[str, np.nd
     """Discrete, weighted and Kuhn SE of each prompt's samples ``start .. start + k - 1``
     (the first ``k`` by default; another window of the same draws shows how much SE at k
     samples moves from draw to draw), by the core."""
-    from confroute import semantic_entropy
+    from confroute.confidence.core import semantic_entropy
 
     if k < 1 or start < 0:
         raise ValueError(f"need k >= 1 and start >= 0, got k={k}, start={start}")
@@ -110,13 +110,13 @@ class AdaptiveReplay:
 def adaptive_replay(draws: Sequence[Draws], threshold: float, n_max: int, first: int = 3,
                     step: int = 2, rule: str = "exact", delta: float = 0.05
                     ) -> AdaptiveReplay:
-    """Adaptive SE (``adaptive.verdict`` after each round of ``adaptive.schedule``) on the
+    """Adaptive SE (``stopping.verdict`` after each round of ``stopping.schedule``) on the
     first ``n_max`` stored samples of each prompt."""
-    from confroute import adaptive
+    from confroute.confidence import stopping
 
-    if rule not in adaptive.RULES:
-        raise ValueError(f"rule must be one of {adaptive.RULES}, got {rule!r}")
-    sizes = adaptive.schedule(n_max, first, step)
+    if rule not in stopping.RULES:
+        raise ValueError(f"rule must be one of {stopping.RULES}, got {rule!r}")
+    sizes = stopping.schedule(n_max, first, step)
     full = prefix_se(draws, n_max)["discrete"]
     drawn, cloud = [], []
     for d, se_full in zip(draws, full):
@@ -125,8 +125,8 @@ def adaptive_replay(draws: Sequence[Draws], threshold: float, n_max: int, first:
             k += size
             ids = d.cluster_ids[:k]
             # at n_max the core's SE decides, as full-n SE does
-            se = se_full if k == n_max else adaptive.discrete_entropy(np.bincount(ids))
-            decision = adaptive.verdict(ids, se, n_max, threshold, rule, delta)[0]
+            se = se_full if k == n_max else stopping.discrete_entropy(np.bincount(ids))
+            decision = stopping.verdict(ids, se, n_max, threshold, rule, delta)[0]
             if decision is not None:
                 break
         drawn.append(k)

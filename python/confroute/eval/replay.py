@@ -315,7 +315,7 @@ def signal_scores(table: OutcomeTable, spec: str) -> List[Tuple[str, np.ndarray,
         missing = ~np.isfinite(v)
         v = -v if higher == "edge" else v
         v[missing] = np.inf
-        ranks = M._average_ranks(np.where(np.isinf(v), np.finfo(float).max, v))
+        ranks = M.average_ranks(np.where(np.isinf(v), np.finfo(float).max, v))
         label = f"signal:{name}" + (",higher=edge" if higher == "edge" else "")
         out.append((label, (ranks - 1) / max(1, len(v) - 1),
                     {"signal": name, "higher": higher, "n_missing": int(missing.sum())}))
@@ -347,7 +347,7 @@ def answer_length_scores(table: OutcomeTable, records) -> RowScores:
     if any(t is None for t in tokens):
         raise ValueError("length: the records carry no completion_tokens in their usage")
     v = np.asarray(tokens, np.float64)
-    ranks = M._average_ranks(v)
+    ranks = M.average_ranks(v)
     return RowScores((ranks - 1) / max(1, len(v) - 1),
                      {"baseline": "edge answer length (completion tokens)",
                       "mean_tokens": float(v.mean()), "distinct": int(np.unique(v).size)},

@@ -429,7 +429,7 @@ class EdgeModel:
         """The decode loop: every request's n answers as parallel sequences (request k on
         sequences base_k .. base_k + n_k - 1); yields the runs after every step (for
         streaming). The caller holds the lock and has checked the requests."""
-        from confroute import token_logprobs
+        from confroute._core import token_logprobs
 
         ll = self._ll
         runs = [_Run([[] for _ in range(r.n)], [[] for _ in range(r.n)], ["length"] * r.n,
@@ -488,7 +488,7 @@ class EdgeModel:
         """With the prompt in sequence ``base``: copies its KV cells to the request's other
         sequences and samples every sequence's first token from the prompt's last logits
         ``row``. Returns the samples that go on."""
-        from confroute import token_logprobs
+        from confroute._core import token_logprobs
 
         ll = self._ll
         mem = ll.llama_get_memory(self._ctx)
@@ -585,7 +585,7 @@ class EdgeModel:
     def score_tokens(self, messages: Messages, token_ids: Sequence[int]) -> np.ndarray:
         """float64 log-probabilities of ``token_ids`` as the continuation of the prompt, by
         teacher forcing (one forward pass over prompt + tokens)."""
-        from confroute import token_logprobs
+        from confroute._core import token_logprobs
 
         prompt = self.prompt_tokens(messages)
         ids = [int(t) for t in token_ids]
@@ -603,7 +603,7 @@ class EdgeModel:
         """float64 log-probabilities of candidate next tokens right after the prompt (one
         forward pass, no sampling): the basis of the multiple-choice letter distribution.
         ``messages`` may also be the prompt's token ids (as in ``sample``)."""
-        from confroute import token_logprobs
+        from confroute._core import token_logprobs
 
         ids = np.asarray([int(t) for t in token_ids], np.int32)
         if ids.size == 0:

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from confroute.index import normalize_rows
+from confroute.confidence.index import normalize_rows
 from confroute.labels import pair_targets, read_labels
 from confroute.routers.base import FORMAT_VERSION, Router, prompt_list, read_config
 

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from confroute.index import VectorIndex, _faiss
+from confroute.confidence.index import VectorIndex, load_faiss
 
 IVF_FROM = 50_000
 
@@ -24,7 +24,7 @@ class IVFIndex(VectorIndex):
 
     def __init__(self, dim: int, nlist: int, nprobe: int):
         super().__init__(dim)
-        faiss = _faiss()
+        faiss = load_faiss()
         self._quantizer = faiss.IndexFlatIP(self.dim)  # must outlive the IVF index
         self._index = faiss.IndexIVFFlat(self._quantizer, self.dim, int(nlist),
                                          faiss.METRIC_INNER_PRODUCT)

@@ -24,7 +24,7 @@ from confroute.routing import Decision, Need, Policy
 
 PREFIX = "router-"
 SE = "se"   # the online cascade's name in router strings: its threshold is in nats
-ADAPTIVE = "se_adaptive"   # the cascade with adaptive sampling (confroute.adaptive); nats too
+ADAPTIVE = "se_adaptive"   # the cascade with adaptive sampling (confidence.stopping); nats
 # The online policies (they read the edge live, no saved router), by router-string name, with
 # the unit of their threshold. ``se`` is Kuhn's SE; ``se_<kind>`` the other kinds.
 ONLINE = {SE: "nats", "se_discrete": "nats", "se_weighted": "nats", ADAPTIVE: "nats",
@@ -134,7 +134,7 @@ def make_policy(name: str, threshold: Optional[float], router: Optional[Router] 
             raise ValueError(f"router-{name} needs a threshold ({ONLINE[name]}), e.g. "
                              f"router-{name}-0.5")
         if name == ADAPTIVE:
-            from confroute.adaptive import AdaptiveSECascade
+            from confroute.policies import AdaptiveSECascade
 
             return AdaptiveSECascade(threshold, n_max=samples)
         if name == "answer_logprob":

@@ -44,7 +44,7 @@ class SERouter(Router):
     @property
     def scorer(self):
         if self._scorer is None:
-            from confroute.scorer import ConfidenceScorer
+            from confroute.confidence.scorer import ConfidenceScorer
 
             self._scorer = ConfidenceScorer(threshold=self.similarity)
         return self._scorer

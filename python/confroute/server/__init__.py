@@ -12,7 +12,7 @@ log = logging.getLogger("confroute.server")
 def load_models(cfg):
     """(edge, cloud, scorer, trained routers) as the config names them."""
     from confroute.models import CloudModel, EdgeModel, default_cloud, default_edge, store
-    from confroute.scorer import ConfidenceScorer
+    from confroute.confidence.scorer import ConfidenceScorer
 
     from confroute.routers.policy import ONLINE, load_router
 

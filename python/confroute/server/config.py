@@ -89,7 +89,7 @@ class ServerConfig:
     # how the edge answers and samples (the tables' defaults; max_tokens is the answer length
     # when a request names none): confroute.routing.Sampling
     sampling: Sampling = field(default_factory=Sampling)
-    meaning: str = "auto"              # how samples are judged alike: confroute.scorer.MEANINGS
+    meaning: str = "auto"              # how samples are judged alike: scorer.MEANINGS
     limits: Limits = field(default_factory=Limits)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     queue_size: int = 16               # requests waiting for the edge beyond the one running
@@ -156,7 +156,7 @@ def from_dict(data: Dict[str, Any]) -> ServerConfig:
 
 def check(cfg: ServerConfig) -> None:
     from confroute.routers.policy import ONLINE
-    from confroute.scorer import MEANINGS
+    from confroute.confidence.scorer import MEANINGS
 
     if cfg.meaning not in MEANINGS:
         raise ValueError(f"meaning must be one of {MEANINGS}, got {cfg.meaning!r}")

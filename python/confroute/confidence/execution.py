@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from confroute.confidence.code import example_calls, extract_code
 from confroute.runtime.sandbox import Limits, run_many
 
 CLUSTER_LIMITS = Limits(timeout_s=10.0, cpu_s=10)
@@ -147,7 +148,7 @@ def execution_clusters(programs: Sequence[str], calls: Sequence[str],
 def clusters_of(b: Sequence[Tuple[str, ...]], seq_logprobs: Optional[Sequence[float]] = None
                 ) -> ExecutionClusters:
     """Clusters and the core's SE of already-run behaviours (see :func:`execution_clusters`)."""
-    from confroute import semantic_entropy
+    from confroute.confidence.core import semantic_entropy
 
     ids = cluster_ids(b)
     off = np.array([0, len(ids)], np.int64)
@@ -174,8 +175,6 @@ def entry_point_of(texts: Sequence[str], prompt: Optional[str] = None) -> Option
     import re
     from collections import Counter
 
-    from confroute.eval.code_grading import extract_code
-
     defined = Counter()
     first = []
     for t in texts:
@@ -199,12 +198,9 @@ def behaviour_keys(texts: Sequence[str], prompt: Optional[str],
                    limits: Limits = CLUSTER_LIMITS, max_parallel: int = 2
                    ) -> Tuple[Optional[List[Tuple[str, ...]]], str]:
     """(each text's behaviour, why not): the behaviours (its code's outcome on each call of
-    :func:`confroute.eval.code_tasks.example_calls`) when most texts are code defining one
+    :func:`confroute.confidence.code.example_calls`) when most texts are code defining one
     function that ``prompt`` names or shows; else None and the reason ('not code', 'no
     example calls'), and the caller judges meaning another way."""
-    from confroute.eval.code_grading import extract_code
-    from confroute.eval.code_tasks import example_calls
-
     ep = entry_point_of(texts, prompt) if texts and prompt else None
     if not ep:
         return None, "not code"

@@ -6,8 +6,8 @@ Three paths, one result type (:class:`Confidence`):
   seed=)`` (the edge model, the cloud client, the in-process Qwen), embedded and clustered by
   cosine similarity; the core computes every SE kind and the baselines.
 - ``score_exact``: the same samples clustered by their extracted final answer (a number, or an
-  option letter, read by :mod:`confroute.answers` as grading reads them) — for tasks with a
-  checkable answer, where meaning equals answer equality.
+  option letter, read by :mod:`confroute.confidence.answers` as grading reads them) — for
+  tasks with a checkable answer, where meaning equals answer equality.
 - ``score_options``: multiple choice without sampling — one forward pass gives the model's
   distribution over the option letters, and its exact entropy.
 """
@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from confroute.answers import extract_letter, extract_number, format_number, has_marked_number
+from confroute.confidence.answers import (extract_letter, extract_number, format_number,
+                                         has_marked_number)
 from confroute.models.types import Messages, Samples, normalize_messages
 
 KINDS = ("discrete", "weighted", "kuhn")
@@ -153,7 +154,7 @@ class ConfidenceScorer:
           set's last user message) shows of the function most samples define, run in the
           sandbox; a prompt without such calls falls back to ``exact`` (under ``auto``) or
           to embedding, and ``Confidence.method`` says so;
-        - ``exact``: the final number (:func:`confroute.answers.extract_number`); ``auto``
+        - ``exact``: the final number (:func:`.answers.extract_number`); ``auto``
           takes it where the answer, or most samples, mark one ('the answer is', '\\boxed');
         - ``embedding``: cosine similarity of the MiniLM embeddings above ``threshold``.
 
@@ -211,7 +212,7 @@ class ConfidenceScorer:
                                                  else [])
         meaning, fell = self.meaning, ""
         if meaning in ("auto", "execution") and texts:
-            from confroute.exec_clusters import behaviour_keys
+            from confroute.confidence.execution import behaviour_keys
 
             keys, why = behaviour_keys(texts, prompt)
             if keys is not None:
@@ -220,7 +221,7 @@ class ConfidenceScorer:
                 fell = f" ({why})"   # a code prompt the sandbox cannot judge: say so
             meaning = "auto" if meaning == "auto" else "embedding"
         if meaning == "exact" or (meaning == "auto" and _marks_numbers(texts, answer)):
-            return "exact" + fell, [_exact_answer(t, "number", "") for t in texts]
+            return "exact" + fell, [exact_answer(t, "number", "") for t in texts]
         return "embedding" + fell, None
 
     def score_adaptive(self, messages: Messages, model, threshold: float, n_max: int = 10,
@@ -233,11 +234,11 @@ class ConfidenceScorer:
         Pólya-urn predictive (``alpha``: weight of a new meaning, None = fitted), ``'none'`` draws all n_max
         (the full-n reference: the same samples, round by round). A round after k samples
         draws with seed ``seed + k`` (the first is the plain ``score`` draw). Returns an
-        :class:`confroute.adaptive.AdaptiveResult`; the rules are in that module."""
-        from confroute import adaptive
+        :class:`confroute.confidence.stopping.AdaptiveResult`; the rules are in that module."""
+        from confroute.confidence import stopping
 
-        if rule not in adaptive.RULES:
-            raise ValueError(f"rule must be one of {adaptive.RULES}, got {rule!r}")
+        if rule not in stopping.RULES:
+            raise ValueError(f"rule must be one of {stopping.RULES}, got {rule!r}")
         if not (isinstance(threshold, (int, float)) and threshold >= 0):
             raise ValueError(f"threshold must be a number >= 0 (nats), got {threshold!r}")
         if not 0 < delta < 0.5:
@@ -245,7 +246,7 @@ class ConfidenceScorer:
         if self.method != "greedy" and rule != "none":
             raise ValueError("adaptive stopping needs greedy clustering: with 'components' a "
                              "later sample can merge clusters, and the bound no longer holds")
-        sizes = adaptive.schedule(int(n_max), int(first), int(step))
+        sizes = stopping.schedule(int(n_max), int(first), int(step))
         seed = opts.get("seed", self.seed)
         drawn, embs, secs = [], [], {"generate": 0.0, "embed": 0.0}
         for r, size in enumerate(sizes):
@@ -260,10 +261,10 @@ class ConfidenceScorer:
             secs["embed"] += time.perf_counter() - t1
             conf = self._core([_concat_samples(drawn)], np.concatenate(embs), self.threshold,
                               "embedding", None, dict(secs))[0]
-            decision, exact, p = adaptive.verdict(conf.cluster_ids, conf.se_discrete,
+            decision, exact, p = stopping.verdict(conf.cluster_ids, conf.se_discrete,
                                                   int(n_max), threshold, rule, delta, alpha)
             if decision is not None:
-                return adaptive.AdaptiveResult(decision, float(threshold), conf.n_samples,
+                return stopping.AdaptiveResult(decision, float(threshold), conf.n_samples,
                                                int(n_max), r + 1, exact, rule, conf, p)
         raise AssertionError("unreachable: the last round draws n_max")
 
@@ -276,14 +277,14 @@ class ConfidenceScorer:
         t0 = time.perf_counter()
         s = self._sample(messages, model, opts)
         t1 = time.perf_counter()
-        answers = [_exact_answer(t, extract, letters) for t in s.texts]
-        emb = _one_hot(answers)
+        answers = [exact_answer(t, extract, letters) for t in s.texts]
+        emb = one_hot(answers)
         return self._core([s], emb, 0.5, "exact", [tuple(answers)],
                           {"generate": t1 - t0, "embed": time.perf_counter() - t1})[0]
 
     def _core(self, samples, emb, threshold, method_name, answers, seconds) -> List[Confidence]:
         """One core call for a batch of sample sets (embeddings given, rows = all samples)."""
-        from confroute import confidence_batch
+        from confroute.confidence.core import confidence_batch
 
         t0 = time.perf_counter()
         lps, counts, has = [], [], []
@@ -322,7 +323,7 @@ class ConfidenceScorer:
                 max_sequence_prob=val(r.max_sequence_prob),
                 mean_perplexity=val(r.mean_perplexity),
                 seq_logprob_sum=total, seq_logprob_mean=mean,
-                best_index=_best_index(ids, mean if has[b] else None, s.texts),
+                best_index=best_index_of(ids, mean if has[b] else None, s.texts),
                 threshold=threshold if method_name == "embedding" else None, samples=s,
                 answers=answers[b] if answers else None,
                 seconds={**seconds, "core": dt}))
@@ -334,7 +335,7 @@ class ConfidenceScorer:
         option letters (each letter with and without a leading space, which tokenize
         differently), renormalized over the options; the entropy is exact and is stored in all
         three SE kinds. ``model`` needs ``tokenize`` and ``next_token_logprobs`` (EdgeModel)."""
-        from confroute import semantic_entropy
+        from confroute.confidence.core import semantic_entropy
 
         letters = list(letters)
         if len(letters) < 2 or len(set(letters)) != len(letters):
@@ -366,7 +367,7 @@ class ConfidenceScorer:
             seconds={"generate": t1 - t0, "embed": 0.0, "core": time.perf_counter() - t1})
 
 
-def _exact_answer(text: str, extract: str, letters: str) -> Optional[str]:
+def exact_answer(text: str, extract: str, letters: str) -> Optional[str]:
     """The clustering key of a reply: the canonical number or the option letter, or None."""
     if extract == "option":
         return extract_letter(text, letters)
@@ -422,7 +423,7 @@ def _embedding_disagreement(sample_emb: np.ndarray, answer_emb: np.ndarray,
 
 def _block_one_hot(key_lists) -> np.ndarray:
     """One-hot rows of several sets' keys side by side (each set in its own columns)."""
-    blocks = [_one_hot(k) for k in key_lists]
+    blocks = [one_hot(k) for k in key_lists]
     out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)),
                    np.float32)
     r = c = 0
@@ -432,7 +433,7 @@ def _block_one_hot(key_lists) -> np.ndarray:
     return out
 
 
-def _one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:
+def one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:
     """Rows that are equal for equal answers and orthogonal otherwise; a missing answer gets a
     column of its own. Cosine clustering at 0.5 then reproduces answer equality exactly."""
     cols: Dict[object, int] = {}
@@ -444,7 +445,7 @@ def _one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:
     return emb
 
 
-def _best_index(cluster_ids: np.ndarray, seq_mean: Optional[np.ndarray],
+def best_index_of(cluster_ids: np.ndarray, seq_mean: Optional[np.ndarray],
                 texts: Optional[Sequence[str]] = None) -> int:
     """The most likely member of the largest cluster (ties between clusters: the one holding
     the most likely sample). Without logprobs: the first member of the largest cluster. An

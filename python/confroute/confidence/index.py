@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 
-def _faiss():
+def load_faiss():
     import faiss  # faiss-cpu wheel; imported here so `import confroute` stays light
 
     return faiss
@@ -42,7 +42,7 @@ class VectorIndex:
         if not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.dim = int(dim)
-        self._index = _faiss().IndexFlatIP(self.dim)
+        self._index = load_faiss().IndexFlatIP(self.dim)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -118,14 +118,14 @@ class VectorIndex:
 
     def save(self, path) -> None:
         """Writes the index to one file (FAISS's format)."""
-        _faiss().write_index(self._index, os.fspath(path))
+        load_faiss().write_index(self._index, os.fspath(path))
 
     @classmethod
     def load(cls, path) -> "VectorIndex":
         path = os.fspath(path)
         if not os.path.exists(path):
             raise ValueError(f"no index file at {path}")
-        index = _faiss().read_index(path)
+        index = load_faiss().read_index(path)
         obj = cls.__new__(cls)
         obj.dim = int(index.d)
         obj._index = index

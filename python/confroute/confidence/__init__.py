@@ -1,0 +1,4 @@
+"""Samples -> meanings -> entropy: ``core`` (the C++ core's functions), ``scorer`` (a model's
+samples to a :class:`~confroute.confidence.scorer.Confidence`), ``answers`` (the final answer
+of a text), ``code`` and ``execution`` (meaning for code: behaviour on example calls),
+``stopping`` (when adaptive sampling may stop) and ``index`` (FAISS vectors)."""
