@@ -69,7 +69,7 @@ def _rate(benchmark, n):
 @pytest.mark.benchmark(group=GROUP)
 def test_label_single_process_reference(benchmark, prompts):
     from confroute.commands import label
-    from confroute.label_job import run_label_job
+    from confroute.eval.label_job import run_label_job
 
     args = _args()
     weak, strong, strong_name = label._models(None, None, None, 1)

@@ -188,7 +188,7 @@ def test_calibrate_cli_max_quality_drop_on_a_table(tmp_path, capsys):
 
 def test_calibrate_cli_saved_router_on_a_table(tmp_path, capsys):
     from confroute import cli
-    from confroute.routers.baselines import RandomRouter
+    from confroute.routers.random import RandomRouter
 
     table = _policy_table(tmp_path / "t.csv", n=2000)
     RandomRouter(seed=1).save(tmp_path / "r")   # a score with no signal: needs much cloud
@@ -217,7 +217,7 @@ def test_the_guarantee_holds_over_calibration_draws_on_mmlu():
     """Population: MMLU dev's recorded outcomes (6,994 prompts after the contamination list;
     weak Mixtral-8x7B-Instruct, strong GPT-4-1106, RouteLLM's pair). Score: a noisy oracle,
     sigmoid(gain + 2 z) with gain = q_strong - q_weak and z ~ N(0, 1) from a seeded RNG (no
-    baseline in routers/baselines.py gives an informative score without models: `random` has
+    baseline in eval/baselines.py gives an informative score without models: `random` has
     none and `oracle` is exact). Over 200 seeded draws, calibrate on 300 random prompts and
     measure the realized quality drop on the other 6,694.
 

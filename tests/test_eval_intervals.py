@@ -11,7 +11,7 @@ from confroute.eval.data import Item, load_table
 from confroute.eval.outcomes import OutcomeTable
 from confroute.eval.replay import (bootstrap_intervals, mean_intervals, paired_intervals,
                                    replay, signal_scores, sweep)
-from confroute.routers.baselines import RandomRouter
+from confroute.routers.random import RandomRouter
 from helpers.data import DATA
 
 

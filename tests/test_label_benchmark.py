@@ -7,7 +7,7 @@ import json
 import pytest
 
 from confroute import cli
-from confroute.label_job import JobConfig, benchmark_fns
+from confroute.eval.label_job import JobConfig, benchmark_fns
 from confroute.labels import read_labels
 from helpers.data import CODE_DATA, needs_code_data
 

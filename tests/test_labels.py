@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from confroute.label_job import JobConfig, run_label_job
+from confroute.eval.label_job import JobConfig, run_label_job
 from confroute.labels import (label_counts, make_row, outcome_rows, pair_targets, read_labels,
                               read_prompts, se_delta, se_row, se_winner)
 from helpers.labels import CONFIG, PROMPTS, fake_se
@@ -165,7 +165,7 @@ def test_job_killed_mid_write_resumes_without_loss_or_repeat(tmp_path):
         import sys, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from helpers.labels import fake_se, PROMPTS, CONFIG
-        from confroute.label_job import run_label_job
+        from confroute.eval.label_job import run_label_job
         import os, threading
         def slow(role, prompt, seed):
             # after three rows the job blocks until it is killed: no race with the kill

@@ -7,7 +7,8 @@ from confroute.eval.data import load_benchmark
 from confroute.eval.outcomes import OutcomeTable
 from confroute.eval.replay import replay, resolve_router
 from confroute.routers.base import Router
-from confroute.routers.baselines import RandomRouter, ScoresRouter
+from confroute.eval.baselines import ScoresRouter
+from confroute.routers.random import RandomRouter
 from helpers.data import DATA, needs_data
 
 

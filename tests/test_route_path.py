@@ -152,7 +152,7 @@ def test_a_saved_router_that_reads_the_edge_gets_what_it_declares():
 
     class ProbeRouter(Router):
         name = "probe"
-        needs = Need(hidden=True)
+        needs_hidden = True
 
         def score(self, prompts):
             raise AssertionError("a probe scores from the edge's evidence")

@@ -71,7 +71,7 @@ UNSEEN = ["What is the capital of Italy?", "Invent a story title about a cat.",
 @pytest.fixture(scope="module")
 def se_rows(hidden_edge, embedder):
     """Real SE label rows, as the label job writes them (its se_fn on the edge model)."""
-    from confroute.label_job import JobConfig, scorer_se_fn
+    from confroute.eval.label_job import JobConfig, scorer_se_fn
     from confroute.labels import grade_short_answer, se_row
     from confroute.confidence.scorer import ConfidenceScorer
 

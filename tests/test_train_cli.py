@@ -143,8 +143,9 @@ def test_router_policy_drives_the_controller(labels, edge_model):
 
 
 def test_online_se_router_on_the_edge_model(edge_model, tmp_path):
-    from confroute.routers import get_router
+    import confroute.eval.baselines  # noqa: F401  (registers se)
     from confroute.confidence.scorer import ConfidenceScorer
+    from confroute.routers import get_router
 
     r = get_router("se", edge=edge_model, n=3, max_tokens=8, seed=5)
     prompts = ["What is the capital of France?", "Name a prime number above 100."]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from confroute.label_job import JobConfig
+from confroute.eval.label_job import JobConfig
 
 
 def fake_se(role, prompt, seed):

@@ -78,6 +78,7 @@ def run(args) -> int:
                          "a CSV with a prompt column and one quality column per model)")
     if not args.prompts:
         raise ValueError("give --prompts (a saved router) or --table (an online policy)")
+    import confroute.eval.baselines  # noqa: F401  (a saved se router loads too)
     from confroute.labels import read_prompts
     from confroute.routers import Router
     from confroute.routers.calibrate import calibrate, split_prompts
@@ -122,6 +123,7 @@ def _saved_on_table(args) -> int:
     the qualities from the table; ``--heldout`` of the rows measure what was reached."""
     import numpy as np
 
+    import confroute.eval.baselines  # noqa: F401  (a saved se router loads too)
     from confroute.eval.data import load_table
     from confroute.routers import Router
     from confroute.routers.calibrate import (quality_drop, split_prompts,

@@ -138,7 +138,7 @@ def run(args) -> int:
         print(f"{len(rows)} accuracy labels -> {args.out}: {label_counts(rows)}")
         return 0
 
-    from confroute.label_job import run_label_job
+    from confroute.eval.label_job import run_label_job
 
     job = _Job(args)
     if args.ray:
@@ -194,7 +194,7 @@ class _Job:
                        "grader": self.bench.grader()}
 
     def config(self, weak: str, strong: str):
-        from confroute.label_job import JobConfig
+        from confroute.eval.label_job import JobConfig
 
         a = self.args
         tokens = a.max_tokens
@@ -213,7 +213,7 @@ class _Job:
     def fns(self, weak, strong, config):
         """(se_fn, grade_fn or None) for the job's models."""
         if self.bench is not None:
-            from confroute.label_job import benchmark_fns
+            from confroute.eval.label_job import benchmark_fns
 
             return benchmark_fns(self.bench, self.items, {"weak": weak, "strong": strong},
                                  config, self.signal)
@@ -243,7 +243,7 @@ def _models(edge_model, cloud_url, cloud_model, threads):
 
 
 def _se_fn(weak, strong, config):
-    from confroute.label_job import scorer_se_fn
+    from confroute.eval.label_job import scorer_se_fn
     from confroute.confidence.scorer import ConfidenceScorer
 
     scorer = ConfidenceScorer(threshold=config.similarity)
@@ -263,7 +263,7 @@ def _summary(out, written, done_before, seconds) -> None:
 
 class _LabelReplica:
     """What each Ray replica runs once: load the two models (and the embedder), then label
-    prompts with :func:`confroute.label_job.label_item`, the single-process job's own step."""
+    prompts with :func:`confroute.eval.label_job.label_item`, the single-process job's own step."""
 
     def __init__(self, args, job):
         self.models = (args.edge_model, args.cloud_url, args.cloud_model,
@@ -271,7 +271,7 @@ class _LabelReplica:
         self.job = job
 
     def __call__(self):
-        from confroute.label_job import label_item
+        from confroute.eval.label_job import label_item
 
         weak, strong, strong_name = _models(*self.models)
         config = self.job.config(weak.name, strong_name)
@@ -287,7 +287,7 @@ def _run_ray(args, job) -> int:
 
     from confroute.runtime import checkpoint as ckpt
     from confroute.runtime.distributed import BlockStore, RayJob, import_ray, ray_options
-    from confroute.label_job import open_job
+    from confroute.eval.label_job import open_job
 
     import_ray()  # the install hint before any work
     out = os.fspath(args.out)

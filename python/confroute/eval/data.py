@@ -23,6 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from confroute.eval.outcomes import META_SUFFIX, SIGNAL_PREFIX, OutcomeTable
+from confroute.runtime.checkpoint import read_jsonl
 
 # RouteLLM's recorded pair: the strong and the weak model of its outcome files.
 ROUTELLM_STRONG = "gpt-4-1106-preview"
@@ -32,24 +33,6 @@ _NOT_MODELS = {"prompt", "id", "group", "question_id", "subject", "category"}
 
 
 # ------------------------------------------------------------------------------- file reading
-
-
-def read_jsonl(path) -> Iterator[Tuple[int, dict]]:
-    """(line number, object) for each non-blank line; ValueError naming file and line."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ValueError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}: line {lineno}: expected a JSON object")
-            yield lineno, obj
 
 
 def read_csv(path) -> Tuple[List[str], Iterator[Tuple[str, dict]]]:

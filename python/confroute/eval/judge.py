@@ -110,7 +110,7 @@ REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
 
 def load_fastchat_templates(path) -> Dict[str, JudgeTemplate]:
     """FastChat's ``judge_prompts.jsonl`` as our template slots (the rest stay ours)."""
-    from confroute.eval.data import read_jsonl
+    from confroute.runtime.checkpoint import read_jsonl
 
     out = dict(DEFAULT_TEMPLATES)
     found = 0

@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from confroute.eval import baselines  # noqa: F401  (registers oracle, scores and se)
 from confroute.eval import metrics as M
 from confroute.eval.outcomes import OutcomeTable
 from confroute.routers.base import Router, get_router

@@ -77,7 +77,7 @@ def _load_builtin_routers() -> None:
     # Importing a router module registers it; modules that are not there yet are skipped.
     import importlib
 
-    for module in ("baselines", "trained"):
+    for module in ("random", "trained"):
         try:
             importlib.import_module(f"confroute.routers.{module}")
         except ModuleNotFoundError as e:
@@ -87,10 +87,13 @@ def _load_builtin_routers() -> None:
 
 class Router(abc.ABC):
     """One abstract method: ``score``. Trained routers also override ``fit``, ``save`` and
-    ``load``. ``threshold`` is None until calibrated or set."""
+    ``load``. ``threshold`` is None until calibrated or set. A router that reads the edge's
+    hidden state (the ``sep`` probe) sets ``needs_hidden`` and scores the decision path's
+    evidence with ``score_evidence(prompts, evidences)``."""
 
     name: str = "router"
     threshold: Optional[float] = None
+    needs_hidden: bool = False
 
     @abc.abstractmethod
     def score(self, prompts: Sequence[str]) -> np.ndarray:

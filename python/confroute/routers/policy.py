@@ -80,9 +80,9 @@ def load_router(name: str, embedder=None) -> Router:
 
 class RouterPolicy(Policy):
     """A trained router as a policy: cloud where router.score(prompt) > threshold. A router
-    that reads the edge (a hidden-state probe) says so with a ``needs`` attribute (a
-    :class:`~confroute.routing.Need`) and scores with ``score_evidence(prompts, evidences)``;
-    the path then supplies what it needs. Most routers need nothing."""
+    that reads the edge's hidden state (a probe) says so with ``needs_hidden`` and scores with
+    ``score_evidence(prompts, evidences)``; the path then supplies the hidden state. Most
+    routers need nothing."""
 
     def __init__(self, router: Router, threshold: Optional[float] = None):
         t = router.threshold if threshold is None else threshold
@@ -105,11 +105,11 @@ class RouterPolicy(Policy):
         return cls(load_router(name, embedder), t)
 
     def need(self, evidence, sampling) -> Need:
-        return getattr(self.router, "needs", Need())
+        return Need(hidden=True) if getattr(self.router, "needs_hidden", False) else Need()
 
     def score(self, prompt, evidence=None) -> float:
         texts = [last_user_text(prompt)]
-        if getattr(self.router, "needs", Need()) != Need():
+        if getattr(self.router, "needs_hidden", False):
             return float(self.router.score_evidence(texts, [evidence])[0])
         return float(self.router.score(texts)[0])
 

@@ -124,6 +124,8 @@ def layer_cv_auroc(H, y, C: float, folds: int = 5, seed: int = 0) -> np.ndarray:
 
 @register("sep")
 class SEPRouter(Router):
+    needs_hidden = True   # the decision path supplies the prompt's hidden state (one prefill)
+
     def __init__(self, edge=None, target: str = "se", layer: Union[int, str] = "auto",
                  C: float = 0.05, se_split: Union[str, float] = "best", seed: int = 0,
                  edge_model: Optional[str] = None, threads: Optional[int] = None,
@@ -235,13 +237,6 @@ class SEPRouter(Router):
         if H.ndim != 2 or H.shape[1] != self.n_embd:
             raise ValueError(f"hidden states must be [n, {self.n_embd}], got {H.shape}")
         return np.clip(self._probe.score(H), 0.0, 1.0)
-
-    @property
-    def needs(self):
-        """What the decision path must supply: the prompt's hidden state (one prefill)."""
-        from confroute.routing import Need
-
-        return Need(hidden=True)
 
     def score_evidence(self, prompts: Sequence[str], evidences) -> np.ndarray:
         """Scores from the path's evidence: ``hidden`` as ``EdgeModel.hidden_state`` gives it

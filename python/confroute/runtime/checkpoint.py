@@ -9,12 +9,14 @@ since one file would then mix two runs.
 
 Lines are split on ``\\n`` only: answers written with ``ensure_ascii=False`` may hold U+2028 or
 U+0085, which ``str.splitlines`` would take for line ends.
+
+:func:`read_jsonl` reads any JSONL file (a checkpoint or a data file) object by object.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import IO, Iterable, List, Mapping, Optional, Tuple
+from typing import IO, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 TMP_SUFFIX = ".tmp"
 
@@ -109,3 +111,21 @@ def rewrite(path, objs: Iterable, header: Optional[Mapping] = None, *,
         os.fsync(f.fileno())
     os.replace(path + TMP_SUFFIX, path)
     return body
+
+
+def read_jsonl(path) -> Iterator[Tuple[int, dict]]:
+    """(line number, object) for each non-blank line; ValueError naming file and line."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}: line {lineno}: expected a JSON object")
+            yield lineno, obj

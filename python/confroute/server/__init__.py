@@ -20,7 +20,7 @@ def load_models(cfg):
     e = cfg.edge
     kw = dict(n_ctx=e.n_ctx, n_threads=e.n_threads, n_seq_max=e.n_seq_max)
     # a probe on the edge's hidden state (router sep) needs llama.cpp's eval callback
-    if any(getattr(getattr(r, "needs", None), "hidden", False) for r in routers.values()):
+    if any(getattr(r, "needs_hidden", False) for r in routers.values()):
         kw["hidden_states"] = True
     if e.base_url is not None:
         edge = _http_edge(e, routers)
@@ -53,7 +53,7 @@ def _http_edge(e, routers):
     edge = HttpEdge(e.base_url, e.model, api_key=_key(e.api_key_env, "edge"),
                     timeout=e.timeout_s, max_retries=0, extra_body=e.extra_body)
     for name, r in routers.items():
-        if getattr(getattr(r, "needs", None), "hidden", False):
+        if getattr(r, "needs_hidden", False):
             raise ValueError(f"router {name!r} reads the edge's hidden state, which is "
                              f"in-process only: {edge.describe()} has none; set edge.model "
                              "to a GGUF (without edge.base_url) to serve it")

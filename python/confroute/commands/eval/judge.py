@@ -26,7 +26,7 @@ JUDGE_FIELDS = {"single": ("question", "answer"), "pairwise": ("question", "answ
 
 
 def run(args) -> int:
-    from confroute.eval.data import read_jsonl
+    from confroute.runtime.checkpoint import read_jsonl
     from confroute.eval.judge import Judge, best_of_k_scores
 
     rows = list(read_jsonl(args.answers))

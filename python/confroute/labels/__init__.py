@@ -13,7 +13,7 @@ delta = inf and the strong model wins (it is certain, the weak one is not).
 Accuracy (outcome) labels: the model with the higher quality wins, equal quality is a tie; for
 0/1 correctness the strong model wins exactly where only it is correct.
 
-The labelling job (sampling both models, resumable) is :mod:`confroute.label_job`.
+The labelling job (sampling both models, resumable) is :mod:`confroute.eval.label_job`.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from confroute.eval.data import read_jsonl
+from confroute.runtime.checkpoint import read_jsonl
 
 WINNER_KEYS = ("winner_model_a", "winner_model_b", "winner_tie")
 REQUIRED_KEYS = ("prompt", "model_a", "model_b") + WINNER_KEYS

@@ -1,16 +1,19 @@
-"""Baseline routers for replay evaluation: ``random``, ``oracle`` and ``scores``.
+"""Baseline routers for replay evaluation: ``oracle``, ``scores`` and ``se`` (``random``, which
+the server can serve too, is :mod:`confroute.routers.random`).
 
-* ``random``: a seeded uniform score per prompt. The score depends only on (seed, prompt), so
-  it does not change with batching or order. Its expected replay curve is the straight line
-  from the weak to the strong model (APGR 0.5).
 * ``oracle``: knows the recorded outcomes and sends first the prompts where the strong model
   gains most over the weak one. An upper bound for any router on that table, not a router.
 * ``scores``: reads one score per prompt from a CSV/JSONL file, so any signal computed
   elsewhere (e.g. semantic entropy) can be evaluated.
+* ``se``: the edge model's live semantic entropy on each prompt. No training: every prompt is
+  sampled ``n`` times on the edge model and its SE of ``kind`` (nats) becomes the score
+  1 - exp(-SE), a monotone map into [0, 1): replay and calibration use only the order, and a
+  threshold t on the score is the SE threshold -ln(1 - t) of the ``SECascade`` policy. Slow by
+  design (n samples per prompt): it is the baseline the trained routers try to match without
+  sampling.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Dict, Optional, Sequence
@@ -18,26 +21,6 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from confroute.routers.base import Router, register
-
-
-@register("random")
-class RandomRouter(Router):
-    def __init__(self, seed: int = 0):
-        self.seed = int(seed)
-
-    def score(self, prompts: Sequence[str]) -> np.ndarray:
-        out = np.empty(len(prompts))
-        for i, p in enumerate(prompts):
-            h = hashlib.blake2b(f"{self.seed}\0{p}".encode("utf-8"), digest_size=8).digest()
-            out[i] = int.from_bytes(h, "little") / 2.0**64
-        return out
-
-    def save(self, directory) -> None:
-        _save(directory, {"name": self.name, "seed": self.seed})
-
-    @classmethod
-    def load(cls, directory) -> "RandomRouter":
-        return cls(seed=_read(directory).get("seed", 0))
 
 
 @register("oracle")
@@ -81,7 +64,8 @@ class ScoresRouter(Router):
         if higher not in ("cloud", "edge"):
             raise ValueError(f"scores: higher must be 'cloud' or 'edge', got {higher!r}")
         self.path, self.column, self.higher = os.fspath(path), column, higher
-        from confroute.eval.data import parse_quality, read_csv, read_jsonl
+        from confroute.eval.data import parse_quality, read_csv
+        from confroute.runtime.checkpoint import read_jsonl
 
         if self.path.endswith((".jsonl", ".json")):
             rows = ((f"line {n}", o) for n, o in read_jsonl(self.path))
@@ -118,12 +102,65 @@ class ScoresRouter(Router):
         return np.array([self._scores[p] for p in prompts], dtype=np.float64)
 
 
-def _save(directory, config: dict) -> None:
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "router.json"), "w") as f:
-        json.dump(config, f)
+@register("se")
+class SERouter(Router):
+    def __init__(self, edge=None, scorer=None, kind: str = "kuhn", n: int = 4,
+                 max_tokens: int = 24, temperature: float = 0.7, seed: int = 0,
+                 similarity: float = 0.8, threshold: Optional[float] = None,
+                 threads: Optional[int] = None):
+        if kind not in ("discrete", "weighted", "kuhn"):
+            raise ValueError(f"unknown SE kind {kind!r}: use discrete, weighted or kuhn")
+        if n < 2:
+            raise ValueError(f"n must be >= 2 samples, got {n}")
+        self._edge, self._scorer = edge, scorer
+        self.kind, self.n, self.max_tokens = kind, int(n), int(max_tokens)
+        self.temperature, self.seed, self.similarity = float(temperature), int(seed), similarity
+        self.threshold, self.threads = threshold, threads
 
+    @property
+    def edge(self):
+        if self._edge is None:
+            from confroute.models import default_edge
 
-def _read(directory) -> dict:
-    with open(os.path.join(os.fspath(directory), "router.json")) as f:
-        return json.load(f)
+            self._edge = default_edge(**({} if self.threads is None else
+                                         {"n_threads": self.threads}))
+        return self._edge
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            from confroute.confidence.scorer import ConfidenceScorer
+
+            self._scorer = ConfidenceScorer(threshold=self.similarity)
+        return self._scorer
+
+    def entropy(self, prompt: str) -> float:
+        conf = self.scorer.score([{"role": "user", "content": prompt}], self.edge, n=self.n,
+                                 max_tokens=self.max_tokens, temperature=self.temperature,
+                                 seed=self.seed)
+        return float(conf.se(self.kind))
+
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        if isinstance(prompts, str):
+            raise ValueError("prompts must be a list of strings, not one string")
+        se = np.array([self.entropy(p) for p in prompts], dtype=np.float64)
+        se = np.where(np.isnan(se), np.inf, se)  # an undefined SE escalates, as in SECascade
+        return 1.0 - np.exp(-se)
+
+    def _params(self) -> dict:
+        return {"kind": self.kind, "n": self.n, "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "seed": self.seed,
+                "similarity": self.similarity}
+
+    def save(self, directory) -> None:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(os.fspath(directory), "router.json"), "w") as f:
+            json.dump({"name": self.name, "threshold": self.threshold,
+                       "params": self._params()}, f, indent=1)
+
+    @classmethod
+    def load(cls, directory, edge=None, scorer=None) -> "SERouter":
+        with open(os.path.join(os.fspath(directory), "router.json")) as f:
+            config = json.load(f)
+        return cls(edge=edge, scorer=scorer, threshold=config.get("threshold"),
+                   **config.get("params", {}))

@@ -19,11 +19,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from confroute.routing import DEFAULT_SAMPLING
-
-from confroute.runtime import checkpoint as ckpt
-from confroute.eval.data import read_jsonl
 from confroute.labels import check_row, se_row
+from confroute.routing import DEFAULT_SAMPLING
+from confroute.runtime import checkpoint as ckpt
+from confroute.runtime.checkpoint import read_jsonl
 
 SEFn = Callable[[str, str, int], Tuple[float, str]]
 
