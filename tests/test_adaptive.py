@@ -130,7 +130,7 @@ def test_adaptive_bad_arguments(edge_model, scorer):
 
 def test_adaptive_policy_measures_and_decides(edge_model, scorer):
     from confroute.confidence.stopping import AdaptiveResult
-    from confroute.policies import AdaptiveSECascade
+    from confroute.decision.policies import AdaptiveSECascade
 
     policy = AdaptiveSECascade(0.8, n_max=6, first=3, step=2)
     msgs = [{"role": "user", "content": PROMPTS[0]}]
@@ -149,9 +149,9 @@ def test_decision_path_draws_and_decides_as_score_adaptive(edge_model, scorer):
     # The shared decision path (routing.decide + EdgeSupplier, as the Controller and the
     # server run it) asks the policy round by round: the same samples, the same stop, the same
     # decision as ConfidenceScorer.score_adaptive.
-    from confroute import routing
-    from confroute.policies import AdaptiveSECascade
-    from confroute.supply import EdgeSupplier
+    from confroute.decision import path as routing
+    from confroute.decision.policies import AdaptiveSECascade
+    from confroute.decision.edge import EdgeSupplier
 
     supplier = EdgeSupplier(edge_model, scorer)
     for i, p in enumerate(PROMPTS[:4]):
@@ -168,8 +168,8 @@ def test_decision_path_draws_and_decides_as_score_adaptive(edge_model, scorer):
 
 
 def test_router_string_for_adaptive_se():
-    from confroute.policies import AdaptiveSECascade
-    from confroute.routers.policy import make_policy, policy_from_string
+    from confroute.decision.policies import AdaptiveSECascade
+    from confroute.decision.names import make_policy, policy_from_string
 
     p = policy_from_string("router-se_adaptive-1.5")
     assert isinstance(p, AdaptiveSECascade) and p.threshold == 1.5 and p.n_max == 10

@@ -51,7 +51,7 @@ def test_a_calibrated_knn_router_can_be_served(embedder, tmp_path, share):
     # below 0, which RouterPolicy refuses, so the calibrated router could not be served.
     from confroute.labels import make_row
     from confroute.routers import Router
-    from confroute.routers.policy import RouterPolicy
+    from confroute.decision.names import RouterPolicy
 
     router = get_router("knn", embedder=embedder, k=1).fit(
         [make_row(p, "edge", "cloud", w) for p, w in KNN_ROWS])

@@ -9,7 +9,7 @@ import pytest
 
 import confroute
 from confroute.controller import Decision, RoutedAnswer
-from confroute.routing import Evidence, Need, Policy, Sampling
+from confroute.decision.path import Evidence, Need, Policy, Sampling
 from confroute.models.cloud import CloudModel
 from confroute.confidence.scorer import ConfidenceScorer
 

@@ -115,7 +115,7 @@ def test_route_se_from_remote_samples_against_in_process(served, smol_local):
     probability over at most n clusters), and a finite likelihood-weighted SE, which needs
     the remote logprobs."""
     from confroute import Controller
-    from confroute.routing import Sampling
+    from confroute.decision.path import Sampling
 
     server, _ = served
     remote = _post(server, "/route", {"model": "router-se_discrete-5", "messages": OPEN,
@@ -162,7 +162,7 @@ def test_samples_n_and_controller(edge):
     """n samples with logprobs (llama-cpp-python ignores n: the client asks again), the
     supplier refuses a prefix to continue without a request, and a Controller serves it."""
     from confroute import Controller
-    from confroute.routing import Sampling
+    from confroute.decision.path import Sampling
 
     s = edge.sample(OPEN, n=N, max_tokens=8, temperature=1.0, seed=3)
     assert s.n == N and s.has_logprobs and s.model == ALIAS
@@ -182,14 +182,14 @@ def test_samples_n_and_controller(edge):
 def test_missing_logprobs_and_hidden_state_are_refused(smol_url):
     """An endpoint without logprobs: the likelihood-based policies are refused, naming those
     that remain; the count-based ones are served. Hidden states: in-process only."""
-    from confroute import routing
+    from confroute.decision import path as routing
     from confroute.models.http_edge import HttpEdge
-    from confroute.policies import AnswerLogprob, Disagreement, SECascade
-    from confroute.routing import Need, Policy
+    from confroute.decision.policies import AnswerLogprob, Disagreement, SECascade
+    from confroute.decision.path import Need, Policy
     from confroute.confidence.scorer import ConfidenceScorer
     from confroute.server import _http_edge, build
     from confroute.server.config import from_dict
-    from confroute.supply import EdgeSupplier
+    from confroute.decision.edge import EdgeSupplier
 
     with FlakyCloud(smol_url, mode="no_logprobs") as bare:
         e = HttpEdge(bare.url, ALIAS, extra_body=NEUTRAL, timeout=120, max_retries=0)

@@ -125,7 +125,7 @@ def _rows(data):
 
 
 def test_every_column_is_a_served_router_string(built, sw_dir, sep_dir):
-    from confroute.routers.policy import policy_from_string
+    from confroute.decision.names import policy_from_string
 
     table, _, _ = built
     assert set(table.signals) == set(ONLINE) | {sw_dir, sep_dir}

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from confroute import routing
+from confroute.decision import path as routing
 from confroute.models.types import Samples
-from confroute.policies import AnswerLogprob, Disagreement, SECascade, answer_score
-from confroute.routers.policy import ONLINE, RouterPolicy, policy_from_string
-from confroute.routing import Evidence, Need, Sampling
+from confroute.decision.policies import AnswerLogprob, Disagreement, SECascade, answer_score
+from confroute.decision.names import ONLINE, RouterPolicy, policy_from_string
+from confroute.decision.path import Evidence, Need, Sampling
 
 
 def _answer(lps):

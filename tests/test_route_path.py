@@ -1,4 +1,4 @@
-"""The one decision path (confroute.routing) on the real models (SmolLM2 edge, MiniLM), and
+"""The one decision path (confroute.decision.path) on the real models (SmolLM2 edge, MiniLM), and
 its plumbing as pure logic: rounds of samples for an adaptive policy, hidden states, the one
 meaning of `router-se-X` (nats) wherever a router string is read."""
 from __future__ import annotations
@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from confroute import routing
+from confroute.decision import path as routing
 from confroute.controller import Controller
-from confroute.routers.policy import RouterPolicy, make_policy, policy_from_string
-from confroute.routing import Decision, Evidence, Need, Policy, Sampling
-from confroute.supply import EdgeSupplier
+from confroute.decision.names import RouterPolicy, make_policy, policy_from_string
+from confroute.decision.path import Decision, Evidence, Need, Policy, Sampling
+from confroute.decision.edge import EdgeSupplier
 from confroute.confidence.scorer import ConfidenceScorer
 
 DIVERSE = [{"role": "user", "content": "Name one random animal."}]
@@ -224,10 +224,10 @@ def test_the_modules_form_no_cycle():
     import subprocess
     import sys
 
-    code = ("import sys, confroute.routing as r; "
+    code = ("import sys, confroute.decision.path as r; "
             "assert not any(m.startswith(('confroute.routers', 'confroute.controller', "
             "'confroute.server')) for m in sys.modules), sorted(sys.modules); "
-            "import confroute.routers.policy, confroute.supply; "
+            "import confroute.decision.names, confroute.decision.edge; "
             "assert not any(m.startswith(('confroute.controller', 'confroute.server')) "
             "for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -130,7 +130,7 @@ def test_router_string_serves_and_calibrates_sep(hidden_edge, se_rows, tmp_path,
                                                  embedder):
     from confroute.controller import Controller, Decision
     from confroute.routers.calibrate import calibrate
-    from confroute.routers.policy import RouterPolicy
+    from confroute.decision.names import RouterPolicy
     from confroute.confidence.scorer import ConfidenceScorer
 
     r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
@@ -168,10 +168,10 @@ def test_sep_refuses_another_edge_and_bad_hidden(hidden_edge, se_rows, tmp_path)
 
 
 def test_decision_path_reads_the_edges_hidden_state_for_sep(hidden_edge, se_rows, embedder):
-    from confroute import routing
-    from confroute.routers.policy import RouterPolicy
+    from confroute.decision import path as routing
+    from confroute.decision.names import RouterPolicy
     from confroute.confidence.scorer import ConfidenceScorer
-    from confroute.supply import EdgeSupplier
+    from confroute.decision.edge import EdgeSupplier
 
     r = SEPRouter(edge=hidden_edge, se_split="median", layer=12).fit(se_rows)
     policy = RouterPolicy(r, 0.5)
@@ -223,7 +223,7 @@ def test_a_kept_sep_query_reads_its_prompt_once(hidden_edge, se_rows, embedder, 
     # The decision reads the prompt's hidden state in one prefill; the edge's answer goes on
     # from it: one prefill for the whole request, and the same answer as without the decision.
     from confroute.controller import Controller
-    from confroute.routers.policy import RouterPolicy
+    from confroute.decision.names import RouterPolicy
     from confroute.confidence.scorer import ConfidenceScorer
 
     msgs = [{"role": "user", "content": UNSEEN[0]}]

@@ -8,8 +8,8 @@ import pytest
 from confroute import cli
 from confroute.labels import make_row, read_labels
 from confroute.routers import Router
-from confroute.routers.policy import RouterPolicy, parse_router_string
-from confroute.routing import Evidence, Need, Sampling
+from confroute.decision.names import RouterPolicy, parse_router_string
+from confroute.decision.path import Evidence, Need, Sampling
 
 HARD = ["Prove that there are infinitely many primes.", "Solve 37 * 48 - 129 step by step.",
         "Derive the quadratic formula.", "Integrate x^2 * sin(x) dx.",

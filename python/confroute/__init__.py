@@ -17,10 +17,11 @@ from confroute.confidence.index import VectorIndex
 __version__ = "0.1.0"
 
 # The cascade loads on first use: confroute.Controller, .SECascade, .RoutedAnswer.
-_LAZY = {"Controller": "confroute.controller", "SECascade": "confroute.policies",
-         "AnswerLogprob": "confroute.policies", "Disagreement": "confroute.policies",
-         "Sampling": "confroute.routing",
-         "RoutedAnswer": "confroute.controller", "ConfidenceScorer": "confroute.confidence.scorer"}
+_LAZY = {"Controller": "confroute.controller", "RoutedAnswer": "confroute.controller",
+         "SECascade": "confroute.decision.policies",
+         "AnswerLogprob": "confroute.decision.policies",
+         "Disagreement": "confroute.decision.policies", "Sampling": "confroute.decision.path",
+         "ConfidenceScorer": "confroute.confidence.scorer"}
 
 
 def __getattr__(name):

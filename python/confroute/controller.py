@@ -1,8 +1,8 @@
 """The online cascade in Python: decide through the one decision path
-(:mod:`confroute.routing`), then answer on the edge or escalate.
+(:mod:`confroute.decision.path`), then answer on the edge or escalate.
 
-The policy is a :class:`confroute.routing.Policy` (e.g. :class:`SECascade`, or a trained
-router's :class:`~confroute.routers.policy.RouterPolicy`) or a router string. When the edge
+The policy is a :class:`confroute.decision.path.Policy` (e.g. :class:`SECascade`, or a trained
+router's :class:`~confroute.decision.names.RouterPolicy`) or a router string. When the edge
 keeps a query, the answer is the edge's answer the policy judged (greedy by default, the one
 ``eval build`` grades): no second generation. When the cloud fails or times out, the edge
 answer comes back marked ``degraded`` with the error, instead of an exception.
@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from confroute import routing
-from confroute.answering import cloud_messages, edge_answer, edge_usage
-from confroute.models.types import Messages
-from confroute.policies import AnswerLogprob, Disagreement, SECascade  # noqa: F401 - public
-from confroute.routing import Decision, Policy, Sampling
 from confroute.confidence.scorer import Confidence, ConfidenceScorer
-from confroute.supply import EdgeSupplier
+from confroute.decision import path as routing
+from confroute.decision.answer import cloud_messages, edge_answer, edge_usage
+from confroute.decision.edge import EdgeSupplier
+from confroute.decision.path import Decision, Policy, Sampling
+from confroute.decision.policies import (  # noqa: F401 - public
+    AnswerLogprob, Disagreement, SECascade)
+from confroute.models.types import Messages
 
 
 @dataclass(frozen=True)
@@ -63,20 +64,20 @@ class RoutedAnswer:
 class Controller:
     """``Controller(edge, cloud, policy)``: ``edge`` needs ``sample`` (an EdgeModel);
     ``cloud`` needs ``chat`` (a CloudModel, or an in-process model); ``policy`` is a policy
-    object or a router string (``confroute.routers.policy.policy_from_string``).
+    object or a router string (``confroute.decision.names.policy_from_string``).
     ``scorer`` judges meaning (default: a :class:`ConfidenceScorer` on the MiniLM embedder,
-    ``meaning='auto'``); ``sampling`` (:class:`confroute.routing.Sampling`) is how the edge
+    ``meaning='auto'``); ``sampling`` (:class:`confroute.decision.path.Sampling`) is how the edge
     answers and samples, the same defaults as the server and ``eval build``."""
 
     def __init__(self, edge, cloud, policy, scorer: Optional[ConfidenceScorer] = None,
                  cloud_max_tokens: int = 512, sampling: Optional[Sampling] = None):
         if isinstance(policy, str):
-            from confroute.routers.policy import policy_from_string
+            from confroute.decision.names import policy_from_string
 
             policy = policy_from_string(policy)
         if not hasattr(policy, "decide") or not hasattr(policy, "need"):
             raise ValueError("policy needs a 'need' and a 'decide' method "
-                             "(see confroute.routing.Policy)")
+                             "(see confroute.decision.path.Policy)")
         self.edge, self.cloud, self.policy = edge, cloud, policy
         self.scorer = scorer or ConfidenceScorer()
         self.sampling = sampling or Sampling()

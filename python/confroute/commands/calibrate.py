@@ -175,7 +175,7 @@ def _from_table(args) -> int:
     from confroute.eval.data import load_table
     from confroute.eval.live import policy_name
     from confroute.routers.calibrate import threshold_for_quality_drop, threshold_for_share
-    from confroute.routers.policy import ONLINE
+    from confroute.decision.names import ONLINE
 
     if args.signal:
         name = args.signal

@@ -86,7 +86,7 @@ def _run(args) -> int:
                            timeout=args.timeout)
     else:
         cloud = local_model(args.cloud)
-    from confroute.routing import Sampling
+    from confroute.decision.path import Sampling
 
     # meaning "auto": code prompts by behaviour in the sandbox, the others by embedding
     scorer = ConfidenceScorer(default_embedder())

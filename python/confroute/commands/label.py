@@ -16,7 +16,7 @@ import os
 
 
 def add_arguments(parser) -> None:
-    from confroute.routing import DEFAULT_SAMPLING
+    from confroute.decision.path import DEFAULT_SAMPLING
 
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompts", help="prompts to label by SE: .jsonl (prompt/question field; "
@@ -199,7 +199,7 @@ class _Job:
         a = self.args
         tokens = a.max_tokens
         if tokens is None:
-            from confroute.routing import DEFAULT_SAMPLING
+            from confroute.decision.path import DEFAULT_SAMPLING
 
             tokens = DEFAULT_SAMPLING.max_tokens
             if self.bench is not None:

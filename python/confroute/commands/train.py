@@ -53,7 +53,7 @@ def run(args) -> int:
         raise ValueError(f"bad --param for router {args.router!r}: {e}") from None
     out = args.out
     if out is None:
-        from confroute.routers.policy import routers_home
+        from confroute.decision.names import routers_home
 
         out = os.path.join(routers_home(), args.router)
     t0 = time.perf_counter()

@@ -65,7 +65,7 @@ class Benchmark:
     def se_signal(self, kind: str = "kuhn") -> str:
         """The signal that is the edge's semantic entropy of ``kind``: the served SE policy's
         column (meaning judged per prompt: execution for code, the final answer for math)."""
-        from confroute.policies import KINDS
+        from confroute.decision.policies import KINDS
 
         if kind not in KINDS:
             raise ValueError(f"unknown SE kind {kind!r}; use one of {KINDS}")

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from confroute.labels import check_row, se_row
-from confroute.routing import DEFAULT_SAMPLING
+from confroute.decision.path import DEFAULT_SAMPLING
 from confroute.runtime import checkpoint as ckpt
 from confroute.runtime.checkpoint import read_jsonl
 

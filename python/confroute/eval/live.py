@@ -5,9 +5,9 @@
 actors), and a resumed run redraws exactly what a killed one lost.
 
 An in-process edge answers through the decision path the server runs
-(:func:`confroute.routing.decide_all` with an :class:`~confroute.supply.EdgeSupplier`): the
-benchmark's prompt becomes a query (its cue an assistant message the edge continues), with the
-one sampling configuration (:class:`confroute.routing.Sampling`) and the request seed
+(:func:`confroute.decision.path.decide_all` with an
+:class:`~confroute.decision.edge.EdgeSupplier`): the benchmark's prompt becomes a query (its cue an assistant message the edge continues), with the
+one sampling configuration (:class:`confroute.decision.path.Sampling`) and the request seed
 ``item_seed(run seed, item id)``; one evidence (the answer, the samples, the hidden state:
 what the policies need) is drawn once, and
 
@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+from confroute.decision.path import DEFAULT_SAMPLING, Sampling
 from confroute.eval.benchmarks import Benchmark, item_seed
-from confroute.routing import DEFAULT_SAMPLING, Sampling
 
 # The served policies a table measures by default: all from one evidence (the answer and n
 # samples), so together they cost what the most demanding of them costs.
@@ -37,7 +37,7 @@ DEFAULT_POLICIES = ("answer_logprob", "disagreement", "se", "se_discrete", "se_w
 @dataclass(frozen=True)
 class LiveSettings:
     """How a live model answers: ``max_tokens`` None means the benchmark's length (the answer
-    and the samples alike); the rest are :class:`~confroute.routing.Sampling`'s, with its
+    and the samples alike); the rest are :class:`~confroute.decision.path.Sampling`'s, with its
     defaults (``temperature`` is the answer's, ``sample_temperature`` the samples'). ``seed``
     is the run seed: each item's request seed is ``item_seed(seed, item.id)``. ``meaning``
     and ``threshold`` (cosine similarity) configure the scorer; ``policies`` are the router
@@ -95,7 +95,7 @@ def in_process(model) -> bool:
 
 def policy_name(spec: str) -> str:
     """A signal column's name: the router string without ``router-`` and the threshold."""
-    from confroute.routers.policy import ONLINE, PREFIX, parse_router_string
+    from confroute.decision.names import ONLINE, PREFIX, parse_router_string
 
     if not spec.startswith(PREFIX):
         spec = PREFIX + spec
@@ -109,7 +109,7 @@ def policy_name(spec: str) -> str:
 def needs_hidden(settings: LiveSettings) -> bool:
     """Whether a policy may read the edge's hidden state (a trained router such as ``sep``):
     the edge model must then be made with ``hidden_states=True``."""
-    from confroute.routers.policy import ONLINE
+    from confroute.decision.names import ONLINE
 
     return any(policy_name(s) not in ONLINE for s in settings.policies)
 
@@ -118,7 +118,7 @@ def policies_of(settings: LiveSettings):
     """(column name, policy) for the settings' router strings. A threshold does not change a
     score (0 where the string has none), except adaptive SE's: its rounds stop by it, so its
     string must carry one."""
-    from confroute.routers.policy import ADAPTIVE, PREFIX, make_policy, policy_from_string
+    from confroute.decision.names import ADAPTIVE, PREFIX, make_policy, policy_from_string
 
     out = []
     for spec in settings.policies:
@@ -170,7 +170,7 @@ def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
 def query_of(bench: Benchmark, item, settings: LiveSettings):
     """The request an item is: the benchmark's messages, its cue as an assistant message the
     edge continues, and the item's sampling."""
-    from confroute.routing import make_query
+    from confroute.decision.path import make_query
 
     p = bench.prompt(item)
     messages = [dict(m) for m in p.messages]
@@ -182,8 +182,8 @@ def query_of(bench: Benchmark, item, settings: LiveSettings):
 def _served(bench, model, item, settings, scorer, signals: bool = True):
     """(signals, extra, evidence, prefix): the path's answer and evidence for one item, and
     the policies' scores when ``signals``."""
-    from confroute import routing
-    from confroute.supply import EdgeSupplier
+    from confroute.decision import path as routing
+    from confroute.decision.edge import EdgeSupplier
 
     q = query_of(bench, item, settings)
     supplier = EdgeSupplier(model, scorer or _default_scorer(settings.threshold,

@@ -231,7 +231,7 @@ def resolve_router(spec, table: Optional[OutcomeTable] = None) -> Tuple[str, Rou
     kwargs = _parse_kwargs(name, arg)
     from confroute.routers import base
 
-    base._load_builtin_routers()
+    base.load_builtin_routers()
     cls = base.REGISTRY.get(name)
     if cls is not None and getattr(cls, "needs_table", False):
         if table is None:

@@ -3,7 +3,7 @@ llama-cpp-python's server, Ollama, vLLM) as the edge of the decision path, on
 :class:`~confroute.models.cloud.CloudModel`'s client (timeouts, retries, the fallback for
 servers that ignore ``n``).
 
-What it gives the :class:`~confroute.supply.EdgeSupplier`: ``sample`` (the answer at
+What it gives the :class:`~confroute.decision.edge.EdgeSupplier`: ``sample`` (the answer at
 temperature 0 and the samples are requests like any other, with ``logprobs: true,
 top_logprobs: 1`` and ``n``) and ``name``. What an endpoint cannot give is refused with a
 message, never a silent NaN:
@@ -43,7 +43,7 @@ _REFUSED = {400, 413, 422}
 
 def needs_logprobs(policy) -> bool:
     """Whether a policy reads token logprobs: its ``needs_logprobs`` attribute where it has
-    one (:mod:`confroute.policies`), else False (a count-based or trained policy)."""
+    one (:mod:`confroute.decision.policies`), else False (a count-based or trained policy)."""
     return bool(getattr(policy, "needs_logprobs", False))
 
 

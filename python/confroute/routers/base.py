@@ -62,7 +62,7 @@ def prompt_list(prompts) -> list:
 
 def router_class(name: str):
     """The registered router class ``name``; ValueError naming the known ones otherwise."""
-    _load_builtin_routers()
+    load_builtin_routers()
     if name not in REGISTRY:
         raise ValueError(f"unknown router {name!r}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
@@ -73,7 +73,7 @@ def get_router(name: str, **kwargs) -> "Router":
     return router_class(name)(**kwargs)
 
 
-def _load_builtin_routers() -> None:
+def load_builtin_routers() -> None:
     # Importing a router module registers it; modules that are not there yet are skipped.
     import importlib
 
@@ -121,7 +121,7 @@ class Router(abc.ABC):
             raise ValueError(f"{directory} holds no saved router (no router.json)")
         with open(path) as f:
             config = json.load(f)
-        _load_builtin_routers()
+        load_builtin_routers()
         name = config.get("name")
         if name not in REGISTRY:
             raise ValueError(f"{path}: unknown router {name!r}")

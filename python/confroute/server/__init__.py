@@ -14,7 +14,7 @@ def load_models(cfg):
     from confroute.models import CloudModel, EdgeModel, default_cloud, default_edge, store
     from confroute.confidence.scorer import ConfidenceScorer
 
-    from confroute.routers.policy import ONLINE, load_router
+    from confroute.decision.names import ONLINE, load_router
 
     routers = {r.name: load_router(r.path) for r in cfg.routers if r.name not in ONLINE}
     e = cfg.edge

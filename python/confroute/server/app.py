@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from confroute.answering import edge_usage
+from confroute.decision.answer import edge_usage
 from confroute.server.engine import CloudFailed, Engine, Outcome
 from confroute.server.errors import ApiError
 from confroute.server.limits import Cancelled, Slot

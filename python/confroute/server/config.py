@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
-from confroute.routing import Sampling
+from confroute.decision.path import Sampling
 from confroute.server.schema import Limits
 
 
@@ -87,7 +87,7 @@ class ServerConfig:
     cloud: CloudConfig = field(default_factory=CloudConfig)
     routers: Tuple[RouterConfig, ...] = (RouterConfig(thresholds=(0.8,)),)
     # how the edge answers and samples (the tables' defaults; max_tokens is the answer length
-    # when a request names none): confroute.routing.Sampling
+    # when a request names none): confroute.decision.path.Sampling
     sampling: Sampling = field(default_factory=Sampling)
     meaning: str = "auto"              # how samples are judged alike: scorer.MEANINGS
     limits: Limits = field(default_factory=Limits)
@@ -155,7 +155,7 @@ def from_dict(data: Dict[str, Any]) -> ServerConfig:
 
 
 def check(cfg: ServerConfig) -> None:
-    from confroute.routers.policy import ONLINE
+    from confroute.decision.names import ONLINE
     from confroute.confidence.scorer import MEANINGS
 
     if cfg.meaning not in MEANINGS:

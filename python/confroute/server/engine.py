@@ -1,5 +1,5 @@
 """The server's side of routing: the decision comes from the one decision path
-(:mod:`confroute.routing`, the same as ``Controller.decide``); this module runs it where it
+(:mod:`confroute.decision.path`, the same as ``Controller.decide``); this module runs it where it
 may run and answers it:
 
 - edge work (the path: sampling, embedding, trained-router scoring; answers drawn fresh) on
@@ -18,16 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
-from confroute import routing
-from confroute.answering import cloud_messages, edge_answer, edge_usage
-from confroute.routing import Decision, Evidence, Need
+from confroute.decision import path as routing
+from confroute.decision.answer import cloud_messages, edge_answer, edge_usage
+from confroute.decision.edge import EdgeSupplier
+from confroute.decision.path import Decision, Evidence, Need
 from confroute.server.breaker import CircuitBreaker
 from confroute.server.config import ServerConfig
 from confroute.server.errors import ApiError
 from confroute.server.limits import Cancelled, WorkQueue, threaded_stream
 from confroute.server.metrics import ServerMetrics
 from confroute.server.schema import ChatRequest
-from confroute.supply import EdgeSupplier
 
 # Cloud HTTP statuses that mean "your request is wrong", not "the cloud is down": these go back
 # to the client as 400 and do not count against the breaker.
@@ -137,7 +137,7 @@ class Engine:
     def policy(self, name: str, threshold: float):
         key = (name, threshold)
         if key not in self._policies:
-            from confroute.routers.policy import make_policy
+            from confroute.decision.names import make_policy
 
             try:
                 rc = self.cfg.router_names[name]

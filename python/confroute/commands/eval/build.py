@@ -11,7 +11,7 @@ HELP = ("run an edge and a cloud model over a benchmark (checkpointed, resumable
 def add_arguments(b) -> None:
     from confroute.runtime.distributed import add_ray_arguments
     from confroute.eval.live import DEFAULT_POLICIES
-    from confroute.routing import DEFAULT_SAMPLING
+    from confroute.decision.path import DEFAULT_SAMPLING
     from confroute.confidence.scorer import MEANINGS
 
     b.add_argument("--benchmark", required=True,

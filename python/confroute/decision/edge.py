@@ -1,4 +1,4 @@
-"""The edge's side of the decision path (:mod:`confroute.routing`): :class:`EdgeSupplier`
+"""The edge's side of the decision path (:mod:`confroute.decision.path`): :class:`EdgeSupplier`
 fetches what a policy needs from the edge model — samples (several queries' together, rounds
 merged), hidden states — and says when the edge cannot serve a query at all."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import dataclasses
 import time
 from typing import List, Optional, Sequence, Tuple
 
+from confroute.decision.path import Evidence, Need, Query
 from confroute.models.types import SampleRequest, Samples
-from confroute.routing import Evidence, Need, Query
 
 
 class EdgeSupplier:

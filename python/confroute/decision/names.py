@@ -1,7 +1,7 @@
 """Router strings as policies: ``router-se-0.8`` is the online SE cascade at 0.8 nats
-(:class:`confroute.policies.SECascade`), ``router-answer_logprob-0.4`` and
-``router-disagreement-0.4`` the answer-first policies (:mod:`confroute.policies`, one name per
-online policy in :data:`ONLINE`); ``router-sw-0.35`` a trained router (name ``sw``,
+(:class:`confroute.decision.policies.SECascade`), ``router-answer_logprob-0.4`` and
+``router-disagreement-0.4`` the answer-first policies (:mod:`confroute.decision.policies`, one
+name per online policy in :data:`ONLINE`); ``router-sw-0.35`` a trained router (name ``sw``,
 threshold 0.35 on its [0, 1] score) as :class:`RouterPolicy`. :func:`policy_from_string`
 reads both, and :func:`make_policy` builds the policy for a name and threshold (the server's
 model names go through it), so a router string means the same everywhere.
@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 from typing import Optional, Tuple
 
+from confroute.decision.path import Decision, Need, Policy
 from confroute.models.types import last_user_text
-from confroute.routers.base import REGISTRY, Router, _load_builtin_routers, get_router
-from confroute.routing import Decision, Need, Policy
+from confroute.routers.base import REGISTRY, Router, get_router, load_builtin_routers
 
 PREFIX = "router-"
 SE = "se"   # the online cascade's name in router strings: its threshold is in nats
@@ -63,7 +63,7 @@ def load_router(name: str, embedder=None) -> Router:
     """A router from a saved-router folder or a name (see the module doc)."""
     if os.path.isdir(name):
         return Router.load(name, **({"embedder": embedder} if embedder is not None else {}))
-    _load_builtin_routers()
+    load_builtin_routers()
     saved = os.path.join(routers_home(), name)
     if os.path.exists(os.path.join(saved, "router.json")):
         return Router.load(saved, **({"embedder": embedder} if embedder is not None else {}))
@@ -100,7 +100,7 @@ class RouterPolicy(Policy):
                        (spec == PREFIX + n or spec.startswith(PREFIX + n + "-"))), None)
         if online:
             raise ValueError(f"{spec!r} is the online policy {online!r}, not a trained router: "
-                             "use confroute.routers.policy.policy_from_string")
+                             "use confroute.decision.names.policy_from_string")
         name, t = parse_router_string(spec)
         return cls(load_router(name, embedder), t)
 
@@ -127,14 +127,14 @@ def make_policy(name: str, threshold: Optional[float], router: Optional[Router] 
     ``se_adaptive`` discrete SE with adaptive sampling up to ``samples``, the answer-first
     ``answer_logprob`` and ``disagreement``), any other name the trained ``router`` (loaded by
     name if not given) at ``threshold`` on its score. ValueError for a bad threshold."""
-    from confroute import policies
+    from confroute.decision import policies
 
     if name in ONLINE:
         if threshold is None:
             raise ValueError(f"router-{name} needs a threshold ({ONLINE[name]}), e.g. "
                              f"router-{name}-0.5")
         if name == ADAPTIVE:
-            from confroute.policies import AdaptiveSECascade
+            from confroute.decision.policies import AdaptiveSECascade
 
             return AdaptiveSECascade(threshold, n_max=samples)
         if name == "answer_logprob":

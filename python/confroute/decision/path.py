@@ -7,7 +7,7 @@
    request (tools, images), if so.
 2. The policy says what it needs from the edge to decide, in total (:meth:`Policy.need` ->
    :class:`Need`: so many samples, the prompt's hidden state, or nothing). An edge supplier
-   (:class:`confroute.supply.EdgeSupplier`) fetches what is missing into the query's
+   (:class:`confroute.decision.edge.EdgeSupplier`) fetches what is missing into the query's
    :class:`Evidence`, and the
    policy is asked again, until the evidence covers what it needs: a fixed policy needs one
    round, an adaptive one may ask for more samples after seeing the first.
@@ -251,7 +251,7 @@ def decide(policy, query: Query, edge) -> Tuple[Decision, Evidence]:
 
 def decide_many(items: Sequence[Tuple[Any, Query]], edge) -> List[Tuple[Decision, Evidence]]:
     """Several (policy, query) pairs through the path together. ``edge`` is an edge supplier
-    (:class:`confroute.supply.EdgeSupplier`: ``refusal(query)`` and ``supply(asks)``); in
+    (:class:`confroute.decision.edge.EdgeSupplier`: ``refusal(query)`` and ``supply(asks)``); in
     each round every request that still needs something from the edge is supplied in one
     ``edge.supply`` call (the server's batch of waiting requests shares llama.cpp batches that
     way, round by round)."""

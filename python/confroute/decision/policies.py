@@ -1,5 +1,5 @@
 """The built-in online policies: what each needs from the edge, and how it decides. Each has
-a router string (:mod:`confroute.routers.policy`), the same for ``Controller``, ``confroute
+a router string (:mod:`confroute.decision.names`), the same for ``Controller``, ``confroute
 serve``, ``POST /v1/route``, ``confroute calibrate`` and ``eval replay``:
 
 - ``router-answer_logprob-<t>`` (:class:`AnswerLogprob`): the edge's answer alone, no sample;
@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from confroute.confidence.stopping import RULES, AdaptiveResult, schedule, verdict
-from confroute.routing import Decision, Evidence, Need, Policy, Sampling
+from confroute.decision.path import Decision, Evidence, Need, Policy, Sampling
 
 KINDS = ("discrete", "weighted", "kuhn")
 
@@ -158,7 +158,7 @@ class AdaptiveSECascade:
         return verdict(conf.cluster_ids, conf.se_discrete, self.n_max, self.threshold,
                        self.rule, self.delta, self.alpha)
 
-    # -- the decision path (confroute.routing) -----------------------------------------------
+    # -- the decision path (confroute.decision.path) -----------------------------------------------
     def need(self, evidence, sampling):
         conf = getattr(evidence, "confidence", None)
         # the answer (what is served if the edge keeps it) comes with the first round

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from confroute.routing import Evidence, Need, Query
+from confroute.decision.path import Evidence, Need, Query
 
 
 def cloud_messages(query: Query, cloud) -> List[Dict[str, Any]]:
