@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.table import OutcomeTable
 from confroute.routers.calibrate import (default_grid, quality_drop, quality_drop_p_values,
                                          threshold_for_quality_drop, threshold_for_share)
 from helpers.data import DATA, needs_data

@@ -11,7 +11,7 @@ import pytest
 
 from confroute.eval.crossfit import crossfit, edge_hidden, folds_of, label_rows, with_signal
 from confroute.eval.metrics import auroc
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.table import OutcomeTable
 
 # two kinds of prompt the edge's hidden state tells apart at once; the table says the edge
 # fails the arithmetic ones

@@ -8,7 +8,7 @@ import pytest
 from confroute.eval import metrics as M
 from confroute.eval.benchmarks import get_benchmark, item_seed, stratified_sample
 from confroute.eval.data import Item, load_table
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.table import OutcomeTable
 from confroute.eval.replay import (bootstrap_intervals, mean_intervals, paired_intervals,
                                    replay, signal_scores, sweep)
 from confroute.routers.random import RandomRouter

@@ -8,7 +8,7 @@ import pytest
 
 from confroute.eval.data import Item
 from confroute.eval.grading import grade_gsm8k
-from confroute.eval.outcomes import build_outcomes
+from confroute.eval.build import build_outcomes
 
 ITEMS = [Item(f"q{i}", f"What is {i} + {i}?", str(2 * i)) for i in range(6)]
 

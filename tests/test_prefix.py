@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from confroute import semantic_entropy
 from confroute.confidence.stopping import discrete_entropy, settled
-from confroute.eval.outcomes import LiveRecord
+from confroute.eval.build import LiveRecord
 from confroute.eval.prefix import (
     Draws, _ids_of, adaptive_replay, draws_of, prefix_se, prefix_signals, share_threshold,
 )

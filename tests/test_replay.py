@@ -4,7 +4,7 @@ import pytest
 
 from confroute.eval import metrics as M
 from confroute.eval.data import load_benchmark
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.table import OutcomeTable
 from confroute.eval.replay import replay, resolve_router
 from confroute.routers.base import Router
 from confroute.eval.baselines import ScoresRouter

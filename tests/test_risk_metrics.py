@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from confroute.eval import metrics as M
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.table import OutcomeTable
 from confroute.eval.replay import answer_length_scores, paired_intervals, replay
 
 QW = np.array([1.0, 0, 0, 1])

@@ -5,7 +5,7 @@ plots, and an LLM judge. Submodules load on first use (matplotlib and model clie
     report = replay(load_benchmark("gsm8k", "shared/data"), ["random", "oracle"])
 """
 from confroute.eval.data import load_benchmark, load_table
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.table import OutcomeTable
 from confroute.eval.replay import Curve, Report, RouterResult, replay, sweep
 
 __all__ = ["Curve", "OutcomeTable", "Report", "RouterResult", "load_benchmark", "load_table",

@@ -15,7 +15,7 @@ from typing import List, Tuple
 from confroute.confidence.code import (assert_call, docstring_calls, signature_calls,
                                       variant_calls)
 from confroute.eval.data import parse_quality, read_csv
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.table import OutcomeTable
 from confroute.runtime.checkpoint import read_jsonl
 
 HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Reply with the complete "

@@ -20,11 +20,12 @@ once per table (``hidden``) and sliced per fold.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from confroute.eval.outcomes import OutcomeTable, _replace
+from confroute.eval.table import OutcomeTable
 
 TARGETS = ("accuracy", "error", "se")
 
@@ -160,8 +161,8 @@ def with_signal(table: OutcomeTable, name: str, scores, info: Optional[dict] = N
     meta["signal_higher"] = dict(meta.get("signal_higher") or {}, **{name: "cloud"})
     if info is not None:
         meta["crossfit"] = dict(meta.get("crossfit") or {}, **{name: info})
-    return _replace(table, signals=dict(table.signals, **{name: np.asarray(scores, float)}),
-                    meta=meta)
+    return dataclasses.replace(
+        table, signals=dict(table.signals, **{name: np.asarray(scores, float)}), meta=meta)
 
 
 def edge_hidden(table: OutcomeTable, edge, cache: Optional[str] = None) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from confroute.eval.outcomes import META_SUFFIX, SIGNAL_PREFIX, OutcomeTable
+from confroute.eval.table import META_SUFFIX, SIGNAL_PREFIX, OutcomeTable
 from confroute.runtime.checkpoint import read_jsonl
 
 # RouteLLM's recorded pair: the strong and the weak model of its outcome files.

@@ -116,13 +116,23 @@ class GuaranteeCheck:
     share: MethodResult
 
     def to_dict(self, draws: bool = False) -> dict:
-        """A JSON-ready dict; the per-draw records only with ``draws``."""
+        """A JSON-ready dict (JSON has no NaN: a refused draw's values are null); the
+        per-draw records only with ``draws``."""
         out = asdict(self)
-        for m in METHODS:
-            if not draws:
+        if not draws:
+            for m in METHODS:
                 out[m].pop("draws")
-            out[m]["violation_interval"] = list(out[m]["violation_interval"])
-        return out
+        return _json_ready(out)
+
+
+def _json_ready(x):
+    if isinstance(x, dict):
+        return {k: _json_ready(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_ready(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def _lowest_share_within(scores, q_weak, q_strong, eps: float) -> Tuple[float, bool]:

@@ -210,8 +210,6 @@ def _served(bench, model, item, settings, scorer, signals: bool = True):
 
 
 def _chat_answer(model, p, turns, max_tokens, temperature):
-    from confroute.eval.outcomes import ask
-
     messages = [dict(m) for m in p.messages]
     if len(turns) <= 1:
         return ask(model, messages, max_tokens, temperature)
@@ -228,6 +226,22 @@ def _chat_answer(model, p, turns, max_tokens, temperature):
 
 
 _SCORERS: Dict[Tuple[float, str], object] = {}
+
+
+def ask(model, messages, max_tokens: int, temperature: float):
+    """Any backend with ``chat(messages, n, max_tokens, temperature)`` (EdgeModel, CloudModel)
+    or ``generate(messages, max_tokens, temperature)``; returns (text, usage)."""
+    if hasattr(model, "chat"):
+        r = model.chat(messages, n=1, max_tokens=max_tokens, temperature=temperature)
+    elif hasattr(model, "generate"):
+        r = model.generate(messages, max_tokens=max_tokens, temperature=temperature)
+    elif callable(model):
+        r = model(messages)
+    else:
+        raise ValueError(f"{model!r} has neither chat() nor generate()")
+    if isinstance(r, str):
+        return r, {}
+    return r.text, dict(getattr(r, "usage", None) or {})
 
 
 def _default_scorer(threshold: float, meaning: str = "auto"):

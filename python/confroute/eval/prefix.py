@@ -153,7 +153,7 @@ def checkpoint_records(path: str, model: Optional[str] = None) -> list:
     checkpoint of ``eval build``."""
     import json
 
-    from confroute.eval.outcomes import _read_checkpoint
+    from confroute.eval.build import read_checkpoint
 
     with open(path, encoding="utf-8") as f:
         try:
@@ -161,7 +161,7 @@ def checkpoint_records(path: str, model: Optional[str] = None) -> list:
         except json.JSONDecodeError:
             raise ValueError(f"{path}: line 1: not a confroute outcome checkpoint") from None
     model = model or header.get("signals_from")
-    recs = [r for r in _read_checkpoint(path, {}).values() if r.model == model]
+    recs = [r for r in read_checkpoint(path, {}).values() if r.model == model]
     if not recs:
         raise ValueError(f"{path}: no records of model {model!r}")
     return recs

@@ -17,7 +17,7 @@ import numpy as np
 
 from confroute.eval import baselines  # noqa: F401  (registers oracle, scores and se)
 from confroute.eval import metrics as M
-from confroute.eval.outcomes import OutcomeTable
+from confroute.eval.table import OutcomeTable
 from confroute.routers.base import Router, get_router
 
 CPT_TARGETS = (0.2, 0.5, 0.8)

@@ -69,7 +69,7 @@ def add_arguments(b) -> None:
 
 
 def run(args) -> int:
-    from confroute.eval.outcomes import RECORDED, build_outcomes
+    from confroute.eval.build import RECORDED, build_outcomes
 
     if not args.data:
         raise ValueError("--data (or $CONFROUTE_DATA) is needed")
@@ -122,14 +122,14 @@ def _plan(args, judge):
 
 class _BuildReplica:
     """What each Ray replica runs once: load the live sides' models, then answer and grade
-    (item, model) pairs with :func:`confroute.eval.outcomes.live_record`, the builder's own
+    (item, model) pairs with :func:`confroute.eval.build.live_record`, the builder's own
     step."""
 
     def __init__(self, args, bench, settings):
         self.args, self.bench, self.settings = args, bench, settings
 
     def __call__(self):
-        from confroute.eval.outcomes import RECORDED, live_record
+        from confroute.eval.build import RECORDED, live_record
 
         edge_name, edge, cloud_name, cloud = _sides(self.args)
         models = {edge_name: edge, cloud_name: cloud}
@@ -149,7 +149,7 @@ def _build_ray(args) -> int:
     (committed under ``<checkpoint>.blocks/``), then appended to the checkpoint in the order
     the single-process builder writes them, which then makes the table from it."""
     from confroute.runtime.distributed import BlockStore, RayJob, import_ray, ray_options
-    from confroute.eval.outcomes import RECORDED, LiveRecord, build_outcomes
+    from confroute.eval.build import RECORDED, LiveRecord, build_outcomes
 
     if args.benchmark == "mt-bench":
         raise ValueError("--ray builds gsm8k and mmlu tables; mt-bench's judge keeps one "
@@ -190,7 +190,7 @@ def _build_ray(args) -> int:
 
 
 def _saved(args, table, models) -> int:
-    from confroute.eval.outcomes import RECORDED
+    from confroute.eval.build import RECORDED
 
     table.save(args.out)
     for m in models:
@@ -210,7 +210,7 @@ def _saved(args, table, models) -> int:
 def _side(spec, role, args):
     """(column name, backend or RECORDED) for --edge / --cloud."""
     from confroute import models
-    from confroute.eval.outcomes import RECORDED
+    from confroute.eval.build import RECORDED
 
     if spec and spec.startswith("recorded:"):
         name = spec[len("recorded:"):]
@@ -254,7 +254,7 @@ def _settings_stub(args):
 
 def _judge_for(args, cloud):
     from confroute.eval.judge import Judge
-    from confroute.eval.outcomes import RECORDED
+    from confroute.eval.build import RECORDED
 
     judge_client = cloud
     if args.judge_url:

@@ -1,168 +1,18 @@
-"""Outcome tables: prompt x model -> quality, and the weak/strong pair that routing chooses from.
-
-A table comes from recorded outcomes (:mod:`confroute.eval.data`) or is built live by running
-models over a benchmark (:func:`build_outcomes`, checkpointed after every answer).
+"""Outcome tables built live: models run over a benchmark's items through the decision path
+(:mod:`confroute.eval.live`), each graded answer checkpointed before the next starts, so a
+killed run resumes where it stopped. The table type is :mod:`confroute.eval.table`.
 """
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from confroute.eval.table import OutcomeTable
 from confroute.runtime import checkpoint as ckpt
-
-
-@dataclass(frozen=True)
-class OutcomeTable:
-    """``quality[i, j]`` is model ``models[j]``'s quality on ``prompts[i]`` (0/1 correctness or a
-    judge score). ``weak`` and ``strong`` name the pair routing picks from (edge, cloud).
-    ``ids`` identify rows (question ids, file:row); ``groups`` hold a subject or category.
-    ``signals``: name -> one value per prompt (the edge's confidence signals of a live table;
-    NaN where a prompt has none); ``meta``: how the table was made (which models, live or
-    recorded, the settings, which way each signal points), saved beside the table."""
-
-    prompts: Tuple[str, ...]
-    models: Tuple[str, ...]
-    quality: np.ndarray
-    weak: str
-    strong: str
-    name: str = "table"
-    ids: Tuple[str, ...] = ()
-    groups: Tuple[str, ...] = ()
-    scale: Tuple[float, float] = (0.0, 1.0)  # the quality range, for plots
-    signals: Mapping[str, np.ndarray] = field(default_factory=dict)
-    meta: Mapping[str, object] = field(default_factory=dict)
-
-    def __post_init__(self):
-        q = np.array(self.quality, dtype=np.float64)  # own copy, then read-only
-        object.__setattr__(self, "prompts", tuple(self.prompts))
-        object.__setattr__(self, "models", tuple(self.models))
-        n, m = len(self.prompts), len(self.models)
-        if n == 0:
-            raise ValueError(f"{self.name}: the outcome table has no prompts")
-        if q.shape != (n, m):
-            raise ValueError(f"{self.name}: quality has shape {q.shape}, expected ({n}, {m})")
-        if not np.all(np.isfinite(q)):
-            raise ValueError(f"{self.name}: quality holds NaN or infinite values")
-        if len(set(self.models)) != m:
-            raise ValueError(f"{self.name}: model names repeat: {self.models}")
-        for role, model in (("weak", self.weak), ("strong", self.strong)):
-            if model not in self.models:
-                raise ValueError(f"{self.name}: unknown {role} model {model!r}; "
-                                 f"the table has {', '.join(self.models)}")
-        if self.weak == self.strong:
-            raise ValueError(f"{self.name}: weak and strong are the same model {self.weak!r}")
-        ids = tuple(self.ids) if self.ids else tuple(str(i) for i in range(n))
-        groups = tuple(self.groups) if self.groups else ("",) * n
-        if len(ids) != n or len(groups) != n:
-            raise ValueError(f"{self.name}: ids/groups must have one entry per prompt")
-        sig = {}
-        for k, v in dict(self.signals).items():
-            a = np.array(v, dtype=np.float64)
-            if a.shape != (n,):
-                raise ValueError(f"{self.name}: signal {k!r} has shape {a.shape}, expected "
-                                 f"({n},)")
-            a.setflags(write=False)
-            sig[str(k)] = a
-        object.__setattr__(self, "signals", sig)
-        object.__setattr__(self, "meta", dict(self.meta))
-        object.__setattr__(self, "ids", ids)
-        object.__setattr__(self, "groups", groups)
-        q.setflags(write=False)
-        object.__setattr__(self, "quality", q)
-
-    def __len__(self) -> int:
-        return len(self.prompts)
-
-    def column(self, model: str) -> np.ndarray:
-        if model not in self.models:
-            raise ValueError(f"{self.name}: unknown model {model!r}; the table has "
-                             f"{', '.join(self.models)}")
-        return self.quality[:, self.models.index(model)]
-
-    def signal(self, name: str) -> np.ndarray:
-        if name not in self.signals:
-            have = ", ".join(sorted(self.signals)) or "none"
-            raise ValueError(f"{self.name}: no signal {name!r}; the table has: {have}")
-        return self.signals[name]
-
-    def signal_higher(self, name: str) -> str:
-        """'cloud' if a higher value of the signal means less confident, else 'edge'."""
-        return str(dict(self.meta.get("signal_higher") or {}).get(name, "cloud"))
-
-    @property
-    def q_weak(self) -> np.ndarray:
-        return self.column(self.weak)
-
-    @property
-    def q_strong(self) -> np.ndarray:
-        return self.column(self.strong)
-
-    @property
-    def is_binary(self) -> bool:
-        q = self.quality[:, [self.models.index(self.weak), self.models.index(self.strong)]]
-        return bool(np.all((q == 0) | (q == 1)))
-
-    def with_pair(self, weak: str, strong: str) -> "OutcomeTable":
-        return _replace(self, weak=weak, strong=strong)
-
-    def subset(self, rows) -> "OutcomeTable":
-        """The rows given by a boolean mask or index array, in that order."""
-        idx = np.arange(len(self))[np.asarray(rows)]
-        return _replace(
-            self,
-            prompts=[self.prompts[i] for i in idx],
-            quality=self.quality[idx],
-            ids=[self.ids[i] for i in idx],
-            groups=[self.groups[i] for i in idx],
-            signals={k: v[idx] for k, v in self.signals.items()},
-        )
-
-    def save(self, path) -> None:
-        """Writes the plain user format (prompt, id, group, one column per model, one
-        ``signal:<name>`` column per signal, empty/null where undefined) as CSV or JSONL by
-        extension, and ``<path>.meta.json`` (which models made it, which is weak and strong,
-        the settings); :func:`confroute.eval.data.load_table` reads both back."""
-        path = os.fspath(path)
-        rows = []
-        for i, p in enumerate(self.prompts):
-            row = {"prompt": p, "id": self.ids[i], "group": self.groups[i]}
-            row.update({m: float(self.quality[i, j]) for j, m in enumerate(self.models)})
-            for k, v in self.signals.items():
-                x = float(v[i])
-                row[SIGNAL_PREFIX + k] = x if math.isfinite(x) else None
-            rows.append(row)
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            if path.endswith(".jsonl"):
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            else:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
-        meta = dict(self.meta, weak=self.weak, strong=self.strong, name=self.name)
-        with open(path + ".meta.json.tmp", "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1, allow_nan=False, default=str)
-        os.replace(path + ".meta.json.tmp", path + META_SUFFIX)
-        os.replace(tmp, path)  # never leave a half-written table behind
-
-
-SIGNAL_PREFIX = "signal:"
-META_SUFFIX = ".meta.json"
-
-
-def _replace(t: OutcomeTable, **kw) -> OutcomeTable:
-    base = dict(prompts=t.prompts, models=t.models, quality=t.quality, weak=t.weak,
-                strong=t.strong, name=t.name, ids=t.ids, groups=t.groups, scale=t.scale,
-                signals=t.signals, meta=t.meta)
-    base.update(kw)
-    return OutcomeTable(**base)
 
 
 # ------------------------------------------------------------------------------- live builder
@@ -196,23 +46,7 @@ class LiveRecord:
 RECORDED = "recorded"  # a models[] value: the quality comes from the item's recorded outcomes
 
 
-def ask(model, messages, max_tokens: int, temperature: float):
-    """Any backend with ``chat(messages, n, max_tokens, temperature)`` (EdgeModel, CloudModel)
-    or ``generate(messages, max_tokens, temperature)``; returns (text, usage)."""
-    if hasattr(model, "chat"):
-        r = model.chat(messages, n=1, max_tokens=max_tokens, temperature=temperature)
-    elif hasattr(model, "generate"):
-        r = model.generate(messages, max_tokens=max_tokens, temperature=temperature)
-    elif callable(model):
-        r = model(messages)
-    else:
-        raise ValueError(f"{model!r} has neither chat() nor generate()")
-    if isinstance(r, str):
-        return r, {}
-    return r.text, dict(getattr(r, "usage", None) or {})
-
-
-def _read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecord]:
+def read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecord]:
     """The records of an outcome checkpoint by (id, model); ``header``: the settings it must
     have been made with (none: any outcome checkpoint)."""
     done: Dict[Tuple[str, str], LiveRecord] = {}
@@ -324,7 +158,7 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
     if recorded or signals_from or settings.samples or benchmark.settings():
         header.update(recorded=recorded, signals_from=signals_from,
                       live=settings.header(benchmark), prompting=benchmark.settings())
-    done = _read_checkpoint(checkpoint, header)
+    done = read_checkpoint(checkpoint, header)
     by_id = {it.id: it for it in items}
     if regrade and done:
         for key, rec in list(done.items()):
