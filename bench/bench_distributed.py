@@ -30,7 +30,7 @@ needs_nq = pytest.mark.skipif(not os.path.exists(NQ), reason="no shared/data/nq_
 def _args():
     import argparse
 
-    from confroute.commands import label
+    from confroute.cli import label
 
     p = argparse.ArgumentParser()
     label.add_arguments(p)
@@ -68,7 +68,7 @@ def _rate(benchmark, n):
 @needs_nq
 @pytest.mark.benchmark(group=GROUP)
 def test_label_single_process_reference(benchmark, prompts):
-    from confroute.commands import label
+    from confroute.cli import label
     from confroute.eval.label_job import run_label_job
 
     args = _args()
@@ -89,7 +89,7 @@ def test_label_single_process_reference(benchmark, prompts):
 @pytest.mark.parametrize("replicas", [1, 2])
 @pytest.mark.benchmark(group=GROUP)
 def test_label_ray(benchmark, session, prompts, replicas):
-    from confroute.commands import label
+    from confroute.cli import label
 
     t = time.perf_counter()
     with RayJob(label._LabelReplica(_args(), None),

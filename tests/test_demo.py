@@ -39,7 +39,7 @@ def test_demo_table_and_options_parse():
 
 @pytest.mark.models
 def test_demo_code_prompt_uses_execution_se(capsys):
-    from confroute.commands.demo import PROMPTS
+    from confroute.cli.demo import PROMPTS
 
     code = [p for p in PROMPTS if "Python function" in p]
     assert len(code) == 2

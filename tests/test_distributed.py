@@ -212,7 +212,7 @@ def test_model_missing_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp
 
 @pytest.mark.system
 def test_model_store_empty_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp_path):
-    from confroute.commands import label
+    from confroute.cli import label
     from confroute.runtime.distributed import RayJob, RayOptions
 
     args = _parse(["label", "--prompts", prompts, "--out", "x"] + JOB)
@@ -229,7 +229,7 @@ def _parse(argv):
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    from confroute.commands import label
+    from confroute.cli import label
 
     label.add_arguments(sub.add_parser("label"))
     return parser.parse_args(argv)

@@ -167,7 +167,7 @@ def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
 
 
 # `build --benchmark nope` loads the default edge and cloud (SmolLM2, Qwen) before it reads the
-# benchmark name (commands/eval/build.py: _sides before _plan)
+# benchmark name (cli/eval/build.py: _sides before _plan)
 @pytest.mark.models
 @pytest.mark.system
 def test_build_errors_name_the_problem(tmp_path):

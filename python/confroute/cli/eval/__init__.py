@@ -15,12 +15,6 @@ imports stay inside the functions, so building the parser is cheap.
 from __future__ import annotations
 
 from . import adaptive, build, crossfit, judge, prefix, replay, report
-# imported from here by the tests; _BuildReplica too, for a Ray job started before the split,
-# which pickled it under this module's name
-from .build import _BuildReplica, _side
-from .replay import _clean, format_table
-
-__all__ = ["add_arguments", "run", "format_table", "_clean", "_side", "_BuildReplica"]
 
 # in `confroute eval --help` order
 _ACTIONS = {"replay": replay, "build": build, "crossfit": crossfit, "prefix": prefix,

@@ -34,7 +34,7 @@ def add_arguments(c) -> None:
 def run(args) -> int:
     import inspect
 
-    from confroute.commands.train import parse_params
+    from confroute.cli.train import parse_params
     from confroute.eval.crossfit import crossfit, edge_hidden, signal_name, with_signal
     from confroute.eval.data import load_table
     from confroute.routers.base import router_class

@@ -1,0 +1,6 @@
+"""`python -m confroute.cli`: the `confroute` command."""
+import sys
+
+from confroute.cli import main
+
+sys.exit(main())
