@@ -109,3 +109,44 @@ def test_bad_arrays_name_what_is_wrong():
         check_guarantee(s, qw, qs * 3, 0.2, n_cal=20)
     with pytest.raises(ValueError, match="k must"):
         clopper_pearson(5, 4)
+
+
+def test_the_record_is_json_with_refusals_as_null():
+    import json
+
+    s, qw, qs = _table(20, 1.0, 20)
+    c = check_guarantee(s, qw, qs, eps=0.05, delta=0.05, n_cal=5, draws=3, seed=0)
+    d = json.loads(json.dumps(c.to_dict(draws=True), allow_nan=False))
+    assert d["guarantee"]["n_refused"] == 3 and d["guarantee"]["heldout_drop"]["mean"] is None
+    assert d["guarantee"]["draws"][0]["threshold"] is None
+    assert d["guarantee"]["violation_interval"] == pytest.approx([0.0, 1 - 0.025 ** (1 / 3)])
+    assert "draws" not in c.to_dict()["share"]
+
+
+def test_the_cli_writes_the_check_of_a_signal_column(tmp_path, capsys, monkeypatch):
+    import csv
+    import json
+
+    from confroute import cli
+
+    # only `eval` registered: the other commands' modules are not under test here
+    monkeypatch.setattr(cli, "COMMANDS", {"eval": cli.COMMANDS["eval"]})
+    s, qw, qs = _table(20, 1.0, 20)
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "edge", "cloud", "signal:perfect"])
+        w.writerows([f"p{i}", qw[i], qs[i], s[i]] for i in range(40))
+    out = tmp_path / "out"
+    rc = cli.main(["eval", "guarantee", "--table", str(path), "--signal", "perfect",
+                   "--eps", "0.2", "--eps", "0.05", "--n-cal", "20", "--draws", "10",
+                   "--out", str(out)])
+    assert rc == 0
+    d = json.loads((out / "guarantee.json").read_text())
+    assert (d["weak"], d["strong"], d["score"]) == ("edge", "cloud", "perfect")
+    first, second = d["checks"]
+    assert first["eps"] == 0.2 and first["guarantee"]["n_violations"] == 0
+    assert second["eps"] == 0.05 and second["guarantee"]["n_refused"] == 10
+    rows = list(csv.DictReader(open(out / "draws.csv")))
+    assert len(rows) == 2 * 2 * 10  # eps x method x draw
+    assert "guarantee" in capsys.readouterr().out

@@ -8,17 +8,18 @@
     confroute eval crossfit --table table.csv --router mlp --router sep --target se --target error \
         --edge qwen2.5-coder-0.5b-instruct --out table_cv.csv
     confroute eval report D1 D2 --out R
+    confroute eval guarantee --benchmark mmlu --data shared/data --crossfit mlp --eps 0.05 --out D
 
 One module per action, each with its `HELP`, `add_arguments(subparser)` and `run(args)`; heavy
 imports stay inside the functions, so building the parser is cheap.
 """
 from __future__ import annotations
 
-from . import adaptive, build, crossfit, judge, prefix, replay, report
+from . import adaptive, build, crossfit, guarantee, judge, prefix, replay, report
 
 # in `confroute eval --help` order
 _ACTIONS = {"replay": replay, "build": build, "crossfit": crossfit, "prefix": prefix,
-            "adaptive": adaptive, "report": report, "judge": judge}
+            "adaptive": adaptive, "report": report, "judge": judge, "guarantee": guarantee}
 
 
 def add_arguments(parser) -> None:
@@ -31,5 +32,5 @@ def run(args) -> int:
     action = _ACTIONS.get(args.eval_command)
     if action is None:
         raise ValueError("choose an action: confroute eval replay | build | crossfit | prefix | "
-                         "adaptive | report | judge (see --help)")
+                         "adaptive | report | judge | guarantee (see --help)")
     return action.run(args)
