@@ -258,6 +258,8 @@ def format_check(c: GuaranteeCheck) -> str:
         drop = f"{m.heldout_drop.mean:+.4f} ({m.heldout_drop.p95:+.4f})"
         share = f"{m.heldout_share.mean:.3f} [{m.heldout_share.p05:.3f}, " \
                 f"{m.heldout_share.p95:.3f}]"
+        if m.n_refused == m.n_draws:  # nothing deployed, nothing measured
+            drop = share = "-"
         rows.append(f"{m.method:<10} {m.n_violations:>10} {ci:>22} {drop:>25} {share:>28} "
                     f"{m.n_refused:>8}")
     return "\n".join([head] + rows)
