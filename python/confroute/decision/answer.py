@@ -29,10 +29,11 @@ def edge_answer(supplier, query: Query, evidence: Evidence, choices: int = 1) ->
 
 
 def edge_usage(evidence: Evidence) -> Optional[Dict[str, Any]]:
-    """The edge's tokens for one request, its samples' and its answer's (None: it drew
-    nothing)."""
+    """The edge's tokens for one request, its samples' and its answer's, and the seconds its
+    draws took (None: it drew nothing)."""
     parts = [s for s in (evidence.samples, evidence.answer) if s is not None]
     if not parts:
         return None
     return {"model": parts[0].model, "prompt_tokens": sum(s.prompt_tokens for s in parts),
-            "completion_tokens": sum(s.completion_tokens for s in parts)}
+            "completion_tokens": sum(s.completion_tokens for s in parts),
+            "seconds": round(evidence.seconds, 4)}

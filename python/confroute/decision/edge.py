@@ -78,6 +78,9 @@ class EdgeSupplier:
             return out
         t0 = time.perf_counter()
         drawn = self._draw([r for _, _, r in draws])
+        spent = time.perf_counter() - t0
+        for k in {k for k, _, _ in draws}:
+            out[k] = dataclasses.replace(out[k], seconds=out[k].seconds + spent)
         new = {}
         for (k, what, _), got in zip(draws, drawn):
             if not isinstance(got, Samples):

@@ -12,11 +12,20 @@ saved-router folder, or a name: ``random`` (built as is) or a trained router sav
 ``$CONFROUTE_ROUTERS/<name>`` (default ``<confroute home>/routers/<name>``, where
 ``confroute train`` writes when no --out is given). The threshold may be left out
 (``router-sw``): the calibrated one stored with the router is used.
+
+Stages joined by ``+`` make one :class:`confroute.decision.policies.Staged` policy: each stage
+but the last is ``NAME-T`` (the cloud where its score > T, else the next stage) or
+``NAME-LO:HI`` (the edge where score <= LO, the cloud where score > HI, else the next stage),
+the last is ``NAME-T`` (or a trained router's ``NAME``) and decides the rest. NAME is any name
+above, each threshold in that policy's own unit: ``router-answer_logprob-0.2:0.9+disagreement-0.4``
+(the confidence ladder: samples only where the answer's log-prob is unsure),
+``router-sw-0.7+disagreement-0.4`` (cascade routing: a query router sends what it is sure
+about to the cloud before the edge answers).
 """
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from confroute.decision.path import Decision, Need, Policy
 from confroute.models.types import last_user_text
@@ -29,6 +38,7 @@ ADAPTIVE = "se_adaptive"   # the cascade with adaptive sampling (confidence.stop
 # the unit of their threshold. ``se`` is Kuhn's SE; ``se_<kind>`` the other kinds.
 ONLINE = {SE: "nats", "se_discrete": "nats", "se_weighted": "nats", ADAPTIVE: "nats",
           "answer_logprob": "nats", "disagreement": "share of samples"}
+STAGES = "+"   # joins the stages of a staged policy
 
 
 def routers_home() -> str:
@@ -84,6 +94,8 @@ class RouterPolicy(Policy):
     ``score_evidence(prompts, evidences)``; the path then supplies the hidden state. Most
     routers need nothing."""
 
+    what = "router score"
+
     def __init__(self, router: Router, threshold: Optional[float] = None):
         t = router.threshold if threshold is None else threshold
         if t is None:
@@ -114,7 +126,7 @@ class RouterPolicy(Policy):
         return float(self.router.score(texts)[0])
 
     def decide(self, prompt, evidence=None) -> Decision:
-        return Decision.compare(self.score(prompt, evidence), self.threshold, "router score")
+        return Decision.compare(self.score(prompt, evidence), self.threshold, self.what)
 
     def __repr__(self):
         return f"RouterPolicy({self.router.name!r}, threshold={self.threshold:g})"
@@ -145,11 +157,96 @@ def make_policy(name: str, threshold: Optional[float], router: Optional[Router] 
     return RouterPolicy(load_router(name) if router is None else router, threshold)
 
 
+def parse_stages(body: str) -> List[Tuple[str, Optional[float], Optional[float]]]:
+    """The stages of a staged router string without its ``router-`` prefix, as (name, low,
+    high): ``answer_logprob-0.2:0.9+disagreement-0.4`` -> [('answer_logprob', 0.2, 0.9),
+    ('disagreement', None, 0.4)]; a stage without a threshold (a trained router's stored
+    one) has high None. ValueError naming the stage at fault."""
+    if not isinstance(body, str):
+        raise ValueError(f"a staged router string is text, got {body!r}")
+    parts = body.split(STAGES)
+    out = []
+    for i, part in enumerate(parts, 1):
+        where = f"router-{body}: stage {i} ({part!r})"
+        if not part:
+            raise ValueError(f"router-{body}: stage {i} is empty; stages look like NAME-T or "
+                             "NAME-LO:HI, joined by '+'")
+        name, dash, last = part.rpartition("-")
+        if name.endswith("-"):   # a negative number: NAME--1:0.5
+            name, last = name[:-1], "-" + last
+        if dash and ":" in last:
+            lo, _, hi = last.partition(":")
+            out.append((name, _number(lo, where), _number(hi, where)))
+        elif dash and _is_number(last):
+            out.append((name, None, float(last)))
+        elif dash and name in ONLINE:
+            raise ValueError(f"{where}: the threshold {last!r} is not a number")
+        else:
+            out.append((part, None, None))   # a name (or path) with no threshold
+        if not out[-1][0]:
+            raise ValueError(f"{where}: no policy name before the threshold")
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(text: str, where: str) -> float:
+    if not _is_number(text):
+        raise ValueError(f"{where}: {text!r} is not a number (a band is LO:HI, e.g. 0.2:0.9)")
+    return float(text)
+
+
+def staged_policy(body: str, threshold: Optional[float] = None,
+                  build: Optional[Callable[[str, Optional[float]], Policy]] = None) -> Policy:
+    """The :class:`confroute.decision.policies.Staged` policy of a router string's body
+    (:func:`parse_stages`). ``threshold``: the last stage's, when the body leaves it out (the
+    server reads ``router-<stages>-<t>`` as the stages and t). ``build(name, threshold)``
+    makes each stage's policy (default :func:`make_policy`; the server passes its configured
+    routers and sampling)."""
+    from confroute.decision.policies import Stage, Staged
+
+    build = build or make_policy
+    stages = parse_stages(body)
+    if threshold is not None:
+        if stages[-1][2] is not None and stages[-1][2] != threshold:
+            raise ValueError(f"router-{body}: the last stage's threshold is given twice "
+                             f"({stages[-1][2]:g} and {threshold:g})")
+        stages[-1] = (stages[-1][0], stages[-1][1], float(threshold))
+    out = []
+    for i, (name, lo, hi) in enumerate(stages, 1):
+        where = f"router-{body}: stage {i} ({name})"
+        if hi is None and i < len(stages):
+            raise ValueError(f"{where}: a stage before the last needs a threshold (NAME-T) or "
+                             "a band (NAME-LO:HI)")
+        if lo is not None and i == len(stages):
+            raise ValueError(f"{where}: the last stage decides every query left, so it takes "
+                             f"one threshold (NAME-T), not a band ({lo:g}:{hi:g})")
+        try:
+            policy = build(name, hi)
+            out.append(Stage(policy, policy.threshold if hi is None else hi, lo, name))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+    try:
+        return Staged(out)
+    except ValueError as e:
+        raise ValueError(f"router-{body}: {e}") from None
+
+
 def policy_from_string(spec: str, embedder=None) -> Policy:
     """``router-se-0.8``: the SE cascade at 0.8 nats (any :data:`ONLINE` name the same way:
     ``router-disagreement-0.4``, ``router-answer_logprob-0.5``, ``router-se_adaptive-0.8``);
     ``router-sw-0.35`` (or ``router-<saved-router-folder>-0.35``, ``router-sw``): a trained
-    router."""
+    router; stages joined by ``+`` (``router-answer_logprob-0.2:0.9+disagreement-0.4``): a
+    staged policy (:func:`staged_policy`)."""
+    if isinstance(spec, str) and spec.startswith(PREFIX) and STAGES in spec:
+        return staged_policy(spec[len(PREFIX):],
+                             build=lambda name, t: _stage_policy(name, t, embedder))
     for name in ONLINE:   # the threshold's unit is the policy's own (nats, a share)
         prefix = f"{PREFIX}{name}-"
         if isinstance(spec, str) and spec.startswith(prefix):
@@ -160,3 +257,9 @@ def policy_from_string(spec: str, embedder=None) -> Policy:
                                  "number") from None
             return make_policy(name, threshold)
     return RouterPolicy.from_string(spec, embedder)
+
+
+def _stage_policy(name: str, threshold: Optional[float], embedder=None) -> Policy:
+    if name in ONLINE:
+        return make_policy(name, threshold)
+    return RouterPolicy(load_router(name, embedder), threshold)

@@ -176,12 +176,18 @@ class Evidence:
     (None before any; with the answer, it says which samples mean what the answer means),
     ``hidden`` the prompt's hidden state, ``answer`` the edge's answer (a one-sample
     :class:`Samples` with its token logprobs; its text starts with the query's prefix),
-    ``refused`` why the edge cannot serve the query (the cloud then gets it)."""
+    ``refused`` why the edge cannot serve the query (the cloud then gets it). ``prompt``: the
+    query's prompt (what a router judges), set by the path, so that a staged policy can score
+    a stage on the prompt while it works out what it needs next. ``seconds``: the edge's wall
+    time on the draws this query took part in (a batch shared with other queries counts in
+    full for each)."""
 
     confidence: Any = None          # confroute.confidence.scorer.Confidence
     hidden: Any = None              # numpy array, as the edge model gives it
     refused: Optional[str] = None
     answer: Optional[Samples] = None
+    prompt: Optional[str] = dataclasses.field(default=None, compare=False)
+    seconds: float = dataclasses.field(default=0.0, compare=False)
 
     @property
     def n_samples(self) -> int:
@@ -234,7 +240,7 @@ def immediate(policy, query: Query) -> Optional[Decision]:
 
 def needs_now(policy, query: Query, evidence: Optional[Evidence] = None) -> Need:
     """What the policy needs next (before any edge work: its first round)."""
-    return _need_of(policy, evidence or Evidence(), query.sampling)
+    return _need_of(policy, evidence or Evidence(prompt=query.prompt), query.sampling)
 
 
 def _need_of(policy, evidence: Evidence, sampling: Sampling) -> Need:
@@ -259,7 +265,7 @@ def decide_many(items: Sequence[Tuple[Any, Query]], edge) -> List[Tuple[Decision
     if check is not None:
         for policy, _ in items:
             check(policy)
-    evidence = [Evidence() for _ in items]
+    evidence = [Evidence(prompt=q.prompt) for _, q in items]
     done: List[Optional[Decision]] = [immediate(p, q) for p, q in items]
     for i, (policy, query) in enumerate(items):
         if done[i] is None:

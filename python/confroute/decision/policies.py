@@ -11,6 +11,9 @@ serve``, ``POST /v1/route``, ``confroute calibrate`` and ``eval replay``:
 - ``router-se_adaptive-<t>`` (:class:`AdaptiveSECascade`): discrete SE of up to ``n_max``
   samples drawn in rounds, stopping once the route is settled
   (:mod:`confroute.confidence.stopping`).
+- ``router-<stage>+<stage>...`` (:class:`Staged`): policies asked in turn, each stage settling
+  what it is sure about (``answer_logprob-0.2:0.9+disagreement-0.4``: the confidence ladder;
+  ``sw-0.7+disagreement-0.4``: cascade routing).
 
 Meaning (same answer or not) is the scorer's per-prompt choice: behaviour on the prompt's
 example calls for code, the final answer for math, embedding similarity otherwise
@@ -21,12 +24,12 @@ batch as the samples.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from confroute.confidence.stopping import RULES, AdaptiveResult, schedule, verdict
-from confroute.decision.path import Decision, Evidence, Need, Policy, Sampling
+from confroute.decision.path import Decision, Evidence, Need, Policy, Sampling, _need_of
 
 KINDS = ("discrete", "weighted", "kuhn")
 
@@ -42,6 +45,8 @@ class SECascade(Policy):
     """Escalate to the cloud when the edge model's SE of ``kind`` over the request's ``n``
     samples is above ``threshold`` (nats). An undefined SE (NaN: no logprobs for the
     weighted/Kuhn forms) escalates."""
+
+    what = "semantic entropy"
 
     def __init__(self, threshold: float, kind: str = "kuhn"):
         if kind not in KINDS:
@@ -63,7 +68,7 @@ class SECascade(Policy):
         if evidence is None or evidence.confidence is None:
             raise ValueError("SECascade needs the edge model's samples")
         se = evidence.confidence.se(self.kind)
-        return Decision.compare(se, self.threshold, "semantic entropy", semantic_entropy=se,
+        return Decision.compare(se, self.threshold, self.what, semantic_entropy=se,
                                 meaning=evidence.confidence.method)
 
 
@@ -74,6 +79,7 @@ class AnswerLogprob(Policy):
     logprobs (or without tokens) escalates."""
 
     needs_logprobs = True
+    what = "answer -mean logprob"
 
     def __init__(self, threshold: float):
         self.threshold = _threshold(threshold)
@@ -87,8 +93,7 @@ class AnswerLogprob(Policy):
     def decide(self, prompt: str, evidence: Evidence) -> Decision:
         if evidence is None or evidence.answer is None:
             raise ValueError("AnswerLogprob needs the edge model's answer")
-        return Decision.compare(answer_score(evidence.answer), self.threshold,
-                                "answer -mean logprob")
+        return Decision.compare(answer_score(evidence.answer), self.threshold, self.what)
 
 
 def answer_score(answer) -> float:
@@ -103,6 +108,8 @@ class Disagreement(Policy):
     """Escalate when the edge would not say the same again: the score is the share of the
     request's ``n`` samples whose meaning differs from the answer's (``threshold`` in [0, 1])."""
 
+    what = "disagreement"
+
     def __init__(self, threshold: float):
         self.threshold = _threshold(threshold, 0.0, 1.0, "share of samples")
 
@@ -116,7 +123,7 @@ class Disagreement(Policy):
         conf = None if evidence is None else evidence.confidence
         if conf is None or evidence.answer is None:
             raise ValueError("Disagreement needs the edge model's answer and samples")
-        return Decision.compare(conf.disagreement, self.threshold, "disagreement",
+        return Decision.compare(conf.disagreement, self.threshold, self.what,
                                 meaning=conf.method)
 
 
@@ -136,6 +143,7 @@ class AdaptiveSECascade:
 
     needs_samples = True
     kind = "discrete"
+    what = "discrete semantic entropy"
 
     def __init__(self, threshold: float, n_max: int = 10, first: int = 3, step: int = 2,
                  rule: str = "exact", delta: float = 0.05, alpha: Optional[float] = None):
@@ -193,3 +201,95 @@ class AdaptiveSECascade:
                                f"samples: {decision} settled at threshold {self.threshold:g} "
                                f"(n_max {self.n_max}, rule {self.rule})",
                         n_samples=conf.n_samples)
+
+
+class Stage:
+    """One stage of a :class:`Staged` policy: ``policy`` gives the score (higher = less sure;
+    its own threshold is not used here), the cloud where score > ``hi`` (an undefined score
+    too), the edge where ``lo`` is set and score <= ``lo``, else the next stage."""
+
+    def __init__(self, policy, hi: float, lo: Optional[float] = None, name: str = ""):
+        self.policy, self.hi, self.lo = policy, float(hi), None if lo is None else float(lo)
+        self.name = name or type(policy).__name__
+        if self.lo is not None and not 0 <= self.lo <= self.hi:
+            raise ValueError(f"the band {lo:g}:{hi:g} needs 0 <= LO <= HI ("
+                             + ("LO is above HI)" if self.lo > self.hi else "LO below 0)"))
+
+    def text(self) -> str:
+        return (f"{self.name}-{self.hi:g}" if self.lo is None
+                else f"{self.name}-{self.lo:g}:{self.hi:g}")
+
+    def verdict(self, score: float) -> Optional[str]:
+        """'cloud', 'edge', or None: the next stage decides."""
+        if not score <= self.hi:
+            return "cloud"
+        if self.lo is not None and score <= self.lo:
+            return "edge"
+        return None
+
+
+class Staged(Policy):
+    """Policies asked in turn, each only when the ones before could not settle the route: a
+    stage sends the query to the cloud where its score > high, keeps it on the edge where a
+    band is given and score <= low, and otherwise hands it on; the last policy decides the
+    rest at its own threshold. The router string joins the stages with ``+``
+    (``router-answer_logprob-0.2:0.9+disagreement-0.4``: :mod:`confroute.decision.names`).
+
+    Each stage's need is asked only once the stages before it have passed the query on, so
+    the ladder draws samples only for the answers whose log-prob is unsure, and a query
+    router in front (``router-sw-0.7+disagreement-0.4``) sends queries up before the edge
+    answers. The samples of a later round draw with seed + 1 + (samples drawn before) like
+    any round, so those of the ladder's second stage are the draw a table records for that
+    policy alone. The decision reports the deciding stage's score and threshold."""
+
+    adaptive = True   # its need grows with what the first stages saw
+
+    def __init__(self, stages: Sequence[Stage]):
+        stages = list(stages)
+        if len(stages) < 2:
+            raise ValueError("a staged policy needs at least two stages")
+        if stages[-1].lo is not None:
+            raise ValueError(f"the last stage ({stages[-1].text()}) decides the rest: it "
+                             f"takes one threshold, not a band")
+        for st in stages[:-1]:
+            if getattr(st.policy, "adaptive", False):
+                raise ValueError(f"stage {st.name} draws in rounds until its own route is "
+                                 "settled: it can only be the last stage")
+        self.stages = stages
+        self.threshold = stages[-1].hi
+
+    @property
+    def needs_logprobs(self) -> bool:
+        return any(getattr(st.policy, "needs_logprobs", False) for st in self.stages)
+
+    def __repr__(self):
+        return f"Staged({'+'.join(st.text() for st in self.stages)})"
+
+    def need(self, evidence: Evidence, sampling: Sampling) -> Need:
+        total = Need()
+        for i, st in enumerate(self.stages):
+            total = total | _need_of(st.policy, evidence, sampling)
+            if i == len(self.stages) - 1 or not evidence.covers(total):
+                return total
+            if st.verdict(st.policy.decide(evidence.prompt, evidence).score) is not None:
+                return total    # settled here: nothing more is drawn
+        return total
+
+    def decide(self, prompt: str, evidence: Evidence) -> Decision:
+        passed = []
+        n = len(self.stages)
+        for i, st in enumerate(self.stages, 1):
+            d = st.policy.decide(prompt, evidence)
+            where = f"stage {i} of {n}" + "".join(f"; {p}" for p in passed)
+            if i == n:
+                return Decision(d.route, d.score, d.threshold, d.semantic_entropy,
+                                f"{d.reason} ({where})", meaning=d.meaning)
+            route, what = st.verdict(d.score), getattr(st.policy, "what", "score")
+            if route is not None:
+                t = st.hi if route == "cloud" else st.lo
+                op = ">" if route == "cloud" else "<="
+                return Decision(route, d.score, t, d.semantic_entropy,
+                                f"{what} {d.score:.3f} {op} {t:g} ({where})", meaning=d.meaning)
+            band = f"in ({st.lo:g}, {st.hi:g}]" if st.lo is not None else f"<= {st.hi:g}"
+            passed.append(f"stage {i}: {what} {d.score:.3f} {band}")
+        raise AssertionError("unreachable: the last stage decides")
