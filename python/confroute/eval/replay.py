@@ -356,11 +356,46 @@ def answer_length_scores(table: OutcomeTable, records) -> RowScores:
 
 
 def _point_metrics(scores, qw, qs, n_points, shares, scale=(0.0, 1.0)) -> Dict[str, object]:
+    if _staged(scores):
+        return _staged_metrics(scores, qw, qs, n_points, shares, scale)[0]
     curve = sweep(scores, qw, qs, n_points)
     m = curve_metrics(curve, float(qw.mean()), float(qs.mean()), shares)
     m["uncertainty"] = uncertainty_metrics(scores, qw)
     m["risk"] = risk_metrics(scores, qw, qs, curve, scale, full=False)
     return m
+
+
+def _staged(scores) -> bool:
+    from confroute.eval.ladder import StagedScores
+
+    return isinstance(scores, StagedScores)
+
+
+def _staged_metrics(staged, qw, qs, n_points, shares, scale=(0.0, 1.0)):
+    """(metrics, curve) of a two-stage policy (:class:`confroute.eval.ladder.StagedScores`):
+    its curve recalibrates at ``n_points`` shares in [0, 1]. It has no single score, so the
+    score-based metrics (AUROC, PRR, AURAC, AURC, nAUDC) are NaN; the calls saved at
+    iso-quality read its curve. ``staged``: the share of prompts sampled, on average over
+    the grid and at the nearest grid point to each of ``shares``."""
+    qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
+    grid = np.linspace(0.0, 1.0, n_points)
+    curve, sampled = staged.curve(qw, qs, grid)
+    m = curve_metrics(curve, float(qw.mean()), float(qs.mean()), shares)
+    nan = float("nan")
+    m["uncertainty"] = {"auroc": nan, "prr": nan, "aurac": nan}
+    target = float(scale[0]) + ISO_LEVEL * (float(qs.mean()) - float(scale[0]))
+    share = M.share_at_quality(curve.share, curve.quality, target)
+    m["risk"] = {"aurc": nan, "naudc": nan,
+                 "iso_quality": {"level": ISO_LEVEL, "target": target, "cloud_share": share,
+                                 "calls_saved": 1.0 - share}}
+    near = [int(np.argmin(np.abs(grid - x))) for x in shares]
+    m["staged"] = {**staged.info, "grid_points": int(n_points),
+                   "sampled_share": float(sampled.mean()),
+                   "sampled_at": {f"{x:g}": float(sampled[i]) for x, i in zip(shares, near)}}
+    if "samples_per_prompt_sampled" in staged.info:
+        m["staged"]["samples_per_query"] = (staged.info["samples_per_prompt_sampled"]
+                                            * m["staged"]["sampled_share"])
+    return m, curve
 
 
 def _flat(m: Dict[str, object]) -> Dict[str, float]:
@@ -379,7 +414,7 @@ def _resamples(score_sets, qw, qs, n_points, shares, n_boot, seed, scale=(0.0, 1
     same rows for every vector (so differences are paired), and whether each resample has a
     gap (strong better than weak)."""
     qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
-    sets = [np.asarray(s, np.float64) for s in score_sets]
+    sets = [s if _staged(s) else np.asarray(s, np.float64) for s in score_sets]
     n = qw.size
     rng = np.random.default_rng(seed)
     rows, gap = [[] for _ in sets], []
@@ -449,8 +484,8 @@ def paired_intervals(scores_a, scores_b, qw, qs, n_points: int = 201,
     ``n`` counts those used. Fewer than half defined: None."""
     lo_q, hi_q = _percentiles(n_boot, level)
     qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
-    point = [_flat(_point_metrics(np.asarray(s, np.float64), qw, qs, n_points, shares, scale))
-             for s in (scores_a, scores_b)]
+    point = [_flat(_point_metrics(s if _staged(s) else np.asarray(s, np.float64), qw, qs,
+                                  n_points, shares, scale)) for s in (scores_a, scores_b)]
     (ra, rb), _ = _resamples([scores_a, scores_b], qw, qs, n_points, shares, n_boot, seed,
                              scale)
     out: Dict[str, object] = {"n_boot": n_boot, "seed": seed, "level": level}
@@ -505,7 +540,10 @@ def replay(table: OutcomeTable,
     """Sweeps every router over ``table`` and computes the routing and uncertainty metrics.
     ``routers``: specs or Router objects, or a mapping label -> spec/Router; ``signal:NAME``
     and ``signals`` replay the table's own signal columns (see :func:`signal_scores`); a
-    :class:`RowScores` gives the scores per row directly (e.g. :func:`answer_length_scores`).
+    :class:`RowScores` gives the scores per row directly (e.g. :func:`answer_length_scores`);
+    ``ladder:FIRST,SECOND,BUDGET`` and ``cascade:FIRST,SECOND,SKIP`` a two-stage policy
+    recalibrated at each of ``n_points`` shares (:mod:`confroute.eval.ladder`; its bootstrap
+    recalibrates on every resample).
     Every router also gets ``metrics["risk"]``: AURC, nAUDC, calls saved at iso-quality
     (see :func:`risk_metrics`), a calibrated P(edge correct) with ECE and Brier
     (:func:`calibration_metrics`) and the risk-coverage curve.
@@ -523,6 +561,13 @@ def replay(table: OutcomeTable,
     scale = quality_scale(table)
     scored = []
     for label, spec in items:
+        if isinstance(spec, str) and spec.startswith(("ladder:", "cascade:")):
+            from confroute.eval.ladder import staged_scores
+
+            spec = staged_scores(table, spec)
+        if _staged(spec):
+            scored.append((label or spec.label, spec, {}))
+            continue
         if isinstance(spec, str) and (spec == "signals" or spec.startswith("signal:")):
             for auto, sc, info in signal_scores(table, spec):
                 scored.append((label if label and spec != "signals" else auto, sc, info))
@@ -542,6 +587,15 @@ def replay(table: OutcomeTable,
         while label in seen:
             label, i = f"{base_label}#{i}", i + 1
         seen.add(label)
+        if _staged(sc):
+            m, curve = _staged_metrics(sc, qw, qs, n_points, shares, scale)
+            if n_boot:
+                m["ci"] = bootstrap_intervals(sc, qw, qs, n_points, shares, n_boot, seed,
+                                              scale=scale)
+                for k in ("auroc", "aurc", "naudc"):   # score-based: none without a score
+                    m["ci"].pop(k, None)
+            results.append(RouterResult(label, sc, curve, m))
+            continue
         curve = sweep(sc, qw, qs, n_points)
         m = curve_metrics(curve, q_weak, q_strong, shares)
         m["uncertainty"] = uncertainty_metrics(sc, qw)

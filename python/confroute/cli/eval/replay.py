@@ -24,9 +24,14 @@ def add_arguments(r) -> None:
                         "[,column=NAME,higher=edge], signal:NAME[,higher=edge] (a signal "
                         "column of the table; higher = send to the cloud unless higher=edge), "
                         "signals (every signal column, in its recorded direction), a "
-                        "saved-router folder, or length (a live table: the edge's answer "
-                        "length in tokens from eval build's checkpoint, longer = cloud); "
-                        "repeatable")
+                        "saved-router folder, length (a live table: the edge's answer "
+                        "length in tokens from eval build's checkpoint, longer = cloud), "
+                        "ladder:FIRST,SECOND,BUDGET (the confidence ladder: FIRST a signal "
+                        "or a saved router, SECOND a sampled signal; at each share of the "
+                        "grid a BUDGET-wide band of FIRST's ranking is sampled and SECOND "
+                        "decides it, e.g. ladder:answer_logprob,disagreement,0.35) or "
+                        "cascade:ROUTER,SECOND,SKIP (cascade routing: ROUTER's top SKIP "
+                        "share goes up unanswered, SECOND ranks the rest); repeatable")
     r.add_argument("--checkpoint", default=None,
                    help="--router length: eval build's checkpoint (default: the one the "
                         "table's meta names)")
@@ -232,6 +237,7 @@ def format_table(report) -> str:
     if any("ci" in r.metrics for r in report.results):
         lines.append("[lo, hi]: bootstrap 95% interval over prompts; '>': never reached in "
                      "some resamples; ~random: the APGR interval meets random's mean +- 1.96 sd")
+    lines += _staged_lines(report)
     lines += _risk_lines(report)
     for c in report.comparisons:
         lines.append(f"{c['a']} - {c['b']} (paired, {c['n_boot']} resamples): " + "; ".join(
@@ -239,6 +245,24 @@ def format_table(report) -> str:
             (("apgr", "APGR", False), ("cpt50", "CPT50", True), ("cpt80", "CPT80", True),
              ("auroc", "AUROC", False))))
     return "\n".join(lines)
+
+
+def _staged_lines(report) -> list:
+    """A two-stage policy's sampling: the share of prompts it samples (and the samples per
+    query, where the table records its draw); its recalibration per share of the grid."""
+    out = []
+    for r in report.results:
+        st = r.metrics.get("staged")
+        if not st:
+            continue
+        per = (f", {st['samples_per_query']:.2f} samples per query"
+               if "samples_per_query" in st else "")
+        what = (f"budget {st['budget']:g}" if st["kind"] == "ladder"
+                else f"skip {st['skip']:g}")
+        out.append(f"{r.label}: samples {100 * st['sampled_share']:.1f}% of prompts "
+                   f"({what}; mean over {st['grid_points']} shares, each recalibrated)"
+                   f"{per}")
+    return out
 
 
 def _risk_lines(report) -> list:
@@ -266,7 +290,7 @@ def _risk_lines(report) -> list:
         return []
     widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
     base = next((r.metrics["risk"]["p_edge_correct"].get("brier_base") for r in report.results
-                 if "risk" in r.metrics), None)
+                 if "p_edge_correct" in r.metrics.get("risk", {})), None)
     return (["", "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
             + ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows]
             + [f"AURC: the edge's mean loss over coverages (lower is better); nAUDC: deferral "
