@@ -70,10 +70,11 @@ def test_the_recalibrated_curve_by_hand():
     #   S=0.5: prompts 0 and 1 up (above): share 0.5, quality (1 + 1 + 0 + 1) / 4 = 0.75
     #   S=1:   0 and 1 above the band, 3 of the band (0.8 > 0.2): share 0.75, quality 0.75
     # plus all-edge (0, 0.5) and all-cloud (1, 1)
-    curve, sampled = StagedScores("ladder", np.array(CHEAP), np.array(SAMPLED), 0.5).curve(
-        QW, QS, [0.0, 0.5, 1.0])
-    assert curve.share.tolist() == [0.0, 0.0, 0.5, 0.75, 1.0]
-    assert curve.quality.tolist() == [0.5, 0.5, 0.75, 0.75, 1.0]
+    share, quality, target, sampled = StagedScores(
+        "ladder", np.array(CHEAP), np.array(SAMPLED), 0.5).curve(QW, QS, [0.0, 0.5, 1.0])
+    assert share.tolist() == [0.0, 0.0, 0.5, 0.75, 1.0]
+    assert quality.tolist() == [0.5, 0.5, 0.75, 0.75, 1.0]
+    assert target.tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
     assert sampled.tolist() == [0.5, 0.5, 0.5]
 
 

@@ -18,7 +18,7 @@ stay on the edge). The thresholds are scores of the table's own prompts, so they
 in each policy's unit and print as a router string.
 
 In ``eval replay`` a two-stage spec is ``ladder:FIRST,SECOND,BUDGET`` or
-``cascade:FIRST,SECOND,SKIP`` (:func:`staged_scores`): FIRST a signal column of the table
+``cascade:FIRST,SECOND,SKIP`` (:func:`parse_spec`): FIRST a signal column of the table
 or a router replay can score (a saved-router folder), SECOND a signal column. Its curve is
 one point per share of the grid, each with its own recalibrated thresholds; the bootstrap
 resamples prompts and recalibrates on each resample.
@@ -163,11 +163,9 @@ class StagedScores:
         return fn(self.first, self.second, share, self.param)
 
     def curve(self, q_weak, q_strong, grid: Sequence[float]):
-        """(Curve, sampled share per grid point): quality against the cloud share each
-        recalibration reaches, sorted by share, between all-edge (0) and all-cloud (1).
-        ``thresholds`` holds each point's target share."""
-        from confroute.eval.replay import Curve
-
+        """(share, quality, target share, sampled share per grid point): quality against
+        the cloud share each recalibration reaches, sorted by share, between all-edge (0)
+        and all-cloud (1)."""
         qw, qs = np.asarray(q_weak, np.float64), np.asarray(q_strong, np.float64)
         if qw.shape != self.first.shape or qs.shape != self.first.shape:
             raise ValueError("both quality vectors need one value per prompt")
@@ -179,47 +177,21 @@ class StagedScores:
             sampled.append(c.sampled_share)
         pts.sort(key=lambda p: p[0])
         share, quality, target = (np.array(x) for x in zip(*pts))
-        return Curve(share, quality, target), np.array(sampled)
+        return share, quality, target, np.array(sampled)
 
 
-def staged_scores(table, spec: str) -> StagedScores:
-    """``ladder:FIRST,SECOND,BUDGET`` or ``cascade:FIRST,SECOND,SKIP`` on ``table``: FIRST a
-    signal column or a router replay can score (a saved-router folder, a registered name),
-    SECOND a signal column, each read in its recorded direction (higher = cloud)."""
+def parse_spec(spec: str):
+    """``ladder:FIRST,SECOND,BUDGET`` or ``cascade:FIRST,SECOND,SKIP`` -> (kind, first,
+    second, the budget or skip share); ValueError showing the form."""
     kind, _, body = spec.partition(":")
-    parts = body.split(",")
-    if kind not in KINDS or len(parts) != 3 or not all(p.strip() for p in parts):
+    parts = [p.strip() for p in body.split(",")]
+    if kind not in KINDS or len(parts) != 3 or not all(parts):
         raise ValueError(f"{spec!r}: a two-stage spec is ladder:FIRST,SECOND,BUDGET or "
                          "cascade:FIRST,SECOND,SKIP (e.g. ladder:answer_logprob,disagreement,"
                          "0.35; cascade:routers/sw,disagreement,0.2)")
-    first, second, param = (p.strip() for p in parts)
     try:
-        value = float(param)
+        value = float(parts[2])
     except ValueError:
-        raise ValueError(f"{spec!r}: {param!r} is not a number") from None
-    f, first_from = _first_scores(table, first)
-    s = _signal(table, second)
-    what = "budget" if kind == "ladder" else "skip"
-    info = {"kind": kind, "first": first, "first_from": first_from, "second": second,
-            what: value}
-    n = (table.meta.get("sampling") or {}).get("n")
-    if isinstance(n, int):
-        info["samples_per_prompt_sampled"] = n   # the table's draw, for samples per query
-    return StagedScores(kind, f, s, value, spec, info)
-
-
-def _signal(table, name: str) -> np.ndarray:
-    v = np.array(table.signal(name), np.float64)   # names the signals the table has
-    if table.signal_higher(name) != "cloud":
-        raise ValueError(f"signal {name!r}: a higher value means the edge is surer (the "
-                         "table's meta says higher=edge); a stage needs higher = cloud")
-    return v
-
-
-def _first_scores(table, name: str):
-    if name in table.signals:
-        return _signal(table, name), "signal"
-    from confroute.eval.replay import _check_scores, resolve_router
-
-    label, router = resolve_router(name, table)
-    return _check_scores(label, router.score(list(table.prompts)), len(table)), "router"
+        raise ValueError(f"{spec!r}: {parts[2]!r} is not a number") from None
+    _unit(value, "sample budget" if kind == "ladder" else "skip share")
+    return kind, parts[0], parts[1], value

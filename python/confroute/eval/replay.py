@@ -17,6 +17,7 @@ import numpy as np
 
 from confroute.eval import baselines  # noqa: F401  (registers oracle, scores and se)
 from confroute.eval import metrics as M
+from confroute.eval.ladder import StagedScores, parse_spec
 from confroute.eval.table import OutcomeTable
 from confroute.routers.base import Router, get_router
 
@@ -366,9 +367,35 @@ def _point_metrics(scores, qw, qs, n_points, shares, scale=(0.0, 1.0)) -> Dict[s
 
 
 def _staged(scores) -> bool:
-    from confroute.eval.ladder import StagedScores
-
     return isinstance(scores, StagedScores)
+
+
+def staged_scores(table: OutcomeTable, spec: str) -> StagedScores:
+    """``ladder:FIRST,SECOND,BUDGET`` or ``cascade:FIRST,SECOND,SKIP`` on ``table``
+    (:mod:`confroute.eval.ladder`): FIRST a signal column or a router this module can
+    score (a saved-router folder, a registered name), SECOND a signal column; signals in
+    their recorded direction, which must be higher = cloud."""
+    kind, first, second, value = parse_spec(spec)
+
+    def signal(name):
+        v = np.array(table.signal(name), np.float64)   # names the signals the table has
+        if table.signal_higher(name) != "cloud":
+            raise ValueError(f"signal {name!r}: a higher value means the edge is surer (the "
+                             "table's meta says higher=edge); a stage needs higher = cloud")
+        return v
+
+    if first in table.signals:
+        f, source = signal(first), "signal"
+    else:
+        label, router = resolve_router(first, table)
+        f, source = _check_scores(label, router.score(list(table.prompts)), len(table)), \
+            "router"
+    info = {"kind": kind, "first": first, "first_from": source, "second": second,
+            ("budget" if kind == "ladder" else "skip"): value}
+    n = (table.meta.get("sampling") or {}).get("n")
+    if isinstance(n, int):
+        info["samples_per_prompt_sampled"] = n   # the table's draw, for samples per query
+    return StagedScores(kind, f, signal(second), value, spec, info)
 
 
 def _staged_metrics(staged, qw, qs, n_points, shares, scale=(0.0, 1.0)):
@@ -379,7 +406,8 @@ def _staged_metrics(staged, qw, qs, n_points, shares, scale=(0.0, 1.0)):
     the grid and at the nearest grid point to each of ``shares``."""
     qw, qs = np.asarray(qw, np.float64), np.asarray(qs, np.float64)
     grid = np.linspace(0.0, 1.0, n_points)
-    curve, sampled = staged.curve(qw, qs, grid)
+    share, quality, target, sampled = staged.curve(qw, qs, grid)
+    curve = Curve(share, quality, target)   # a point's "threshold": its target share
     m = curve_metrics(curve, float(qw.mean()), float(qs.mean()), shares)
     nan = float("nan")
     m["uncertainty"] = {"auroc": nan, "prr": nan, "aurac": nan}
@@ -562,8 +590,6 @@ def replay(table: OutcomeTable,
     scored = []
     for label, spec in items:
         if isinstance(spec, str) and spec.startswith(("ladder:", "cascade:")):
-            from confroute.eval.ladder import staged_scores
-
             spec = staged_scores(table, spec)
         if _staged(spec):
             scored.append((label or spec.label, spec, {}))
