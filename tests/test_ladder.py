@@ -249,3 +249,45 @@ def test_the_served_ladder_is_the_rule_on_the_recorded_stage_scores():
         assert len(set(sampled)) > 1, sampled    # the samples disagree somewhere
     finally:
         edge.close()
+
+
+# --- served: the server's route endpoint, with the stand-in edge -----------------------------
+def test_the_server_serves_a_staged_router_and_shows_what_it_drew():
+    from starlette.testclient import TestClient
+
+    from confroute.server import build
+    from confroute.server.config import from_dict
+
+    class Cloud:
+        name = "cloud"
+
+    cfg = from_dict({"routers": [
+        {"name": "answer_logprob-0.2:0.9+disagreement", "thresholds": [0.4]},
+        {"name": "disagreement", "thresholds": [0.4]}]})
+    assert cfg.model_ids() == ["router-answer_logprob-0.2:0.9+disagreement-0.4",
+                               "router-disagreement-0.4"]
+    edge = _Edge({"sure": -0.1, "between": -0.5})
+    app, _ = build(cfg, models=(edge, Cloud(), _Scorer(), {}))
+    with TestClient(app) as client:
+        def route(model, prompt, **kw):
+            return client.post("/v1/route", json={"model": model, "seed": 4, "messages": [
+                {"role": "user", "content": prompt}], **kw})
+
+        r = route(LADDER, "sure").json()
+        assert (r["route"], r["n_samples"], r["threshold"]) == ("edge", 0, 0.2)
+        assert r["router"] == LADDER and "stage 1 of 2" in r["reason"]
+        assert r["usage"]["edge"]["completion_tokens"] == 4 and "seconds" in r["usage"]["edge"]
+        r = route(LADDER, "between").json()
+        assert (r["route"], r["n_samples"], r["score"]) == ("cloud", 5, 0.6)
+        assert r["usage"]["edge"]["completion_tokens"] == 4 + 5 * 4
+        # the last threshold in the request's field, as for any router
+        r = route("router-answer_logprob-0.2:0.9+disagreement", "between", threshold=0.8)
+        assert (r.json()["route"], r.json()["threshold"]) == ("edge", 0.8)
+        # another band is served only where every stage is a configured router
+        r = route("router-answer_logprob-0.1:0.9+disagreement-0.4", "between")
+        assert r.status_code == 404 and "['answer_logprob']" in r.json()["error"]["message"]
+        r = route("router-answer_logprob-0.9:0.1+disagreement-0.4", "between")
+        assert r.status_code in (400, 404)
+    bad = {"routers": [{"name": "sw-0.7+disagreement", "thresholds": [0.4]}]}
+    with pytest.raises(ValueError, match="stage 'sw' is a trained router"):
+        from_dict(bad)

@@ -16,7 +16,10 @@ def load_models(cfg):
 
     from confroute.decision.names import ONLINE, load_router
 
-    routers = {r.name: load_router(r.path) for r in cfg.routers if r.name not in ONLINE}
+    from confroute.server.config import stage_names
+
+    routers = {r.name: load_router(r.path) for r in cfg.routers
+               if r.name not in ONLINE and not stage_names(r.name)}
     e = cfg.edge
     kw = dict(n_ctx=e.n_ctx, n_threads=e.n_threads, n_seq_max=e.n_seq_max)
     # a probe on the edge's hidden state (router sep) needs llama.cpp's eval callback

@@ -9,13 +9,21 @@ Example (JSON)::
                "api_key_env": "CLOUD_API_KEY", "timeout_s": 30},
      "routers": [{"name": "se", "thresholds": [0.5, 0.8]},
                  {"name": "disagreement", "thresholds": [0.4]},
-                 {"name": "sw", "path": "routers/sw", "thresholds": [0.35]}],
+                 {"name": "sw", "path": "routers/sw", "thresholds": [0.35]},
+                 {"name": "answer_logprob-0.2:0.9+disagreement", "thresholds": [0.4]}],
      "sampling": {"n": 5, "temperature": 0.7, "max_tokens": 256},
      "meaning": "auto",
      "limits": {"max_tokens": 1024}, "queue_size": 32,
      "breaker": {"failures": 3, "reset_s": 30}}
 
 Secrets are never in the file: the file names environment variables that hold them.
+
+A staged router (:mod:`confroute.decision.names`) is served under its stages with the last
+threshold left out as its name (``answer_logprob-0.2:0.9+disagreement`` above serves
+``router-answer_logprob-0.2:0.9+disagreement-0.4``); a request may also name any staged
+router whose stages are all configured routers. A stage takes its own entry's settings
+(``samples``, ``kind``, a trained router's ``path``); an online stage without an entry the
+defaults.
 """
 from __future__ import annotations
 
@@ -106,6 +114,25 @@ class ServerConfig:
     def samples(self, router: RouterConfig) -> int:
         return self.sampling.n if router.samples is None else router.samples
 
+    def router_samples(self, name: str) -> int:
+        """The samples a request to router ``name`` draws: its entry's; for a staged router
+        without one, the most any of its stages draws."""
+        if name in self.router_names:
+            return self.samples(self.router_names[name])
+        return max(self.samples(self.stage_config(n)) for n in stage_names(name))
+
+    def stage_config(self, name: str) -> RouterConfig:
+        """A stage's settings: its entry, or the defaults for an online policy."""
+        return self.router_names.get(name) or RouterConfig(name=name)
+
+
+def stage_names(name: str) -> List[str]:
+    """The policy names of a staged router name (``a-0.2:0.9+b`` -> ['a', 'b']); [] for a
+    plain name. ValueError for a malformed one."""
+    from confroute.decision.names import STAGES, parse_stages
+
+    return [n for n, _, _ in parse_stages(name)] if STAGES in name else []
+
 
 def _build(cls, data: Any, where: str):
     if not isinstance(data, dict):
@@ -164,14 +191,24 @@ def check(cfg: ServerConfig) -> None:
     if len(set(names)) != len(names):
         raise ValueError(f"routers: a name appears twice in {names}")
     for r in cfg.routers:
-        if not r.name.isidentifier() or r.name != r.name.lower():
+        staged = stage_names(r.name)
+        if staged:
+            if r.path is not None or r.thresholds is None:
+                raise ValueError(f"router {r.name!r}: a staged router takes 'thresholds' (its "
+                                 "last stage's) and no 'path' (each trained stage has an "
+                                 "entry of its own)")
+            for n in staged:
+                if n not in ONLINE and n not in names:
+                    raise ValueError(f"router {r.name!r}: stage {n!r} is a trained router: "
+                                     f"give it an entry with its 'path'")
+        elif not r.name.isidentifier() or r.name != r.name.lower():
             raise ValueError(f"router name {r.name!r} must be lowercase letters, digits, '_'")
         if r.thresholds is not None and (not r.thresholds or not all(
                 math.isfinite(t) and t >= 0 for t in r.thresholds)):
             raise ValueError(f"router {r.name!r}: thresholds must be finite numbers >= 0")
         if r.thresholds is None and r.name in ONLINE:
             raise ValueError(f"router {r.name!r} needs thresholds ({ONLINE[r.name]})")
-        if r.name not in ONLINE and r.path is None:
+        if r.name not in ONLINE and not staged and r.path is None:
             raise ValueError(f"router {r.name!r} needs 'path': a saved trained router folder")
         if r.calibrated_sampling is not None and not isinstance(r.calibrated_sampling, dict):
             raise ValueError(f"router {r.name!r}: calibrated_sampling must be an object")

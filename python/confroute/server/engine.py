@@ -137,12 +137,16 @@ class Engine:
     def policy(self, name: str, threshold: float):
         key = (name, threshold)
         if key not in self._policies:
-            from confroute.decision.names import make_policy
+            from confroute.decision.names import STAGES, make_policy, staged_policy
+
+            def build(name, threshold):
+                rc = self.cfg.stage_config(name)
+                return make_policy(name, threshold, self.routers.get(name), kind=rc.kind,
+                                   samples=self.cfg.samples(rc))
 
             try:
-                rc = self.cfg.router_names[name]
-                self._policies[key] = make_policy(name, threshold, self.routers.get(name),
-                                                  kind=rc.kind, samples=self.cfg.samples(rc))
+                self._policies[key] = (staged_policy(name, threshold, build) if STAGES in name
+                                       else build(name, threshold))
             except ValueError as e:
                 raise ApiError(400, f"model router-{name}-{threshold:g}: {e}", param="model",
                                code="invalid_threshold") from None
@@ -173,11 +177,11 @@ class Engine:
         its answer's (omitted: the configured answer temperature, greedy by default)."""
         import dataclasses
 
-        rc = self.cfg.router_names[req.router]
         base = self.cfg.sampling
         # n: the router's samples, and enough for the choices asked for beyond the answer
         sampling = dataclasses.replace(
-            base, n=max(self.cfg.samples(rc), req.n - 1), max_tokens=self._answer_tokens(req),
+            base, n=max(self.cfg.router_samples(req.router), req.n - 1),
+            max_tokens=self._answer_tokens(req),
             seed=req.seed, answer_temperature=base.answer_temperature if req.temperature is None
             else req.temperature)
         return routing.make_query(req.messages, sampling, req.cloud_only, req.edge_messages)

@@ -83,6 +83,8 @@ def parse_model(name: Any, routers: Dict[str, Any], threshold: Optional[float] =
     (``router-<name>``)."""
     if not isinstance(name, str):
         raise invalid("model", f"model must be a string, got {_tname(name)}", "invalid_type")
+    if name.startswith("router-") and "+" in name:
+        return _staged_model(name, routers, threshold)
     m = MODEL_RE.match(name)
     if not m or m.group(1) not in routers or (m.group(2) is None and threshold is None):
         served = ", ".join(f"router-{r}-<threshold>" for r in sorted(routers))
@@ -97,6 +99,35 @@ def parse_model(name: Any, routers: Dict[str, Any], threshold: Optional[float] =
         raise invalid("threshold", f"threshold {threshold:g} disagrees with the one in the model "
                       f"name {name!r}; give it once")
     return m.group(1), t
+
+
+def _staged_model(name: str, routers: Dict[str, Any], threshold: Optional[float]
+                  ) -> Tuple[str, float]:
+    """``router-<stages>-<t>`` -> (the stages without the last threshold, t): served when
+    that name is a configured router, or every stage's name is."""
+    from confroute.decision.names import parse_stages
+
+    body = name[len("router-"):]
+    try:
+        stages = parse_stages(body)
+    except ValueError as e:
+        raise invalid("model", str(e)) from None
+    last, lo, t = stages[-1]
+    router = body.rpartition("+")[0] + "+" + last
+    if router not in routers and not all(n in routers for n, _, _ in stages):
+        missing = sorted({n for n, _, _ in stages if n not in routers})
+        served = ", ".join(f"router-{r}-<threshold>" for r in sorted(routers))
+        raise ApiError(404, f"The model {name!r} does not exist: its stages {missing} are not "
+                       f"served; this server offers {served} (see GET /v1/models)",
+                       param="model", code="model_not_found")
+    if lo is not None:
+        raise invalid("model", f"{name!r}: the last stage takes one threshold, not a band")
+    if t is None and threshold is None:
+        raise invalid("model", f"{name!r}: give the last stage's threshold")
+    if t is not None and threshold is not None and threshold != t:
+        raise invalid("threshold", f"threshold {threshold:g} disagrees with the one in the model "
+                      f"name {name!r}; give it once")
+    return router, t if t is not None else threshold
 
 
 def _json_object(body: bytes, limits: Limits) -> Dict[str, Any]:
