@@ -142,3 +142,42 @@ def test_eval_replay_cli_prints_the_ladder_and_its_sampling(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["routers"][spec]["staged"]["sampled_share"] == pytest.approx(0.35, abs=0.03)
     assert m["comparisons"][0]["a"] == spec
+
+
+def test_the_printed_router_string_routes_the_table_as_calibrated():
+    # continuous scores: the thresholds print as short decimals and still route every prompt
+    # of the table as the calibration did, through the parsed policy's own stage rule
+    rng = np.random.default_rng(3)
+    cheap = rng.gamma(2.0, 0.05, 200)
+    sampled = rng.integers(0, 6, 200) / 5
+    for share, budget in [(0.1, 0.2), (0.3, 0.35), (0.7, 0.5), (0.95, 0.2)]:
+        c = ladder_for_share(cheap, sampled, share, budget)
+        spec = c.router("answer_logprob", "disagreement")
+        assert len(spec) < 60, spec
+        first, last = policy_from_string(spec).stages
+        routes = [first.verdict(x) or ("cloud" if not y <= last.hi else "edge")
+                  for x, y in zip(cheap, sampled)]
+        assert [r == "cloud" for r in routes] == c.cloud.tolist()
+        assert [first.verdict(x) is None for x in cheap] == c.sampled.tolist()
+        assert abs(c.cloud_share - share) < 0.1 and c.sampled_share <= budget + 1e-9
+
+
+def test_confroute_calibrate_prints_the_ladder_and_its_server_entry(tmp_path, capsys):
+    import json
+
+    from confroute import cli
+
+    t = tmp_path / "t.csv"
+    t.write_text("prompt,edge,cloud,signal:answer_logprob,signal:disagreement\n" + "".join(
+        f"p{i},{a:g},{b:g},{c},{d}\n" for i, (a, b, c, d) in enumerate(zip(QW, QS, CHEAP,
+                                                                           SAMPLED))))
+    rc = cli.main(["calibrate", "--router", "router-answer_logprob+disagreement", "--table",
+                   str(t), "--cloud-share", "0.5", "--sample-budget", "0.5", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["router"] == "router-answer_logprob-0.1:0.7+disagreement-0.2"
+    assert (out["calibration_share"], out["sampled_share"]) == (0.5, 0.5)
+    assert out["server_config_routers"] == [{"name": "answer_logprob-0.1:0.7+disagreement",
+                                             "thresholds": [0.2], "calibrated_sampling": {}}]
+    rc = cli.main(["calibrate", "--router", "router-answer_logprob+disagreement", "--table",
+                   str(t), "--cloud-share", "0.5"])
+    assert rc == 2 and "--sample-budget B (the ladder) or --skip S" in capsys.readouterr().err

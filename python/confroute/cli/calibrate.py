@@ -7,6 +7,11 @@ the scores an ``eval build`` table recorded for it, with the sampling they were 
 the server config entry it prints carries that sampling, and ``serve`` warns when it serves
 the policy under other sampling. ``--signal NAME`` names any signal column of the table.
 
+A staged router without thresholds (``--router router-answer_logprob+disagreement``) is
+calibrated from a table's scores by quantiles, for ``--cloud-share`` with ``--sample-budget B``
+(the ladder: the share of prompts sampled) or ``--skip S`` (cascade routing: the share the
+first stage, a query router, sends up unanswered): see :mod:`confroute.eval.ladder`.
+
 ``--max-quality-drop EPS --delta D`` needs both models' quality per prompt, so it takes an
 outcome table (``--table``): the threshold whose quality drop against all-cloud is at most
 EPS with probability >= 1 - D over the calibration draw (Learn then Test; see
@@ -18,6 +23,10 @@ an online policy or ``--signal`` reads its column.
     confroute calibrate --router router-disagreement --table humaneval.csv --cloud-share 0.3
     confroute calibrate --router router-se --table mmlu_qwen.csv --max-quality-drop 0.05 --delta 0.05
     confroute calibrate --router routers/sw --table outcomes.csv --max-quality-drop 0.05
+    confroute calibrate --router router-answer_logprob+disagreement --table humaneval.csv \
+        --cloud-share 0.3 --sample-budget 0.35
+    confroute calibrate --router router-routers/sw+disagreement --table humaneval.csv \
+        --cloud-share 0.3 --skip 0.1
 """
 from __future__ import annotations
 
@@ -56,6 +65,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--loss", choices=LOSSES, default="both",
                         help="--max-quality-drop: bound the signed loss, its positive part "
                              "(tighter on small drops), or both at delta/2 each (default)")
+    parser.add_argument("--sample-budget", type=float, default=None, metavar="B",
+                        help="a staged --router (router-FIRST+SECOND): the ladder, sampling "
+                             "a band of B of the table's prompts around the target share")
+    parser.add_argument("--skip", type=float, default=None, metavar="S",
+                        help="a staged --router: cascade routing, FIRST (a query router) "
+                             "sending its top S share up before the edge answers")
     parser.add_argument("--heldout", type=float, default=0.5,
                         help="share of the prompts kept aside to measure the share reached "
                              "(default 0.5; 0 = calibrate on all)")
@@ -64,6 +79,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.router and "+" in args.router:
+        return _staged_on_table(args)
+    if args.sample_budget is not None or args.skip is not None:
+        raise ValueError("--sample-budget and --skip calibrate a staged router: give "
+                         "--router router-FIRST+SECOND (e.g. router-answer_logprob+"
+                         "disagreement)")
     if args.table:
         if args.router and os.path.isdir(args.router) and not args.signal:
             return _saved_on_table(args)
@@ -229,4 +250,56 @@ def _from_table(args) -> int:
           f"({goal}); measured under sampling {sampling or 'unknown'}")
     if entry is not None:
         print("server config entry: " + json.dumps(entry))
+    return 0
+
+
+def _staged_on_table(args) -> int:
+    """A two-stage router's thresholds from a table's scores, for a cloud share: the ladder
+    (``--sample-budget``) or cascade routing (``--skip``), by quantiles
+    (:mod:`confroute.eval.ladder`); no outcomes are read."""
+    from confroute.eval.data import load_table
+    from confroute.eval.replay import staged_scores
+
+    body = args.router[len("router-"):] if args.router.startswith("router-") else args.router
+    stages = body.split("+")
+    if len(stages) != 2 or not all(stages):
+        raise ValueError(f"--router {args.router!r}: calibration sets the thresholds of two "
+                         "stages: router-FIRST+SECOND (e.g. router-answer_logprob+"
+                         "disagreement)")
+    if not args.table or args.cloud_share is None:
+        raise ValueError("a staged router is calibrated on a table's scores for a cloud "
+                         "share: give --table and --cloud-share")
+    if (args.sample_budget is None) == (args.skip is None):
+        raise ValueError("a staged router needs --sample-budget B (the ladder) or --skip S "
+                         "(cascade routing), one of them")
+    first, second = stages
+    kind, param = (("ladder", args.sample_budget) if args.skip is None
+                   else ("cascade", args.skip))
+    table = load_table(args.table)
+    scored = staged_scores(table, f"{kind}:{first},{second},{param}")
+    c = scored.at(args.cloud_share)
+    router = c.router(first, second)
+    sampling = dict(table.meta.get("sampling") or {})
+    entries = []
+    name = router[len("router-"):].rpartition("-")[0]
+    if scored.info["first_from"] == "router" and os.path.isdir(first):
+        # the server names a trained stage by its entry, which holds the folder
+        short = os.path.basename(os.path.normpath(first))
+        entries.append({"name": short, "path": os.path.abspath(first), "thresholds": [c.hi]})
+        name = short + name[len(first):]
+    entries.append({"name": name, "thresholds": [c.threshold],
+                    "calibrated_sampling": sampling})
+    out = {"router": router, "kind": kind, ("sample_budget" if kind == "ladder" else "skip"):
+           param, "first": {"name": first, "lo": c.lo, "hi": c.hi},
+           "second": {"name": second, "threshold": c.threshold},
+           "target_share": args.cloud_share, "calibration_share": c.cloud_share,
+           "sampled_share": c.sampled_share, "n_calibration": len(table),
+           "table": os.path.abspath(args.table), "server_config_routers": entries}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{router}: cloud share {c.cloud_share:.3f} (target {args.cloud_share:g}), samples "
+          f"drawn for {c.sampled_share:.3f} of {len(table)} prompts of {args.table}; measured "
+          f"under sampling {sampling or 'unknown'}")
+    print("server config entries: " + ", ".join(json.dumps(e) for e in entries))
     return 0

@@ -14,8 +14,9 @@ and their replay curve, recalibrated at every share of a grid.
 Thresholds follow the served rule (:class:`confroute.decision.policies.Stage`): the cloud
 where a score > the threshold, an undefined (NaN) score escalates, tied scores move together
 (so a window's edges move with its ties: ties at its top are sampled, ties at its bottom
-stay on the edge). The thresholds are scores of the table's own prompts, so they are valid
-in each policy's unit and print as a router string.
+stay on the edge). Each threshold is the shortest decimal between a score of the table and
+the next one above it (the same routing on the table), so it is valid in each policy's unit
+and prints as a short router string.
 
 In ``eval replay`` a two-stage spec is ``ladder:FIRST,SECOND,BUDGET`` or
 ``cascade:FIRST,SECOND,SKIP`` (:func:`parse_spec`): FIRST a signal column of the table
@@ -58,7 +59,7 @@ class StagedThresholds:
 
 
 def _g(x: float) -> str:
-    return f"{x:.6g}"
+    return repr(float(x))   # thresholds are short decimals already (_short): exact
 
 
 def ladder_for_share(cheap, sampled, share: float, budget: float) -> StagedThresholds:
@@ -97,6 +98,19 @@ def _scores(first, second):
     return f, s
 
 
+def _short(x: float, scores: np.ndarray) -> float:
+    """The shortest decimal in [x, the next score above x): the same routing on the table
+    as x itself, and a router string that reads well. Above the largest score, within a
+    thousandth of x."""
+    above = scores[scores > x]
+    limit = float(above.min()) if above.size else x + max(abs(x) * 1e-3, 1e-9)
+    for digits in range(0, 18):
+        c = math.ceil(x * 10 ** digits) / 10 ** digits
+        if x <= c < limit:
+            return c
+    return x
+
+
 def _calibrate(first, second, share, a: int, end: int) -> StagedThresholds:
     """Positions [0, a) of the first score's descending ranking go to the cloud, [a, end)
     to the second stage, the rest stay; thresholds as the served rule reads them."""
@@ -108,7 +122,8 @@ def _calibrate(first, second, share, a: int, end: int) -> StagedThresholds:
     hi = float(desc[a]) if a < n else top
     if not math.isfinite(hi):
         hi = top          # the window starts among the undefined scores: none sent up by value
-    lo = float(desc[end]) if end < n else None
+    hi = _short(hi, finite)
+    lo = _short(float(desc[end]), finite) if end < n else None
     up = ~(key <= hi)
     band = ~up if lo is None else ~up & (key > lo)
     # the second stage: the threshold whose overall share comes closest to the target
@@ -121,7 +136,7 @@ def _calibrate(first, second, share, a: int, end: int) -> StagedThresholds:
         cand = np.unique(vals)
         above = vals.size - np.searchsorted(vals, cand, side="right")
         gap = np.abs((fixed + above) / n - share)
-        t = float(cand[len(gap) - 1 - int(np.argmin(gap[::-1]))])
+        t = _short(float(cand[len(gap) - 1 - int(np.argmin(gap[::-1]))]), vals)
     else:
         s_fin = second[np.isfinite(second)]
         t = float(s_fin.max()) if s_fin.size else 0.0
