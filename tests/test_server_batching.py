@@ -28,13 +28,14 @@ def edge():
 @pytest.mark.models
 @pytest.mark.parametrize("temperature,seed", [(0.0, None), (1.0, 11)])
 def test_sample_many_draws_what_each_prompt_draws_alone(edge, temperature, seed):
-    from confroute.server.batching import Job, sample_many, supported
+    from confroute.models.types import SampleRequest
+    from confroute.server.edge_worker import batching_supported
 
-    assert supported(edge)
+    assert batching_supported(edge)
     alone = [edge.sample(m, n=4, max_tokens=12, temperature=temperature, seed=seed)
              for m in PROMPTS]
-    together = sample_many(edge, [Job(edge.prompt_tokens(m), 4, 12, temperature, seed)
-                                  for m in PROMPTS])
+    together = edge.sample_many([SampleRequest(edge.prompt_tokens(m), 4, 12, temperature, seed)
+                                 for m in PROMPTS])
     for a, b in zip(alone, together):
         assert a.texts == b.texts and a.finish_reasons == b.finish_reasons
         assert a.prompt_tokens == b.prompt_tokens and a.completion_tokens == b.completion_tokens
@@ -44,13 +45,13 @@ def test_sample_many_draws_what_each_prompt_draws_alone(edge, temperature, seed)
 
 @pytest.mark.models
 def test_sample_many_refuses_what_does_not_fit(edge):
-    from confroute.server.batching import Job, sample_many
+    from confroute.models.types import SampleRequest as Job
 
     p = edge.prompt_tokens(PROMPTS[0])
     with pytest.raises(ValueError, match="sequences"):
-        sample_many(edge, [Job(p, 9, 4, 1.0, 1), Job(p, 8, 4, 1.0, 1)])
+        edge.sample_many([Job(p, 9, 4, 1.0, 1), Job(p, 8, 4, 1.0, 1)])
     with pytest.raises(ValueError, match="context"):
-        sample_many(edge, [Job(p, 2, edge.n_ctx, 1.0, 1)])
+        edge.sample_many([Job(p, 2, edge.n_ctx, 1.0, 1)])
 
 
 def test_waiting_jobs_run_as_one_batch_and_fall_back_one_by_one_on_failure():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from confroute.server import config as cfgmod
 from confroute.server.breaker import CircuitBreaker
-from confroute.server.engine import truncate_at_stop
+from confroute.server.answers import truncate_at_stop
 from confroute.server.errors import ApiError
 from confroute.server.metrics import ServerMetrics
 from confroute.server.schema import ChatRequest, Limits, parse_chat_request

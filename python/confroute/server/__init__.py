@@ -37,11 +37,8 @@ def load_models(cfg):
     if c.base_url is None:
         cloud = default_cloud(n_ctx=e.n_ctx, n_threads=e.n_threads)
     else:
-        key = os.environ.get(c.api_key_env) if c.api_key_env else None
-        if c.api_key_env and not key:
-            log.warning("cloud.api_key_env names %s, which is not set", c.api_key_env)
-        cloud = CloudModel(c.base_url, c.model, api_key=key, timeout=c.timeout_s,
-                           max_retries=c.max_retries)
+        cloud = CloudModel(c.base_url, c.model, api_key=_key(c.api_key_env, "cloud"),
+                           timeout=c.timeout_s, max_retries=c.max_retries)
     scorer = ConfidenceScorer(meaning=cfg.meaning)
     scorer.embedder.embed(["warm up"])   # load it now, not on the first request
     return edge, cloud, scorer, routers
@@ -74,7 +71,7 @@ def check_edge(cfg, engine) -> None:
     """ValueError when the edge cannot serve a configured router (an HTTP edge without token
     logprobs and a likelihood-based policy): said at startup, not per request."""
     for r in cfg.routers:
-        engine.supplier.check_policy(engine.policy(r.name, r.thresholds[0]))
+        engine.edge.supplier.check_policy(engine.policy(r.name, r.thresholds[0]))
 
 
 def resolve_thresholds(cfg, routers):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from typing import Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 
 Labels = Tuple[Tuple[str, str], ...]
 
@@ -140,6 +140,12 @@ class ServerMetrics:
                      self.se, self.score,
                      self.batch_size, self.samples,
                      self.queue_depth, self.breaker_open]
+
+    def queue_hooks(self, model: str) -> Dict[str, Callable]:
+        """A model's ``WorkQueue`` callbacks: its depth, dropped jobs, stopped streams."""
+        return {"on_depth": lambda d: self.queue_depth.set(d, model=model),
+                "on_drop": lambda: self.dropped.inc(model=model),
+                "on_stop": lambda: self.stopped.inc(model=model)}
 
     def render(self) -> str:
         lines: List[str] = []
