@@ -77,7 +77,7 @@ PROMPTS = ["What is the capital of France?", "Who wrote the novel War and Peace?
 def scorer(embedder):
     from confroute.confidence.scorer import ConfidenceScorer
 
-    return ConfidenceScorer(embedder, threshold=0.8)
+    return ConfidenceScorer(embedder, similarity=0.8)
 
 
 def test_adaptive_decides_as_full_n_se_on_real_prompts(edge_model, scorer):

@@ -84,6 +84,35 @@ def test_checkpoint_with_other_settings_is_refused(tmp_path):
         _run(tmp_path / "x.jsonl", Scripted("edge"), Scripted("cloud"))
 
 
+def test_checkpoint_with_the_similarity_under_its_old_name_resumes(tmp_path):
+    # the live settings in the header once called the scorer's cosine `threshold`
+    from dataclasses import replace
+
+    from confroute.eval.build import RECORDED
+    from confroute.eval.live import LiveSettings
+
+    items = [replace(it, recorded=(("cloud", 1.0),)) for it in ITEMS]
+    ck = tmp_path / "ck.jsonl"
+
+    def run(edge, **kw):
+        return build_outcomes(items, {"edge": edge, "cloud": RECORDED}, grade_gsm8k, ck,
+                              weak="edge", strong="cloud", name="toy", progress=False, **kw)
+
+    full = run(Scripted("edge"))
+    lines = ck.read_text().splitlines()
+    head = json.loads(lines[0])
+    assert head["live"]["similarity"] == 0.8 and "threshold" not in head["live"]
+    head["live"]["threshold"] = head["live"].pop("similarity")
+    ck.write_text("\n".join([json.dumps(head)] + lines[1:4]) + "\n")  # 3 answers of 6
+    edge = Scripted("edge")
+    again = run(edge)
+    assert edge.calls == 3
+    np.testing.assert_array_equal(again.quality, full.quality)
+    # another cosine is another setting, under either name
+    with pytest.raises(ValueError, match=r"other settings \(live: "):
+        run(Scripted("edge"), settings=LiveSettings(max_tokens=256, samples=0, similarity=0.9))
+
+
 def test_records_keep_the_answers(tmp_path):
     ck = tmp_path / "ck.jsonl"
     _run(ck, Scripted("edge"), Scripted("cloud"))

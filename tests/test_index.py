@@ -66,7 +66,7 @@ def test_save_load_round_trip(tmp_path):
     (lambda i: i.add([[1, 2, np.nan, 0]]), "NaN"),
     (lambda i: i.add(np.ones(4)), "2-D"),
     (lambda i: i.search(np.ones((1, 4)), 0), "k must be"),
-    (lambda i: i.range_search(np.ones((1, 4)), 2.0), "threshold"),
+    (lambda i: i.range_search(np.ones((1, 4)), 2.0), "similarity"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

@@ -161,7 +161,7 @@ def test_an_empty_sample_without_logprobs_makes_the_likelihoods_unknown():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(threshold=1.5), "cosine"), (dict(method="kmeans"), "greedy"),
+    (dict(similarity=1.5), "cosine"), (dict(method="kmeans"), "greedy"),
     (dict(likelihood="max"), "likelihood"),
 ])
 def test_bad_scorer_options(kwargs, match):

@@ -151,7 +151,7 @@ def test_online_se_router_on_the_edge_model(edge_model, tmp_path):
     prompts = ["What is the capital of France?", "Name a prime number above 100."]
     s = r.score(prompts)
     assert s.shape == (2,) and np.all((s >= 0) & (s < 1))
-    conf = ConfidenceScorer(threshold=0.8).score(
+    conf = ConfidenceScorer(similarity=0.8).score(
         [{"role": "user", "content": prompts[0]}], edge_model, n=3, max_tokens=8,
         temperature=0.7, seed=5)
     assert s[0] == pytest.approx(1 - np.exp(-conf.se("kuhn")), rel=1e-9)

@@ -246,7 +246,7 @@ def _se_fn(weak, strong, config):
     from confroute.eval.label_job import scorer_se_fn
     from confroute.confidence.scorer import ConfidenceScorer
 
-    scorer = ConfidenceScorer(threshold=config.similarity)
+    scorer = ConfidenceScorer(similarity=config.similarity)
     scorer.embedder  # load it now: a missing embedder fails before any sampling
     return scorer_se_fn(weak, strong, scorer, config)
 

@@ -75,14 +75,14 @@ class VectorIndex:
         sims[ids < 0] = -np.inf
         return sims, ids
 
-    def range_search(self, queries, threshold: float):
-        """Every stored vector with cosine >= threshold, per query: a ragged result
+    def range_search(self, queries, similarity: float):
+        """Every stored vector with cosine >= ``similarity``, per query: a ragged result
         (offsets [q+1], similarities, ids), ordered by id within each query."""
-        if not -1.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must lie in [-1, 1], got {threshold}")
+        if not -1.0 <= float(similarity) <= 1.0:
+            raise ValueError(f"similarity is a cosine in [-1, 1], got {similarity}")
         q = self._check(queries, "queries")
-        # FAISS keeps results with inner product > radius; step just below the threshold.
-        radius = np.nextafter(np.float32(threshold), np.float32(-np.inf))
+        # FAISS keeps results with inner product > radius; step just below the similarity.
+        radius = np.nextafter(np.float32(similarity), np.float32(-np.inf))
         lims, sims, ids = self._index.range_search(q, float(radius))
         lims = lims.astype(np.int64)
         for i in range(q.shape[0]):  # FAISS returns each query's hits in no set order
@@ -91,13 +91,13 @@ class VectorIndex:
             ids[lo:hi], sims[lo:hi] = ids[lo:hi][order], sims[lo:hi][order]
         return lims, sims.astype(np.float64), ids.astype(np.int64)
 
-    def components(self, threshold: float) -> np.ndarray:
+    def components(self, similarity: float) -> np.ndarray:
         """Clusters every stored vector: connected components of the graph with an edge where
-        cosine >= threshold. Returns int32 ids in order of first appearance."""
+        cosine >= ``similarity``. Returns int32 ids in order of first appearance."""
         n = len(self)
         if n == 0:
             return np.zeros(0, np.int32)
-        lims, _, ids = self.range_search(self.vectors(), threshold)
+        lims, _, ids = self.range_search(self.vectors(), similarity)
         parent = np.arange(n)
 
         def root(i):

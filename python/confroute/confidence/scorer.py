@@ -54,7 +54,7 @@ class Confidence:
     seq_logprob_sum: np.ndarray
     seq_logprob_mean: np.ndarray
     best_index: int
-    threshold: Optional[float]
+    similarity: Optional[float]  # the cosine that joined meanings (embedding only)
     samples: Optional[Samples] = field(default=None, repr=False)
     answers: Optional[Tuple[Optional[str], ...]] = None
     seconds: Dict[str, float] = field(default_factory=dict)
@@ -88,7 +88,7 @@ class Confidence:
 class ConfidenceScorer:
     """Turns a prompt and a model into a :class:`Confidence`.
 
-    ``threshold`` is the cosine similarity above which two answers share a meaning (MiniLM:
+    ``similarity`` is the cosine similarity above which two answers share a meaning (MiniLM:
     paraphrases ~0.97, unrelated ~0); ``method`` the clustering ('greedy' as in Kuhn et al., or
     'components'); ``likelihood`` the sequence log-likelihood for the weighted and Kuhn forms
     ('mean' = length-normalized, or 'sum'). ``n``, ``max_tokens``, ``temperature``, ``seed``
@@ -96,11 +96,11 @@ class ConfidenceScorer:
     answers are judged alike (:data:`MEANINGS`; ``auto`` chooses per prompt, see
     :meth:`score_samples`)."""
 
-    def __init__(self, embedder=None, threshold: float = 0.8, method: str = "greedy",
+    def __init__(self, embedder=None, similarity: float = 0.8, method: str = "greedy",
                  n: int = 5, max_tokens: int = 64, temperature: float = 1.0,
                  likelihood: str = "mean", seed: Optional[int] = None, meaning: str = "auto"):
-        if not -1.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        if not -1.0 <= similarity <= 1.0:
+            raise ValueError(f"similarity is a cosine in [-1, 1], got {similarity}")
         if meaning not in MEANINGS:
             raise ValueError(f"meaning must be one of {MEANINGS}, got {meaning!r}")
         self.meaning = meaning
@@ -109,7 +109,7 @@ class ConfidenceScorer:
         if likelihood not in ("mean", "sum"):
             raise ValueError(f"likelihood must be 'mean' or 'sum', got {likelihood!r}")
         self._embedder = embedder
-        self.threshold, self.method, self.likelihood = float(threshold), method, likelihood
+        self.similarity, self.method, self.likelihood = float(similarity), method, likelihood
         self.n, self.max_tokens, self.temperature, self.seed = n, max_tokens, temperature, seed
 
     @property
@@ -156,7 +156,7 @@ class ConfidenceScorer:
           to embedding, and ``Confidence.method`` says so;
         - ``exact``: the final number (:func:`.answers.extract_number`); ``auto``
           takes it where the answer, or most samples, mark one ('the answer is', '\\boxed');
-        - ``embedding``: cosine similarity of the MiniLM embeddings above ``threshold``.
+        - ``embedding``: cosine similarity of the MiniLM embeddings above ``similarity``.
 
         ``answers``: the edge's own answer per set (or None): ``Confidence.disagreement`` is
         then the share of samples whose meaning differs from it. ``prefixes``: the start of
@@ -184,7 +184,7 @@ class ConfidenceScorer:
             for b, c in zip(by_key, confs):
                 keys = keyed[b][1]
                 dis = _key_disagreement(keys[:c.n_samples], keys[c.n_samples:])
-                out[b] = dataclasses.replace(c, method=keyed[b][0], threshold=None,
+                out[b] = dataclasses.replace(c, method=keyed[b][0], similarity=None,
                                              disagreement=dis)
         if by_emb:
             t2 = time.perf_counter()
@@ -193,14 +193,14 @@ class ConfidenceScorer:
             emb = self.embedder.embed(texts + extra) if texts or extra \
                 else np.zeros((0, 1), np.float32)
             t3 = time.perf_counter()
-            confs = self._core([samples[b] for b in by_emb], emb[:len(texts)], self.threshold,
+            confs = self._core([samples[b] for b in by_emb], emb[:len(texts)], self.similarity,
                                "embedding", None, {"generate": t_generate, "embed": t3 - t2})
             row, arow = 0, len(texts)
             for b, c in zip(by_emb, confs):
                 dis = float("nan")
                 if answers[b] is not None:
                     dis = _embedding_disagreement(emb[row:row + c.n_samples], emb[arow],
-                                                  self.threshold)
+                                                  self.similarity)
                     arow += 1
                 row += c.n_samples
                 out[b] = dataclasses.replace(c, method=keyed[b][0], disagreement=dis)
@@ -259,7 +259,7 @@ class ConfidenceScorer:
             embs.append(self.embedder.embed(list(drawn[-1].texts)))
             secs["generate"] += t1 - t0
             secs["embed"] += time.perf_counter() - t1
-            conf = self._core([_concat_samples(drawn)], np.concatenate(embs), self.threshold,
+            conf = self._core([_concat_samples(drawn)], np.concatenate(embs), self.similarity,
                               "embedding", None, dict(secs))[0]
             decision, exact, p = stopping.verdict(conf.cluster_ids, conf.se_discrete,
                                                   int(n_max), threshold, rule, delta, alpha)
@@ -282,7 +282,7 @@ class ConfidenceScorer:
         return self._core([s], emb, 0.5, "exact", [tuple(answers)],
                           {"generate": t1 - t0, "embed": time.perf_counter() - t1})[0]
 
-    def _core(self, samples, emb, threshold, method_name, answers, seconds) -> List[Confidence]:
+    def _core(self, samples, emb, similarity, method_name, answers, seconds) -> List[Confidence]:
         """One core call for a batch of sample sets (embeddings given, rows = all samples)."""
         from confroute.confidence.core import confidence_batch
 
@@ -300,7 +300,7 @@ class ConfidenceScorer:
         token_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         sample_offsets = np.concatenate([[0], np.cumsum([s.n for s in samples])]).astype(np.int64)
         flat = np.concatenate(lps) if lps else np.zeros(0)
-        r = confidence_batch(flat, token_offsets, emb, sample_offsets, threshold=threshold,
+        r = confidence_batch(flat, token_offsets, emb, sample_offsets, threshold=similarity,
                              method=self.method if method_name == "embedding" else "greedy",
                              likelihood=self.likelihood)
         dt = time.perf_counter() - t0
@@ -324,7 +324,7 @@ class ConfidenceScorer:
                 mean_perplexity=val(r.mean_perplexity),
                 seq_logprob_sum=total, seq_logprob_mean=mean,
                 best_index=best_index_of(ids, mean if has[b] else None, s.texts),
-                threshold=threshold if method_name == "embedding" else None, samples=s,
+                similarity=similarity if method_name == "embedding" else None, samples=s,
                 answers=answers[b] if answers else None,
                 seconds={**seconds, "core": dt}))
         return out
@@ -363,7 +363,7 @@ class ConfidenceScorer:
             cluster_ids=np.arange(len(letters)), se_discrete=h, se_weighted=h, se_kuhn=h,
             mean_token_logprob=float(per[best]), max_sequence_prob=float(np.exp(per[best])),
             mean_perplexity=float("nan"), seq_logprob_sum=per, seq_logprob_mean=per,
-            best_index=best, threshold=None, samples=None, answers=tuple(letters),
+            best_index=best, similarity=None, samples=None, answers=tuple(letters),
             seconds={"generate": t1 - t0, "embed": 0.0, "core": time.perf_counter() - t1})
 
 
@@ -411,14 +411,14 @@ def _key_disagreement(sample_keys, answer_keys) -> float:
 
 
 def _embedding_disagreement(sample_emb: np.ndarray, answer_emb: np.ndarray,
-                            threshold: float) -> float:
-    """Share of samples whose cosine similarity to the answer is below ``threshold``."""
+                            similarity: float) -> float:
+    """Share of samples whose cosine similarity to the answer is below ``similarity``."""
     if len(sample_emb) == 0:
         return float("nan")
     a = np.asarray(answer_emb, np.float64)
     e = np.asarray(sample_emb, np.float64)
     cos = e @ a / np.maximum(np.linalg.norm(e, axis=1) * np.linalg.norm(a), 1e-12)
-    return float(np.mean(cos < threshold))
+    return float(np.mean(cos < similarity))
 
 
 def _block_one_hot(key_lists) -> np.ndarray:

@@ -131,7 +131,7 @@ class SERouter(Router):
         if self._scorer is None:
             from confroute.confidence.scorer import ConfidenceScorer
 
-            self._scorer = ConfidenceScorer(threshold=self.similarity)
+            self._scorer = ConfidenceScorer(similarity=self.similarity)
         return self._scorer
 
     def entropy(self, prompt: str) -> float:

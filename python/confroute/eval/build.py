@@ -50,8 +50,18 @@ def read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecord
     """The records of an outcome checkpoint by (id, model); ``header``: the settings it must
     have been made with (none: any outcome checkpoint)."""
     done: Dict[Tuple[str, str], LiveRecord] = {}
-    lines = ckpt.load(path, {"kind": _HEADER_KIND, **header},
-                      what="confroute outcome checkpoint")
+    try:
+        lines = ckpt.load(path, {"kind": _HEADER_KIND, **header},
+                          what="confroute outcome checkpoint")
+    except ValueError as e:
+        old = _with_old_names(header)
+        if old is None:
+            raise
+        try:  # a checkpoint written before the scorer's cosine was named `similarity`
+            lines = ckpt.load(path, {"kind": _HEADER_KIND, **old},
+                              what="confroute outcome checkpoint")
+        except ValueError:
+            raise e from None
     for lineno, line in lines:
         try:
             o = json.loads(line)
@@ -65,6 +75,16 @@ def read_checkpoint(path: str, header: dict) -> Dict[Tuple[str, str], LiveRecord
             raise ValueError(f"{path}: line {lineno}: not a valid outcome record") from None
         done[(rec.id, rec.model)] = rec
     return done
+
+
+def _with_old_names(header: dict) -> Optional[dict]:
+    """``header`` as older checkpoints wrote it: the live settings' ``similarity`` (the cosine
+    that joins meanings) was ``threshold``. None when the header has no such setting."""
+    live = header.get("live")
+    if not isinstance(live, dict) or "similarity" not in live:
+        return None
+    return {**header, "live": {("threshold" if k == "similarity" else k): v
+                               for k, v in live.items()}}
 
 
 class _FunctionBenchmark:

@@ -202,7 +202,7 @@ def benchmark_fns(bench, items, models, config: JobConfig, signal: str
                              f"logprobs (GGUF models)")
     settings = LiveSettings(samples=config.n, sample_temperature=config.temperature,
                             max_tokens=config.max_tokens, seed=config.seed,
-                            threshold=config.similarity,
+                            similarity=config.similarity,
                             policies=(signal,))
 
     def se_fn(role: str, prompt: str, seed: int):

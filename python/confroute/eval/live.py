@@ -40,15 +40,16 @@ class LiveSettings:
     and the samples alike); the rest are :class:`~confroute.decision.path.Sampling`'s, with its
     defaults (``temperature`` is the answer's, ``sample_temperature`` the samples'). ``seed``
     is the run seed: each item's request seed is ``item_seed(seed, item.id)``. ``meaning``
-    and ``threshold`` (cosine similarity) configure the scorer; ``policies`` are the router
-    strings (or names) whose scores become the edge's signal columns."""
+    and ``similarity`` (the cosine that joins two meanings) configure the scorer;
+    ``policies`` are the router strings (or names) whose scores become the edge's signal
+    columns."""
 
     max_tokens: Optional[int] = None
     temperature: float = DEFAULT_SAMPLING.answer_temperature
     samples: int = DEFAULT_SAMPLING.n
     sample_temperature: float = DEFAULT_SAMPLING.temperature
     seed: int = 0
-    threshold: float = 0.8
+    similarity: float = 0.8
     meaning: str = "auto"
     policies: Tuple[str, ...] = DEFAULT_POLICIES
 
@@ -74,7 +75,7 @@ class LiveSettings:
         return {"max_tokens": self.answer_tokens(bench), "temperature": float(self.temperature),
                 "samples": int(self.samples),
                 "sample_temperature": float(self.sample_temperature), "seed": int(self.seed),
-                "threshold": float(self.threshold), "meaning": self.meaning,
+                "similarity": float(self.similarity), "meaning": self.meaning,
                 "policies": list(self.policies)}
 
 
@@ -142,7 +143,7 @@ def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
     """The model's answer to ``item`` (greedy by default) and, with ``signals``, the scores
     of ``settings.policies`` on it, through the decision path. ``scorer``: the scorer the
     path judges meaning with (default: the package's, with ``settings.meaning`` and
-    ``settings.threshold``)."""
+    ``settings.similarity``)."""
     t0 = time.perf_counter()
     p = bench.prompt(item)
     turns = tuple(getattr(item, "turns", ()) or ())
@@ -186,7 +187,7 @@ def _served(bench, model, item, settings, scorer, signals: bool = True):
     from confroute.decision.edge import EdgeSupplier
 
     q = query_of(bench, item, settings)
-    supplier = EdgeSupplier(model, scorer or _default_scorer(settings.threshold,
+    supplier = EdgeSupplier(model, scorer or _default_scorer(settings.similarity,
                                                              settings.meaning), batch=True)
     named = policies_of(settings) if signals and settings.samples else []
     if named:
@@ -244,14 +245,14 @@ def ask(model, messages, max_tokens: int, temperature: float):
     return r.text, dict(getattr(r, "usage", None) or {})
 
 
-def _default_scorer(threshold: float, meaning: str = "auto"):
-    if (threshold, meaning) not in _SCORERS:
+def _default_scorer(similarity: float, meaning: str = "auto"):
+    if (similarity, meaning) not in _SCORERS:
         import os
 
         from confroute.models import default_embedder
         from confroute.confidence.scorer import ConfidenceScorer
 
         threads = int(os.environ.get("CONFROUTE_N_THREADS") or 0) or None
-        _SCORERS[threshold, meaning] = ConfidenceScorer(
-            embedder=default_embedder(n_threads=threads), threshold=threshold, meaning=meaning)
-    return _SCORERS[threshold, meaning]
+        _SCORERS[similarity, meaning] = ConfidenceScorer(
+            embedder=default_embedder(n_threads=threads), similarity=similarity, meaning=meaning)
+    return _SCORERS[similarity, meaning]

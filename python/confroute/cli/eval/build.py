@@ -44,8 +44,9 @@ def add_arguments(b) -> None:
     b.add_argument("--samples", type=int, default=DEFAULT_SAMPLING.n,
                    help="edge samples per prompt for the policies (0 = none)")
     b.add_argument("--sample-temperature", type=float, default=DEFAULT_SAMPLING.temperature)
-    b.add_argument("--threshold", type=float, default=0.8,
-                   help="cosine similarity that joins two samples' meanings (embedding)")
+    b.add_argument("--similarity", "--threshold", dest="similarity", type=float, default=0.8,
+                   help="cosine similarity that joins two samples' meanings (embedding); "
+                        "--threshold is its old name")
     b.add_argument("--meaning", choices=MEANINGS, default="auto",
                    help="how samples are judged alike, as `serve`'s config 'meaning' "
                         "(default auto: execution for code, final answer for math)")
@@ -115,7 +116,7 @@ def _plan(args, judge):
         items = stratified_sample(items, args.limit, seed=args.seed)
     settings = LiveSettings(max_tokens=args.max_tokens, samples=args.samples,
                             sample_temperature=args.sample_temperature, seed=args.seed,
-                            threshold=args.threshold, meaning=args.meaning,
+                            similarity=args.similarity, meaning=args.meaning,
                             policies=tuple(args.policy or DEFAULT_POLICIES))
     return bench, items, settings
 
