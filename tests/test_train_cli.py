@@ -127,7 +127,7 @@ def test_accuracy_labels_from_an_outcome_table_and_from_graded_se_rows(tmp_path)
 
 
 def test_router_policy_drives_the_controller(labels, edge_model):
-    """The policy inside issue 3's Controller on a real model (SmolLM2 stands in for both
+    """The policy inside the Controller on a real model (SmolLM2 stands in for both
     sides here: what is checked is the route, not the answer)."""
     from confroute import controller
     from confroute.routers import get_router

@@ -1,13 +1,13 @@
 """`confroute label`: preference labels for training routers (JSONL, pair schema).
 
     # SE labels: sample the edge and the cloud model (resumable: rerun the same command)
-    confroute label --prompts ../shared/data/nq_open/dev.jsonl --limit 200 --out se.jsonl
+    confroute label --prompts $CONFROUTE_DATA/nq_open/dev.jsonl --limit 200 --out se.jsonl
     # SE labels on a benchmark's own prompts, graded by its grader (code: SE by execution)
-    confroute label --benchmark mbpp --split train --data ../shared/data --n 5 --out mbpp.jsonl
+    confroute label --benchmark mbpp --split train --data $CONFROUTE_DATA --n 5 --out mbpp.jsonl
     # accuracy labels from the graded responses of an SE label file (same prompts)
     confroute label --accuracy-of se.jsonl --out acc.jsonl
     # accuracy labels from an outcome table (a benchmark in --data, or a CSV/JSONL table)
-    confroute label --outcomes gsm8k --data ../shared/data --out acc_gsm8k.jsonl
+    confroute label --outcomes gsm8k --data $CONFROUTE_DATA --out acc_gsm8k.jsonl
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Benchmarks for live outcome tables: what to ask, how to grade, what was recorded.
 
 A :class:`Benchmark` is the whole plug-in interface of ``confroute eval build`` (see
-``/work/runs/eval/INTERFACE.md`` for the note other benchmarks are written against):
+docs/evaluation.md, "Plug-ins"):
 
 - ``items(data_dir, split, include_contaminated)`` -> list of :class:`~confroute.eval.data.Item`;
   an item's ``recorded`` maps model name -> recorded quality (``--cloud recorded:MODEL``).

@@ -153,7 +153,7 @@ def label_item(i: int, prompt: str, config: JobConfig, se_fn: SEFn,
 
 
 def scorer_se_fn(weak_model, strong_model, scorer, config: JobConfig) -> SEFn:
-    """``se_fn`` from two models with ``.sample`` and a confidence scorer (issue 3's API):
+    """``se_fn`` from two models with ``.sample`` and a confidence scorer (``ConfidenceScorer``):
     n samples at the job's temperature and max_tokens, SE of the job's kind, and the most
     likely sample as the model's response. The 'weighted' and 'kuhn' kinds weight meanings by
     their likelihood: a model whose server gives no logprobs (``gives_logprobs()`` False) is

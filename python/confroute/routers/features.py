@@ -26,7 +26,7 @@ _SHARED = None
 
 
 def default_embedder():
-    """One process-wide default embedder (issue 3's MiniLM ONNX model) behind a cache, so
+    """One process-wide default embedder (the package's MiniLM ONNX model) behind a cache, so
     routers loaded side by side (a replay of several routers) embed each prompt once; the
     cache is also kept on disk (:func:`disk_cache_dir`), so the next process (the next router
     trained on the same prompts) embeds nothing again."""
