@@ -181,3 +181,65 @@ def test_confroute_calibrate_prints_the_ladder_and_its_server_entry(tmp_path, ca
     rc = cli.main(["calibrate", "--router", "router-answer_logprob+disagreement", "--table",
                    str(t), "--cloud-share", "0.5"])
     assert rc == 2 and "--sample-budget B (the ladder) or --skip S" in capsys.readouterr().err
+
+
+class _Lookup:
+    """A saved query router in miniature (no embedder): a stored score per prompt."""
+
+    @staticmethod
+    def make():
+        import json
+        import os
+
+        from confroute.routers.base import Router
+
+        class Lookup(Router):
+            name = "lookup_test"
+
+            def __init__(self, scores=None):
+                self.scores = scores or {}
+
+            def score(self, prompts):
+                return np.array([self.scores[p] for p in prompts], np.float64)
+
+            def save(self, directory):
+                os.makedirs(directory, exist_ok=True)
+                with open(os.path.join(directory, "router.json"), "w") as f:
+                    json.dump({"name": self.name, "scores": self.scores}, f)
+
+            @classmethod
+            def load(cls, directory, **kwargs):
+                with open(os.path.join(directory, "router.json")) as f:
+                    return cls(json.load(f)["scores"])
+
+        return Lookup
+
+
+def test_cascade_from_a_saved_router_folder(tmp_path, monkeypatch, capsys):
+    import json
+
+    from confroute import cli
+    from confroute.routers import base
+
+    Lookup = _Lookup.make()
+    monkeypatch.setitem(base.REGISTRY, Lookup.name, Lookup)
+    folder = tmp_path / "qr"
+    Lookup({f"p{i}": s for i, s in enumerate(CHEAP)}).save(folder)
+    # replay: the router's top 1 of 4 unanswered, disagreement ranks the rest (by hand above)
+    rep = replay(_table(), [f"cascade:{folder},disagreement,0.25"], n_points=3, shares=(0.5,))
+    m = rep.results[0].metrics
+    assert m["staged"]["first_from"] == "router" and m["quality_at"] == {"0.5": 0.75}
+    # calibrate prints the router string and the entries that serve it
+    t = tmp_path / "t.csv"
+    t.write_text("prompt,edge,cloud,signal:disagreement\n" + "".join(
+        f"p{i},{a:g},{b:g},{d}\n" for i, (a, b, d) in enumerate(zip(QW, QS, SAMPLED))))
+    rc = cli.main(["calibrate", "--router", f"router-{folder}+disagreement", "--table",
+                   str(t), "--cloud-share", "0.5", "--skip", "0.25", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["router"] == f"router-{folder}-0.7+disagreement-0.8"
+    assert out["server_config_routers"] == [
+        {"name": "qr", "path": str(folder), "thresholds": [0.7]},
+        {"name": "qr-0.7+disagreement", "thresholds": [0.8], "calibrated_sampling": {}}]
+    staged = policy_from_string(out["router"])      # the folder loads as the first stage
+    assert staged.stages[0].policy.router.name == "lookup_test"
+    assert staged.stages[0].hi == 0.7 and staged.threshold == 0.8
