@@ -291,3 +291,14 @@ def test_the_server_serves_a_staged_router_and_shows_what_it_drew():
     bad = {"routers": [{"name": "sw-0.7+disagreement", "thresholds": [0.4]}]}
     with pytest.raises(ValueError, match="stage 'sw' is a trained router"):
         from_dict(bad)
+
+
+def test_eval_build_records_a_staged_policy_under_its_whole_string():
+    from confroute.eval.live import LiveSettings, needs_hidden, policies_of, policy_name
+
+    assert policy_name(LADDER) == "answer_logprob-0.2:0.9+disagreement-0.4"
+    s = LiveSettings(policies=("answer_logprob", "disagreement", LADDER))
+    named = dict(policies_of(s))
+    assert isinstance(named["answer_logprob-0.2:0.9+disagreement-0.4"], Staged)
+    assert not needs_hidden(s)     # online stages only: no hidden states
+    assert needs_hidden(LiveSettings(policies=("router-sep-0.2:0.8+disagreement-0.4",)))

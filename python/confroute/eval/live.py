@@ -95,12 +95,15 @@ def in_process(model) -> bool:
 
 
 def policy_name(spec: str) -> str:
-    """A signal column's name: the router string without ``router-`` and the threshold."""
-    from confroute.decision.names import ONLINE, PREFIX, parse_router_string
+    """A signal column's name: the router string without ``router-`` and the threshold; a
+    staged router's keeps its thresholds (they decide which stage's score it records)."""
+    from confroute.decision.names import ONLINE, PREFIX, STAGES, parse_router_string
 
     if not spec.startswith(PREFIX):
         spec = PREFIX + spec
     body = spec[len(PREFIX):]
+    if STAGES in body:
+        return body
     for name in ONLINE:
         if body == name or body.startswith(name + "-"):
             return name
@@ -110,22 +113,25 @@ def policy_name(spec: str) -> str:
 def needs_hidden(settings: LiveSettings) -> bool:
     """Whether a policy may read the edge's hidden state (a trained router such as ``sep``):
     the edge model must then be made with ``hidden_states=True``."""
-    from confroute.decision.names import ONLINE
+    from confroute.decision.names import ONLINE, STAGES, parse_stages
 
-    return any(policy_name(s) not in ONLINE for s in settings.policies)
+    names = [n for s in settings.policies for n in (
+        [st[0] for st in parse_stages(policy_name(s))] if STAGES in s else [policy_name(s)])]
+    return any(n not in ONLINE for n in names)
 
 
 def policies_of(settings: LiveSettings):
     """(column name, policy) for the settings' router strings. A threshold does not change a
     score (0 where the string has none), except adaptive SE's: its rounds stop by it, so its
     string must carry one."""
-    from confroute.decision.names import ADAPTIVE, PREFIX, make_policy, policy_from_string
+    from confroute.decision.names import (ADAPTIVE, PREFIX, STAGES, make_policy,
+                                          policy_from_string)
 
     out = []
     for spec in settings.policies:
         name = policy_name(spec)
         full = spec if spec.startswith(PREFIX) else PREFIX + spec
-        if full != PREFIX + name:      # a threshold given: the string as the server reads it
+        if full != PREFIX + name or STAGES in name:   # as the server reads the string
             out.append((name, policy_from_string(full)))
         elif name == ADAPTIVE:
             raise ValueError(f"{spec!r}: adaptive SE draws until its threshold settles, so its "
