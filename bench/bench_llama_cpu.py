@@ -10,7 +10,8 @@ Tokens/s are in each row's extra_info; the group's ratio column reads "off vs on
 """
 import pytest
 
-from confroute.models import llama_probe, store
+from confroute.models import store
+from confroute.models.llama import probe as llama_probe
 
 PROMPT = [{"role": "user", "content": (
     "Summarize in two sentences why the Roman Empire split into a western and an eastern half, "
@@ -20,7 +21,7 @@ DECODE_TOKENS = 48
 
 
 def _edge(name, extra, monkeypatch):
-    from confroute.models.edge import EdgeModel
+    from confroute.models.llama.model import EdgeModel
 
     monkeypatch.setenv(llama_probe.ENV, "on" if extra else "off")
     m = EdgeModel(store.model_path(name), n_ctx=1024, n_seq_max=1, seed=0)

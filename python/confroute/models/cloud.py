@@ -137,9 +137,10 @@ def _error_text(r) -> str:
         return r.text[:300]
 
 
-class CloudModel:
-    """A chat model behind an OpenAI-compatible API. The key comes from ``api_key``, else
-    ``CONFROUTE_API_KEY``, else ``OPENAI_API_KEY`` (none is fine for local servers)."""
+class OpenAIChatModel:
+    """A chat model behind an OpenAI-compatible API (the role it plays by default:
+    ``CloudModel``). The key comes from ``api_key``, else ``CONFROUTE_API_KEY``, else
+    ``OPENAI_API_KEY`` (none is fine for local servers)."""
 
     def __init__(self, base_url: str, model: str, api_key: Optional[str] = None,
                  timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5):
@@ -153,7 +154,7 @@ class CloudModel:
         self._gives_logprobs: Optional[bool] = None  # asked on first need
 
     def __repr__(self):
-        return f"CloudModel({self.base_url!r}, model={self.model!r})"
+        return f"{type(self).__name__}({self.base_url!r}, model={self.model!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -238,6 +239,10 @@ class CloudModel:
                        finish_reasons=tuple(finish), model=self.model,
                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                        temperature=float(temperature), seconds=time.perf_counter() - t0)
+
+
+# The role it plays by default; the name users import.
+CloudModel = OpenAIChatModel
 
 
 def _text_lists_flattened(messages: Messages) -> List[Dict[str, Any]]:

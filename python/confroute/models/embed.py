@@ -99,9 +99,9 @@ class LlamaEmbedder:
             raise ValueError(f"model file {path!r} does not exist")
         # Mean pooling gives one vector per text also for generative models, whose GGUF names
         # no pooling of its own.
-        from confroute.models.llama_probe import safe_defaults
+        from confroute.models.llama.probe import safe_defaults
 
-        with safe_defaults(path):  # no AMX kernels where they crash (see llama_probe)
+        with safe_defaults(path):  # no AMX kernels where they crash (see llama.probe)
             self._llm = Llama(model_path=os.fspath(path), embedding=True, n_ctx=n_ctx,
                               pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
                               n_threads=n_threads or min(os.cpu_count() or 1, 8),

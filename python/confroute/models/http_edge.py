@@ -1,6 +1,6 @@
 """The edge served over HTTP: any OpenAI-compatible chat endpoint (llama.cpp's llama-server,
 llama-cpp-python's server, Ollama, vLLM) as the edge of the decision path, on
-:class:`~confroute.models.cloud.CloudModel`'s client (timeouts, retries, the fallback for
+:class:`~confroute.models.cloud.OpenAIChatModel`'s client (timeouts, retries, the fallback for
 servers that ignore ``n``).
 
 What it gives the :class:`~confroute.decision.edge.EdgeSupplier`: ``sample`` (the answer at
@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Optional
 
-from confroute.models.cloud import CloudError, CloudModel
+from confroute.models.cloud import CloudError, OpenAIChatModel
 from confroute.models.types import Messages, Samples, normalize_messages
 
 # the policies that read token logprobs (router-string names), and those that do not
@@ -60,8 +60,8 @@ class HttpEdge:
         if extra_body is not None and not isinstance(extra_body, dict):
             raise ValueError(f"extra_body must be a dict of request fields, got "
                              f"{type(extra_body).__name__}")
-        self.client = CloudModel(base_url, model, api_key=api_key, timeout=timeout,
-                                 max_retries=max_retries)
+        self.client = OpenAIChatModel(base_url, model, api_key=api_key, timeout=timeout,
+                                      max_retries=max_retries)
         self.base_url, self.model = self.client.base_url, model
         self.name = name or model
         self.extra_body = {"top_p": 1.0, **(extra_body or {})}
@@ -129,7 +129,7 @@ class HttpEdge:
     def chat(self, messages: Messages, n: int = 1, max_tokens: int = 256,
              temperature: float = 0.7, stream: bool = False, seed: Optional[int] = None,
              **extra):
-        """``CloudModel.chat`` with this edge's ``extra_body``; with ``stream=True`` an
+        """``OpenAIChatModel.chat`` with this edge's ``extra_body``; with ``stream=True`` an
         iterator of text pieces (as the in-process edge streams)."""
         opts = {**self.extra_body, **extra}
         if seed is not None:

@@ -12,13 +12,13 @@ ROLES = ("system", "user", "assistant", "tool", "developer")
 @dataclass(frozen=True)
 class Samples:
     """n answers to one prompt. ``token_logprobs[i]`` holds the float64 log-probability of each
-    generated token of answer i under the model (temperature 1, see ``EdgeModel.sample``), or
+    generated token of answer i under the model (temperature 1, see ``LlamaModel.sample``), or
     the whole field is None when the backend offers no logprobs. ``finish_reasons[i]`` is
     'stop' (end of generation token) or 'length' (max_tokens reached). The edge model's
     ``token_ids[i]`` and ``token_logprobs[i]`` align and, for 'stop', end with the
     end-of-generation token, which ``texts[i]`` leaves out and ``completion_tokens`` counts;
     a remote server's logprobs are what it sends (OpenAI's leave the stop token out).
-    ``hidden``: see ``EdgeModel.sample_many``."""
+    ``hidden``: see ``LlamaModel.sample_many``."""
 
     texts: Tuple[str, ...]
     token_logprobs: Optional[Tuple[np.ndarray, ...]]
@@ -29,7 +29,7 @@ class Samples:
     completion_tokens: int
     temperature: float
     seconds: float
-    # the prompt's last-token hidden states [layers, n_embd] when asked for (EdgeModel)
+    # the prompt's last-token hidden states [layers, n_embd] when asked for (LlamaModel)
     hidden: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     @property
@@ -66,9 +66,9 @@ Messages = Union[str, Sequence[Message]]
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """One prompt's share of ``EdgeModel.sample_many``: ``prompt`` is chat messages (as
+    """One prompt's share of ``LlamaModel.sample_many``: ``prompt`` is chat messages (as
     ``sample`` takes them) or the already-tokenized prompt (a list of token ids, e.g. from
-    ``EdgeModel.prompt_tokens``); the other fields are ``sample``'s arguments."""
+    ``LlamaModel.prompt_tokens``); the other fields are ``sample``'s arguments."""
 
     prompt: Union[Messages, Sequence[int]]
     n: int = 5

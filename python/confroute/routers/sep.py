@@ -152,7 +152,7 @@ class SEPRouter(Router):
     def edge(self):
         if self._edge is None:
             from confroute.models import store
-            from confroute.models.edge import EdgeModel
+            from confroute.models.llama.model import EdgeModel
 
             name = self.edge_model or store.DEFAULT_EDGE
             path = name if os.path.isfile(name) else store.model_path(name)
@@ -206,7 +206,7 @@ class SEPRouter(Router):
             layer = int(np.argmax(cv))
             self.info["cv_auroc_by_layer"] = [round(float(a), 4) for a in cv]
         else:
-            from confroute.models.hidden import check_layers
+            from confroute.models.llama.hidden import check_layers
 
             layer = check_layers([self.layer], edge.n_layer)[0]
         self._probe = _Probe(self.C, self.seed).fit(hidden[:, layer], y)

@@ -11,6 +11,9 @@ logits are bit-for-bit those of a context without the callback (a test checks it
 The callback is a Python function called once per graph node, armed only during a prefill
 that asks for hidden states; unarmed it answers "no" at once (its cost on the decode steps is
 measured in ``bench/bench_edge.py``).
+
+:class:`HiddenStates` is the model's side: ``hidden_states`` and ``hidden_state`` read them in
+one prefill, and ``sample_many(hidden_layers=...)`` in its prefills.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import ctypes
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+from confroute.models.types import Messages
 
 GGML_TYPE_F32 = 0
 
@@ -124,3 +129,51 @@ class HiddenCapture:
             self._tensor_get(t, out.ctypes.data, (rows - 1) * tensor.nb[1], out.nbytes)
             self._got[layer] = out
         return True
+
+
+class HiddenStates:
+    """The hidden-state side of :class:`~confroute.models.llama.model.LlamaModel`: owns
+    ``_capture`` (set when the context is made) and ``_hidden_sink`` (the sink of the prefill
+    now running); uses its ``_lock``, ``_prompt_ids``, ``_prefill_prompt``, ``name``,
+    ``n_ctx`` and ``n_layer``."""
+
+    def _install_capture(self, llama_cpp, cp, on: bool) -> None:
+        """Hidden states need llama.cpp's eval callback, which is fixed at context creation:
+        opt-in, since every graph node then calls into Python."""
+        self._capture = self._hidden_sink = None
+        if on:
+            self._capture = HiddenCapture(llama_cpp, self.n_layer, self.n_embd)
+            cp.cb_eval = self._capture.callback
+
+    def hidden_states(self, messages: Messages, layers: Sequence[int]) -> np.ndarray:
+        """float32 [len(layers), n_embd]: the hidden state at the prompt's last token after
+        each of ``layers`` (0..n_layer-1 the blocks' outputs, n_layer or -1 the final-normed
+        state), from one prefill and no generation. Needs ``hidden_states=True`` at
+        construction. ``messages`` may be token ids, as for ``sample``. The prefill stays in
+        the cache: a sample of the same prompt next (a kept query's answer) starts from it
+        instead of reading the prompt again, and draws the same samples."""
+        sink = HiddenSink(self._hidden_layers(layers))
+        prompt = self._prompt_ids(messages)
+        if len(prompt) > self.n_ctx:
+            raise ValueError(f"the prompt ({len(prompt)} tokens) exceeds the context of "
+                             f"{self.n_ctx} tokens")
+        with self._lock:
+            self._hidden_sink = sink
+            try:
+                self._prefill_prompt(prompt)
+            finally:
+                self._hidden_sink = None
+        return sink[0]
+
+    def hidden_state(self, messages: Messages) -> np.ndarray:
+        """Every layer's state at the prompt's last token, [n_layer + 1, n_embd] (row i as
+        ``hidden_states(messages, [i])``): what the decision path hands a probe, which picks
+        its own layer."""
+        return self.hidden_states(messages, list(range(self.n_layer + 1)))
+
+    def _hidden_layers(self, layers) -> List[int]:
+        if self._capture is None:
+            raise ValueError(f"{self.name}: hidden states need LlamaModel(..., "
+                             "hidden_states=True) (llama.cpp's eval callback is set when the "
+                             "context is made)")
+        return check_layers(layers, self.n_layer)

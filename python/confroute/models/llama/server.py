@@ -1,6 +1,6 @@
-"""``python -m confroute.models.llama_server --model X.gguf [llama_cpp.server options]``:
+"""``python -m confroute.models.llama.server --model X.gguf [llama_cpp.server options]``:
 llama-cpp-python's OpenAI-compatible server, loading the model with the params that
-:mod:`confroute.models.llama_probe` found safe on this CPU (its plain ``python -m
+:mod:`confroute.models.llama.probe` found safe on this CPU (its plain ``python -m
 llama_cpp.server`` segfaults where llama.cpp's AMX kernels fault). The tests' cloud runs on it.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _model_arg(argv: List[str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from confroute.models.llama_probe import safe_defaults
+    from confroute.models.llama.probe import safe_defaults
 
     with safe_defaults(_model_arg(argv)):
         from llama_cpp.server.__main__ import main as serve
