@@ -16,7 +16,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from confroute.runtime.distributed import BlockStore, RayJob, RayOptions  # noqa: E402
+from confroute.runtime.blocks import BlockStore  # noqa: E402
+from confroute.runtime.distributed import RayJob  # noqa: E402
+from confroute.runtime.ray_cluster import RayOptions  # noqa: E402
 
 DATA = os.environ.get("CONFROUTE_DATA") or os.path.join(os.path.dirname(__file__), "..", "..",
                                                          "shared", "data")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from confroute import cli
-from confroute.runtime.distributed import BlockStore
+from confroute.runtime.blocks import BlockStore
 from helpers.data import DATA_ROOT
 
 QA = [("What is the capital of France?", "Paris"), ("How many legs does a spider have?", "8"),
@@ -213,7 +213,8 @@ def test_model_missing_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp
 @pytest.mark.system
 def test_model_store_empty_on_a_worker_is_an_error_naming_it(ray_local, prompts, tmp_path):
     from confroute.cli import label
-    from confroute.runtime.distributed import RayJob, RayOptions
+    from confroute.runtime.distributed import RayJob
+    from confroute.runtime.ray_cluster import RayOptions
 
     args = _parse(["label", "--prompts", prompts, "--out", "x"] + JOB)
     empty = {"CONFROUTE_HOME": str(tmp_path / "empty"), "CONFROUTE_OFFLINE": "1"}

@@ -69,7 +69,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weak", default=None, help="--outcomes: the weak model's column")
     parser.add_argument("--strong", default=None, help="--outcomes: the strong model's column")
     parser.add_argument("--no-progress", action="store_true")
-    from confroute.runtime.distributed import add_ray_arguments
+    from confroute.runtime.ray_cluster import add_ray_arguments
 
     add_ray_arguments(parser)
 
@@ -286,7 +286,9 @@ def _run_ray(args, job) -> int:
     import time
 
     from confroute.runtime import checkpoint as ckpt
-    from confroute.runtime.distributed import BlockStore, RayJob, import_ray, ray_options
+    from confroute.runtime.blocks import BlockStore
+    from confroute.runtime.distributed import RayJob
+    from confroute.runtime.ray_cluster import import_ray, ray_options
     from confroute.eval.label_job import open_job
 
     import_ray()  # the install hint before any work

@@ -7,167 +7,28 @@ the single-process job calls) and returns a JSON-able result; ``info`` is a JSON
 (e.g. the model names) that must be the same on every replica.
 
 The driver splits the items into blocks and gives each idle replica one block at a time. A
-finished block is committed once: its results go to their own file by atomic rename, then
-one line naming the block and its keys is appended to a manifest (see :class:`BlockStore`).
-A rerun with the same store skips the committed keys, so a killed driver resumes. A replica
-that dies mid-block (its process or node lost) has that block redone by another replica and
-is replaced. Every wait is bounded: a replica that cannot be placed or cannot load its models
+finished block is committed once to a :class:`~confroute.runtime.blocks.BlockStore`. A rerun
+with the same store skips the committed keys, so a killed driver resumes. A replica that dies
+mid-block (its process or node lost) has that block redone by another replica and is
+replaced. Every wait is bounded: a replica that cannot be placed or cannot load its models
 within ``setup_timeout``, or that makes no progress within ``stall_timeout``, is an error that
 names it (or, for a stall, is killed and its block redone).
 
-Ray is imported only here and only when a job runs: it is an optional extra.
+Which cluster, how many replicas and the ``--ray`` options: :mod:`confroute.runtime.ray_cluster`.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import logging
 import os
-import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from confroute.runtime import checkpoint as ckpt
+from confroute.runtime.blocks import BlockStore
+from confroute.runtime.ray_cluster import RayOptions, ray_session
 
 Factory = Callable[[], Tuple[Callable[[int, Any], Any], dict]]
-INSTALL_HINT = 'pip install "confroute[ray]"'
-
-
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise ValueError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from None
-    return ray
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """``address``: None starts a local Ray instance (all this machine's CPUs, no dashboard);
-    otherwise a cluster to join ('auto', 'HOST:PORT', 'ray://HOST:10001'). ``replicas``: None
-    fills the cluster's CPUs. ``env``: environment variables for the replicas' processes."""
-
-    address: Optional[str] = None
-    replicas: Optional[int] = None
-    cpus: float = 1.0  # per replica
-    block_size: int = 8
-    setup_timeout: float = 600.0  # to place a replica and load its models
-    stall_timeout: float = 900.0  # longest time a replica may go without finishing an item
-    max_attempts: int = 3  # tries per block before the job stops
-    env: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.replicas is not None and self.replicas < 1:
-            raise ValueError(f"--replicas must be >= 1, got {self.replicas}")
-        if not self.cpus > 0:
-            raise ValueError(f"--cpus-per-replica must be > 0, got {self.cpus}")
-        if self.block_size < 1:
-            raise ValueError(f"--block-size must be >= 1, got {self.block_size}")
-        if not (self.setup_timeout > 0 and self.stall_timeout > 0):
-            raise ValueError("setup_timeout and stall_timeout must be > 0 seconds")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-
-
-def add_ray_arguments(parser) -> None:
-    """The --ray options, the same for every job that can run on Ray."""
-    g = parser.add_argument_group("Ray (pip install \"confroute[ray]\")")
-    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run on Ray: alone, a local Ray instance; with an address ('auto', "
-                        "HOST:PORT), join that cluster")
-    g.add_argument("--replicas", type=int, default=None,
-                   help="Ray actors, each with its own models (default: one per "
-                        "--cpus-per-replica CPUs of the cluster)")
-    g.add_argument("--cpus-per-replica", type=float, default=1.0,
-                   help="CPUs Ray reserves for each replica (default 1)")
-    g.add_argument("--block-size", type=int, default=8,
-                   help="items per block: the unit that is committed, or redone after a loss")
-
-
-def ray_options(args, env: Optional[Mapping[str, str]] = None) -> RayOptions:
-    return RayOptions(address=None if args.ray == "local" else args.ray,
-                      replicas=args.replicas, cpus=args.cpus_per_replica,
-                      block_size=args.block_size, env=dict(env or {}))
-
-
-# ------------------------------------------------------------------------------ the store
-
-class BlockStore:
-    """Committed blocks under one folder: ``<name>.jsonl`` holds a block's results, one JSON
-    per line, and ``manifest.jsonl`` one line per committed block ``{"block", "keys",
-    "sha256"}``. A block is committed when its manifest line is on disk: the file is written
-    first and renamed into place, so a kill at any moment leaves either no trace of the block
-    or a file the manifest does not name (redone and overwritten on resume)."""
-
-    def __init__(self, folder):
-        self.folder = os.fspath(folder)
-        self.manifest = os.path.join(self.folder, "manifest.jsonl")
-
-    def committed(self) -> Dict[int, Any]:
-        """key -> result of every committed block; cuts a torn last manifest line."""
-        out: Dict[int, Any] = {}
-        for n, line in ckpt.load(self.manifest):
-            where = f"{self.manifest}: line {n}"
-            try:
-                entry = json.loads(line)
-                name, keys, digest = entry["block"], entry["keys"], entry["sha256"]
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{where}: not a block manifest entry") from None
-            path = os.path.join(self.folder, os.path.basename(name))
-            try:
-                with open(path, "rb") as f:
-                    body = f.read()
-            except OSError as e:
-                raise ValueError(f"{where}: committed block {path} is unreadable: {e}") from None
-            if hashlib.sha256(body).hexdigest() != digest:
-                raise ValueError(f"{path}: does not match its manifest checksum (changed "
-                                 f"after commit); remove {self.folder} to redo the blocks")
-            # split on "\n" only: answers may hold U+2028, a line end to str.splitlines
-            results = [json.loads(x) for x in body.decode("utf-8").split("\n")[:-1]]
-            if len(results) != len(keys):
-                raise ValueError(f"{path}: {len(results)} results for {len(keys)} keys")
-            for k, r in zip(keys, results):
-                if k in out:
-                    raise ValueError(f"{where}: key {k} was committed twice")
-                out[k] = r
-        return out
-
-    def commit(self, keys: Sequence[int], results: Sequence[Any]) -> None:
-        os.makedirs(self.folder, exist_ok=True)
-        name = f"{keys[0]:09d}-{keys[-1]:09d}.jsonl"
-        body = ckpt.rewrite(os.path.join(self.folder, name), results)
-        entry = {"block": name, "keys": list(keys), "sha256": hashlib.sha256(body).hexdigest()}
-        with ckpt.open_append(self.manifest) as f:
-            ckpt.append(f, entry, ensure_ascii=True)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------ Ray session
-
-@contextlib.contextmanager
-def ray_session(opts: RayOptions) -> Iterator[Any]:
-    """Ray, connected: joins ``opts.address`` or starts a small local instance (stopped at
-    the end). A session already open in this process (tests, notebooks) is used as it is."""
-    ray = import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
-    if opts.address is None:
-        # 'local': a new instance even where `ray start` left one running on this machine
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 object_store_memory=256 * 2**20, **quiet)
-    else:
-        ray.init(address=opts.address, **quiet)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 class _Replica:

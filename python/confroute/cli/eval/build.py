@@ -9,7 +9,7 @@ HELP = ("run an edge and a cloud model over a benchmark (checkpointed, resumable
 
 
 def add_arguments(b) -> None:
-    from confroute.runtime.distributed import add_ray_arguments
+    from confroute.runtime.ray_cluster import add_ray_arguments
     from confroute.eval.live import DEFAULT_POLICIES
     from confroute.decision.path import DEFAULT_SAMPLING
     from confroute.confidence.scorer import MEANINGS
@@ -149,7 +149,9 @@ def _build_ray(args) -> int:
     """The builder on Ray: the answers not yet in the checkpoint are computed in blocks
     (committed under ``<checkpoint>.blocks/``), then appended to the checkpoint in the order
     the single-process builder writes them, which then makes the table from it."""
-    from confroute.runtime.distributed import BlockStore, RayJob, import_ray, ray_options
+    from confroute.runtime.blocks import BlockStore
+    from confroute.runtime.distributed import RayJob
+    from confroute.runtime.ray_cluster import import_ray, ray_options
     from confroute.eval.build import RECORDED, LiveRecord, build_outcomes
 
     if args.benchmark == "mt-bench":
