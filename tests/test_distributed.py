@@ -14,7 +14,6 @@ import pytest
 
 from confroute import cli
 from confroute.runtime.blocks import BlockStore
-from helpers.data import DATA_ROOT
 
 QA = [("What is the capital of France?", "Paris"), ("How many legs does a spider have?", "8"),
       ("What color is the sky on a clear day?", "blue"), ("What is 2 + 3?", "5"),
@@ -238,20 +237,16 @@ def _parse(argv):
 
 # ------------------------------------------------------------------ eval build --ray
 
-DATA = str(DATA_ROOT)
-
-
 @pytest.mark.system
 @pytest.mark.models
 @pytest.mark.data
-@pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "gsm8k", "test_dev.jsonl")),
-                    reason="no shared/data/gsm8k")
-def test_eval_build_on_ray_gives_the_single_process_table(ray_local, tmp_path, capsys):
+def test_eval_build_on_ray_gives_the_single_process_table(ray_local, data_dir, tmp_path,
+                                                          capsys):
     saved = cli.COMMANDS
     cli.COMMANDS = {"eval": saved["eval"]}
     try:
         def build(name, *extra):
-            return cli.main(["eval", "build", "--benchmark", "gsm8k", "--data", DATA,
+            return cli.main(["eval", "build", "--benchmark", "gsm8k", "--data", str(data_dir),
                              "--limit", "3", "--max-tokens", "4", "--no-progress",
                              "--checkpoint", str(tmp_path / f"{name}.ckpt"),
                              "--out", str(tmp_path / f"{name}.csv"), *extra])

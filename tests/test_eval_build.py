@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 
 from confroute.eval.data import load_table
-from helpers.data import DATA
-
-pytestmark = [pytest.mark.data,
-              pytest.mark.skipif(DATA is None, reason="shared/data not found")]
+pytestmark = pytest.mark.data
 GPT4 = "gpt-4-1106-preview"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 CLI = ("import sys\nfrom confroute.cli import main\nsys.exit(main(sys.argv[1:]))\n")
@@ -26,8 +23,8 @@ def _cmd(*args):
     return [sys.executable, "-c", CLI, "eval", *map(str, args)]
 
 
-def _mmlu(ck, out, limit=3):
-    return _cmd("build", "--benchmark", "mmlu", "--data", DATA, "--limit", limit, "--seed", 4,
+def _mmlu(data, ck, out, limit=3):
+    return _cmd("build", "--benchmark", "mmlu", "--data", data, "--limit", limit, "--seed", 4,
                 "--shots", 2, "--samples", 3, "--edge", "smollm2-135m-instruct",
                 "--cloud", f"recorded:{GPT4}", "--checkpoint", ck, "--out", out)
 
@@ -66,13 +63,13 @@ def _kill_after_first_record(cmd, ck):
 
 @pytest.mark.models
 @pytest.mark.system
-def test_live_edge_against_recorded_cloud_resumes_and_replays(tmp_path):
+def test_live_edge_against_recorded_cloud_resumes_and_replays(data_dir, tmp_path):
     full_ck, full_out = tmp_path / "full.jsonl", tmp_path / "full.csv"
-    _run(_mmlu(full_ck, full_out))
+    _run(_mmlu(data_dir, full_ck, full_out))
     ck, out = tmp_path / "ck.jsonl", tmp_path / "t.csv"
-    _kill_after_first_record(_mmlu(ck, out), ck)
+    _kill_after_first_record(_mmlu(data_dir, ck, out), ck)
     assert not out.exists() and 1 <= len(_records(ck)) < 3
-    r = _run(_mmlu(ck, out))
+    r = _run(_mmlu(data_dir, ck, out))
     recs = _records(ck)
     assert len(recs) == len({x["id"] for x in recs}) == 3          # nothing lost or repeated
     assert {x["model"] for x in recs} == {"smollm2-135m-instruct"}  # the cloud never ran
@@ -88,7 +85,7 @@ def test_live_edge_against_recorded_cloud_resumes_and_replays(tmp_path):
     # the recorded column is the benchmark's own record for those prompts
     from confroute.eval.data import load_mmlu
 
-    rec = load_mmlu(DATA)
+    rec = load_mmlu(data_dir)
     by_prompt = dict(zip(rec.prompts, rec.column(GPT4)))
     assert [by_prompt[p] for p in t.prompts] == t.column(GPT4).tolist()
     # the graded answer continues the cue, as a server request ending in it is continued; the
@@ -116,9 +113,9 @@ def test_live_edge_against_recorded_cloud_resumes_and_replays(tmp_path):
 
 @pytest.mark.models
 @pytest.mark.system
-def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
+def test_gsm8k_edge_signals_and_two_recorded_sides(data_dir, tmp_path):
     ck, out = tmp_path / "g.jsonl", tmp_path / "g.jsonl.csv"
-    _run(_cmd("build", "--benchmark", "gsm8k", "--data", DATA, "--limit", 2, "--samples", 5,
+    _run(_cmd("build", "--benchmark", "gsm8k", "--data", data_dir, "--limit", 2, "--samples", 5,
               "--max-tokens", 96, "--edge", "smollm2-135m-instruct", "--meaning", "exact",
               "--cloud", f"recorded:{MIXTRAL}", "--checkpoint", ck, "--out", out))
     t = load_table(out)
@@ -131,7 +128,7 @@ def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
     from confroute.eval.benchmarks import get_benchmark
 
     b = get_benchmark("gsm8k")
-    items = {it.id: it for it in b.items(DATA, "dev")}
+    items = {it.id: it for it in b.items(data_dir, "dev")}
     for x in recs:  # the share of samples whose final number differs from the graded answer's
         mine = b.answer_key(x["answer"], items[x["id"]])
         keys = [b.answer_key(s, items[x["id"]]) for s in x["extra"]["samples"]]
@@ -158,7 +155,7 @@ def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
     assert res["identical"] == 1.0 and 3 <= res["mean_samples"] <= 5 and res["n_max"] == 5
     # both sides recorded: nothing runs, the table is the recorded pair on the sampled prompts
     ck2, out2 = tmp_path / "r.jsonl", tmp_path / "r.csv"
-    _run(_cmd("build", "--benchmark", "gsm8k", "--data", DATA, "--limit", 20,
+    _run(_cmd("build", "--benchmark", "gsm8k", "--data", data_dir, "--limit", 20,
               "--edge", f"recorded:{MIXTRAL}", "--cloud", f"recorded:{GPT4}",
               "--checkpoint", ck2, "--out", out2))
     t2 = load_table(out2)
@@ -170,13 +167,13 @@ def test_gsm8k_edge_signals_and_two_recorded_sides(tmp_path):
 # benchmark name (cli/eval/build.py: _sides before _plan)
 @pytest.mark.models
 @pytest.mark.system
-def test_build_errors_name_the_problem(tmp_path):
-    r = subprocess.run(_cmd("build", "--benchmark", "mmlu", "--data", DATA, "--limit", 2,
+def test_build_errors_name_the_problem(data_dir, tmp_path):
+    r = subprocess.run(_cmd("build", "--benchmark", "mmlu", "--data", data_dir, "--limit", 2,
                             "--edge", "recorded:nobody", "--cloud", f"recorded:{GPT4}",
                             "--checkpoint", tmp_path / "c", "--out", tmp_path / "o.csv"),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "no recorded outcome of 'nobody'" in r.stderr
-    r = subprocess.run(_cmd("build", "--benchmark", "nope", "--data", DATA,
+    r = subprocess.run(_cmd("build", "--benchmark", "nope", "--data", data_dir,
                             "--checkpoint", tmp_path / "c", "--out", tmp_path / "o.csv"),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "unknown benchmark 'nope'" in r.stderr

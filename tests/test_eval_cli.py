@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from confroute import cli
-from helpers.data import DATA, expected_rows, make_layout
+from helpers.data import expected_rows, make_layout
 
 
 @pytest.fixture(autouse=True)
@@ -42,17 +42,16 @@ def test_replay_on_a_layout_copy(tmp_path, capsys, bench):
 
 
 @pytest.mark.data
-@pytest.mark.skipif(DATA is None, reason="shared/data not found (set CONFROUTE_DATA)")
 @pytest.mark.parametrize("bench", ["gsm8k", "mmlu", "mt-bench"])
-def test_replay_on_dev(tmp_path, capsys, bench):
+def test_replay_on_dev(data_dir, tmp_path, capsys, bench):
     out = tmp_path / "out"
-    rc, cap = _run(["eval", "replay", "--benchmark", bench, "--data", str(DATA), "--router",
+    rc, cap = _run(["eval", "replay", "--benchmark", bench, "--data", str(data_dir), "--router",
                     "random", "--router", "oracle", "--out", str(out),
                     "--edge-price", "0,0,0.000001", "--cloud-price", "0.001,0.00001,0.00003",
                     "--tokens", "100,200,250", "--edge-samples", "5"], capsys)
     assert rc == 0, cap.err
     m = json.loads((out / "metrics.json").read_text())
-    assert m["n_prompts"] == expected_rows(bench, DATA)
+    assert m["n_prompts"] == expected_rows(bench, data_dir)
     assert m["strong"]["quality"] > m["weak"]["quality"]
     r, o = m["routers"]["random"], m["routers"]["oracle"]
     assert o["apgr"] > 1 > r["apgr"] > 0  # the oracle beats the strong model alone
@@ -123,3 +122,16 @@ def test_compare_prints_and_writes_paired_differences(tmp_path, capsys):
     rc, cap = _run(["eval", "replay", "--table", str(t), "--router", "oracle", "--compare",
                     "oracle", "sw", "--no-plot", "--out", str(out)], capsys)
     assert rc == 2 and "compare: no router 'sw'" in cap.err
+
+
+def test_build_takes_the_similarity_under_its_old_name_too():
+    import argparse
+
+    from confroute.cli import eval as E
+
+    p = argparse.ArgumentParser()
+    E.add_arguments(p)
+    base = ["build", "--benchmark", "mmlu", "--checkpoint", "c", "--out", "o.csv"]
+    assert p.parse_args(base).similarity == 0.8
+    for flag in ("--similarity", "--threshold"):
+        assert p.parse_args(base + [flag, "0.9"]).similarity == 0.9

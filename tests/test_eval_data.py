@@ -7,7 +7,7 @@ import pytest
 
 from confroute.eval.data import (gsm8k_items, load_benchmark, load_mt_bench_questions,
                                  load_table, mmlu_items)
-from helpers.data import DATA, S, W, expected_rows, make_layout, needs_data
+from helpers.data import S, W, expected_rows, make_layout
 
 
 def test_layout_copy_with_other_rows(tmp_path):
@@ -27,20 +27,20 @@ def test_layout_copy_with_other_rows(tmp_path):
 
 
 @pytest.mark.data
-@needs_data
-def test_real_dev_files_load():
-    g = load_benchmark("gsm8k", DATA)
-    assert len(g) == expected_rows("gsm8k", DATA) and g.is_binary
-    assert len(load_benchmark("gsm8k", DATA, include_contaminated=True)) > len(g)
-    m = load_benchmark("mmlu", DATA)
-    assert len(m) == expected_rows("mmlu", DATA)
-    assert len(set(m.groups)) == len(list((DATA / "mmlu" / "routellm_responses_dev").glob("*.csv")))
-    t = load_benchmark("mt-bench", DATA)
-    assert len(t) == expected_rows("mt-bench", DATA) and t.scale == (1.0, 10.0)
+def test_dev_files_load(data_dir):
+    g = load_benchmark("gsm8k", data_dir)
+    assert len(g) == expected_rows("gsm8k", data_dir) and g.is_binary
+    assert len(load_benchmark("gsm8k", data_dir, include_contaminated=True)) > len(g)
+    m = load_benchmark("mmlu", data_dir)
+    assert len(m) == expected_rows("mmlu", data_dir)
+    subjects = list((data_dir / "mmlu" / "routellm_responses_dev").glob("*.csv"))
+    assert len(set(m.groups)) == len(subjects)
+    t = load_benchmark("mt-bench", data_dir)
+    assert len(t) == expected_rows("mt-bench", data_dir) and t.scale == (1.0, 10.0)
     assert t.quality.min() >= 1 and t.quality.max() <= 10
-    qs = load_mt_bench_questions(DATA)
+    qs = load_mt_bench_questions(data_dir)
     ref_ids = {json.loads(l)["question_id"] for l in
-               open(DATA / "mt_bench" / "reference_answer_gpt-4.jsonl") if l.strip()}
+               open(data_dir / "mt_bench" / "reference_answer_gpt-4.jsonl") if l.strip()}
     assert [q.question_id for q in qs if q.references] == [
         q.question_id for q in qs if q.question_id in ref_ids]
 

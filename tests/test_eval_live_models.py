@@ -12,19 +12,16 @@ import pytest
 
 from confroute.eval.data import load_table
 from confroute.models.store import DEFAULT_CLOUD, DEFAULT_EDGE
-from helpers.data import DATA
-
-pytestmark = [pytest.mark.models, pytest.mark.system, pytest.mark.data,
-              pytest.mark.skipif(DATA is None, reason="shared/data not found")]
+pytestmark = [pytest.mark.models, pytest.mark.system, pytest.mark.data]
 LIMIT = 2
 
 
-def _build_cmd(ck, out):
+def _build_cmd(data, ck, out):
     code = ("import sys, argparse\n"
             "from confroute.cli import eval as E\n"
             "p = argparse.ArgumentParser(); E.add_arguments(p)\n"
             "sys.exit(E.run(p.parse_args(sys.argv[1:])))\n")
-    return [sys.executable, "-c", code, "build", "--benchmark", "mmlu", "--data", str(DATA),
+    return [sys.executable, "-c", code, "build", "--benchmark", "mmlu", "--data", str(data),
             "--limit", str(LIMIT), "--checkpoint", str(ck), "--out", str(out)]
 
 
@@ -32,14 +29,14 @@ def _records(ck):
     return [json.loads(l) for l in open(ck, encoding="utf-8").read().splitlines()[1:] if l]
 
 
-def test_killed_build_resumes_to_the_same_table(tmp_path):
+def test_killed_build_resumes_to_the_same_table(data_dir, tmp_path):
     full_ck, full_out = tmp_path / "full.jsonl", tmp_path / "full.csv"
-    r = subprocess.run(_build_cmd(full_ck, full_out), capture_output=True, text=True,
+    r = subprocess.run(_build_cmd(data_dir, full_ck, full_out), capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
 
     ck, out = tmp_path / "ck.jsonl", tmp_path / "t.csv"
-    p = subprocess.Popen(_build_cmd(ck, out), stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(_build_cmd(data_dir, ck, out), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
@@ -56,7 +53,7 @@ def test_killed_build_resumes_to_the_same_table(tmp_path):
     killed_at = len(_records(ck))
     assert 1 <= killed_at < 2 * LIMIT and not out.exists()
 
-    r = subprocess.run(_build_cmd(ck, out), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_build_cmd(data_dir, ck, out), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     recs = _records(ck)
     keys = [(x["id"], x["model"]) for x in recs]

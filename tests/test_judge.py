@@ -8,7 +8,7 @@ import pytest
 from confroute.eval.judge import (DEFAULT_TEMPLATES, Judge, JudgeCache, best_of_k_scores,
                                   load_fastchat_templates, parse_best, parse_rating,
                                   parse_verdict, render)
-from helpers.data import DATA
+from helpers.data import DATA, needs_data
 
 RATINGS = [
     ("The answer is correct and complete.\n\nRating: [[8]]", 8.0),
@@ -38,12 +38,12 @@ def test_parse_rating(text, expected):
 
 
 @pytest.mark.data
-@pytest.mark.skipif(DATA is None, reason="shared/data not found (set CONFROUTE_DATA)")
-def test_parse_rating_on_recorded_gpt4_judgements():
-    """FastChat recorded GPT-4's judgements and the score it parsed (-1 = it failed too)."""
+def test_parse_rating_on_recorded_gpt4_judgements(data_dir):
+    """FastChat recorded GPT-4's judgements and the score it parsed (-1 = it failed too); the
+    tiny data set has invented judgements of that form."""
     n = agree = 0
     for name in ("routellm_judgements_dev.jsonl", "routellm_gpt-4_single_dev.jsonl"):
-        for line in open(DATA / "mt_bench" / name, encoding="utf-8"):
+        for line in open(data_dir / "mt_bench" / name, encoding="utf-8"):
             o = json.loads(line)
             n += 1
             want = None if o["score"] == -1 else float(o["score"])
@@ -190,7 +190,7 @@ def test_templates_render_and_fastchat_loading(tmp_path):
 
 
 @pytest.mark.data
-@pytest.mark.skipif(DATA is None, reason="shared/data not found (set CONFROUTE_DATA)")
+@needs_data  # FastChat's own file: the tiny data set has no judge prompts
 def test_real_fastchat_file_renders_every_slot():
     t = load_fastchat_templates(DATA / "mt_bench" / "judge_prompts.jsonl")
     assert {t[s].name for s in ("single", "single-ref", "pair", "pair-ref-multi")} == {

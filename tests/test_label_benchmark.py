@@ -9,26 +9,25 @@ import pytest
 from confroute import cli
 from confroute.eval.label_job import JobConfig, benchmark_fns
 from confroute.labels import read_labels
-from helpers.data import CODE_DATA, needs_code_data
+from helpers.data import file_rows
 
 pytestmark = pytest.mark.data
 
 
-def _label(out, *extra):
+def _label(data, out, *extra):
     return cli.main(["label", "--benchmark", "mbpp", "--split", "train",
-                     "--data", str(CODE_DATA), "--limit", "2", "--n", "2", "--max-tokens", "96",
+                     "--data", str(data), "--limit", "2", "--n", "2", "--max-tokens", "96",
                      "--threads", "1", "--no-progress", "--out", str(out), *extra])
 
 
 @pytest.mark.models
-@needs_code_data
-def test_mbpp_train_labels_by_execution_se(tmp_path, capsys):
+def test_mbpp_train_labels_by_execution_se(data_dir, tmp_path, capsys):
     from confroute.eval.benchmarks import get_benchmark
 
     out = tmp_path / "mbpp.jsonl"
-    assert _label(out) == 0
+    assert _label(data_dir, out) == 0
     rows = read_labels(out)
-    items = get_benchmark("mbpp").items(CODE_DATA, "train")[:2]
+    items = get_benchmark("mbpp").items(data_dir, "train")[:2]
     assert [r["prompt"] for r in rows] == [it.prompt for it in items]
     meta = json.loads((tmp_path / "mbpp.jsonl.meta.json").read_text())
     assert meta["source"]["signal"] == "se" and meta["graded"] is True
@@ -43,10 +42,10 @@ def test_mbpp_train_labels_by_execution_se(tmp_path, capsys):
         assert r["response_b"].startswith("```python")
     # a rerun resumes: nothing new is sampled or written
     before = out.read_text()
-    assert _label(out) == 0
+    assert _label(data_dir, out) == 0
     assert out.read_text() == before and "0 new rows (2 already there)" in capsys.readouterr().out
     # another SE signal is another job: refused before any sampling, the file kept
-    assert _label(out, "--se-signal", "se_discrete") == 2
+    assert _label(data_dir, out, "--se-signal", "se_discrete") == 2
     assert "other options" in capsys.readouterr().err and out.read_text() == before
     # accuracy labels for the same prompts and responses
     acc = tmp_path / "acc.jsonl"
@@ -64,18 +63,17 @@ class _Api:
         raise AssertionError("never asked")
 
 
-@needs_code_data
-def test_benchmark_labels_refuse_what_they_cannot_measure(capsys):
+def test_benchmark_labels_refuse_what_they_cannot_measure(data_dir, capsys):
     from confroute.eval.benchmarks import get_benchmark
 
     bench = get_benchmark("mbpp")
-    items = bench.items(CODE_DATA, "train")[:3]
+    items = bench.items(data_dir, "train")[:3]
     config = JobConfig(weak="w", strong="s", n=2, max_tokens=8)
     with pytest.raises(ValueError, match="'some-api' is not in process"):
         benchmark_fns(bench, items, {"weak": _Api(), "strong": _Api()}, config, "se")
     with pytest.raises(ValueError, match="the same prompt text"):
         benchmark_fns(bench, items + items[:1], {}, config, "se")
-    assert cli.main(["label", "--benchmark", "mt-bench", "--data", str(CODE_DATA),
+    assert cli.main(["label", "--benchmark", "mt-bench", "--data", str(data_dir),
                      "--out", "x.jsonl"]) == 2
     assert "needs a judge" in capsys.readouterr().err
     assert cli.main(["label", "--prompts", "q.txt", "--se-signal", "se_kuhn",
@@ -83,13 +81,15 @@ def test_benchmark_labels_refuse_what_they_cannot_measure(capsys):
     assert "--se-signal is for --benchmark" in capsys.readouterr().err
 
 
-@needs_code_data
-def test_gsm8k_train_split_for_labels():
+def test_gsm8k_train_split_for_labels(data_dir):
     from confroute.eval.benchmarks import get_benchmark
 
     b = get_benchmark("gsm8k")
-    train, dev = b.items(CODE_DATA, "train"), b.items(CODE_DATA, "dev")
-    assert len(train) == 7473 and train[0].reference == "72"
+    train, dev = b.items(data_dir, "train"), b.items(data_dir, "dev")
+    path = data_dir / "gsm8k" / "train.jsonl"
+    assert len(train) == file_rows(path)
+    # the gold number is what follows the first answer's '#### '
+    assert train[0].reference == json.loads(open(path).readline())["answer"].split("#### ")[-1]
     assert not {it.id for it in train} & {it.id for it in dev}   # another split, other ids
     # one SE column for every benchmark: the served SE policy (meaning judged per prompt)
     assert b.se_signal() == "se" and b.se_signal("discrete") == "se_discrete"

@@ -1,24 +1,62 @@
-"""Where the shared data sets are: ``$CONFROUTE_DATA``, else ``../shared/data`` next to the
-checkout. Tests that read them carry the ``data`` marker and skip without them."""
+"""Where the benchmark data the tests read is.
+
+- ``DATA_ROOT``: ``$CONFROUTE_DATA``, else ``../shared/data`` next to the checkout (whether or
+  not it exists); ``DATA``: that folder when it holds the shared data (its README), else None.
+- The ``data_dir`` fixture (tests/conftest.py, :func:`data_dir_or_tiny`): the shared data when
+  it holds every file of the layout the tests read, else the tiny invented set of
+  :mod:`helpers.tiny_data`, written once per session. Tests that run on either carry the
+  ``data`` marker and never skip for want of data.
+- ``needs_data``: for the few checks of the shared files themselves (their row counts, facts of
+  the recorded numbers, FastChat's judge prompts); they skip without them.
+"""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Callable, Optional
 
 import pytest
 
-# the folder, whether or not it exists (tests that need one file of it check for that file)
+from helpers.tiny_data import TINY_FILES, write_tiny_data
+
+# the folder, whether or not it exists
 DATA_ROOT = Path(os.environ.get("CONFROUTE_DATA")
                  or Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
 # shared/data with its README (the recorded outcomes, benchmarks, judge prompts), else None
 DATA = DATA_ROOT if (DATA_ROOT / "README.md").exists() else None
-# the code benchmarks (HumanEval, MBPP) under shared/data/code, else None
-CODE_DATA = DATA_ROOT if (DATA_ROOT / "code").is_dir() else None
 
-needs_data = pytest.mark.skipif(DATA is None, reason="shared/data not found (set CONFROUTE_DATA)")
-needs_code_data = pytest.mark.skipif(CODE_DATA is None,
-                                     reason="shared/data/code not found (set CONFROUTE_DATA)")
+SHARED_ONLY = ("a check of the shared data files themselves: shared/data not found (set "
+               "CONFROUTE_DATA); the other data tests run on the tiny set")
+needs_data = pytest.mark.skipif(DATA is None, reason=SHARED_ONLY)
+
+
+def shared_layout() -> Optional[Path]:
+    """The shared data when it holds every file the tests read, else None."""
+    if DATA is not None and all((DATA / f).is_file() for f in TINY_FILES):
+        return DATA
+    return None
+
+
+def data_dir_or_tiny(make_dir: Callable[[], Path]) -> Path:
+    """The shared data (real dev halves, real numbers) when it is complete, else the tiny
+    invented set written into ``make_dir()``."""
+    return shared_layout() or write_tiny_data(make_dir())
+
+
+def file_rows(path) -> int:
+    """Non-empty lines of a JSONL file, or data rows of a CSV file (quoted newlines counted
+    as one row): what a loader that keeps every row must return."""
+    import csv
+
+    path = Path(path)
+    if path.suffix == ".csv":
+        csv.field_size_limit(1 << 30)
+        with open(path, newline="", encoding="utf-8") as f:
+            return sum(1 for _ in csv.DictReader(f))
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
 
 W, S = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 
