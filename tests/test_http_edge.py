@@ -223,8 +223,8 @@ def test_missing_logprobs_and_hidden_state_are_refused(smol_url):
         routing.decide(Probe(), routing.make_query(FRANCE), EdgeSupplier(e, None))
     cfg = from_dict({"edge": {"base_url": smol_url, "model": ALIAS}})
 
-    class Sep:
-        needs = Need(hidden=True)
+    class Sep:   # a router that reads the hidden state, as routers.sep.SEPRouter says
+        needs_hidden = True
 
     with pytest.raises(ValueError, match="router 'sep' reads the edge's hidden state"):
         _http_edge(cfg.edge, {"sep": Sep()})
