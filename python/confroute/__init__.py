@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 # The cascade loads on first use: confroute.Controller, .SECascade, .RoutedAnswer.
 _LAZY = {"Controller": "confroute.controller", "RoutedAnswer": "confroute.controller",
+         "ChainController": "confroute.controller", "Chain": "confroute.decision.chain",
          "SECascade": "confroute.decision.policies",
          "AnswerLogprob": "confroute.decision.policies",
          "Disagreement": "confroute.decision.policies", "Sampling": "confroute.decision.path",
@@ -33,6 +34,8 @@ def __getattr__(name):
 
 __all__ = [
     "AnswerLogprob",
+    "Chain",
+    "ChainController",
     "ConfidenceBatch",
     "ConfidenceScorer",
     "Controller",

@@ -9,6 +9,7 @@ answer comes back marked ``degraded`` with the error, instead of an exception.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
@@ -16,6 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 from confroute.confidence.scorer import Confidence, ConfidenceScorer
 from confroute.decision import path as routing
 from confroute.decision.answer import cloud_messages, edge_answer, edge_usage
+from confroute.decision.chain import Chain, ChainDecision, decide_chain
 from confroute.decision.edge import EdgeSupplier
 from confroute.decision.path import Decision, Policy, Sampling
 from confroute.decision.policies import (  # noqa: F401 - public
@@ -86,14 +88,7 @@ class Controller:
 
     def _query(self, messages: Messages, gen_options: Dict[str, Any],
                cloud_only: Optional[str] = None) -> routing.Query:
-        unknown = set(gen_options) - set(_SAMPLING)
-        if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)}; the edge takes "
-                             f"{', '.join(_SAMPLING)} (and chat() also cloud_options)")
-        import dataclasses
-
-        return routing.make_query(messages, dataclasses.replace(self.sampling, **gen_options),
-                                  cloud_only)
+        return _make_query(self.sampling, messages, gen_options, cloud_only)
 
     def decide(self, messages: Messages, **gen_options
                ) -> Tuple[Decision, Optional[Confidence]]:
@@ -144,6 +139,103 @@ class Controller:
 
 
 _SAMPLING = ("n", "max_tokens", "temperature", "seed", "answer_temperature")
+
+
+def _make_query(sampling: Sampling, messages: Messages, gen_options: Dict[str, Any],
+                cloud_only: Optional[str] = None) -> routing.Query:
+    unknown = set(gen_options) - set(_SAMPLING)
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)}; the edge takes "
+                         f"{', '.join(_SAMPLING)} (and chat() also cloud_options)")
+    return routing.make_query(messages, dataclasses.replace(sampling, **gen_options),
+                              cloud_only)
+
+
+@dataclass(frozen=True)
+class ChainAnswer:
+    """What ``ChainController.chat`` returns: the answer, the tier that gave it (1-based; the
+    last tier is the cloud), the chain's decision with each attempt's cost, ``usage`` per
+    tier (``tier1``, ``tier2``, ..., ``cloud``), and ``degraded``/``error`` when the cloud
+    was chosen but failed (the last edge tier asked then answers)."""
+
+    answer: str
+    tier: int
+    model: str
+    degraded: bool
+    decision: ChainDecision
+    usage: Dict[str, Dict[str, Any]]
+    latency_s: float
+    error: Optional[str] = None
+
+    @property
+    def routed_to(self) -> str:
+        return "cloud" if self.tier == len(self.decision.chain.tiers) else "edge"
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason
+
+
+class ChainController:
+    """``ChainController(edges, cloud, chain)``: a chain of tiers (:class:`confroute.decision.
+    chain.Chain`) answered in Python. ``edges``: one in-process (or HTTP) edge model per
+    climbing tier, in the chain's order; ``cloud`` answers what climbs past them all. Each
+    tier decides through the one decision path with its own supplier and policy (its router
+    string); ``scorer`` and ``sampling`` as :class:`Controller`'s, shared by the tiers."""
+
+    def __init__(self, edges, cloud, chain: Chain, scorer: Optional[ConfidenceScorer] = None,
+                 cloud_max_tokens: int = 512, sampling: Optional[Sampling] = None):
+        if not isinstance(chain, Chain):
+            raise ValueError(f"chain must be a confroute.decision.chain.Chain, got "
+                             f"{type(chain).__name__}")
+        if len(edges) != len(chain.climbing):
+            raise ValueError(f"chain {chain.name!r} has {len(chain.climbing)} edge tiers, "
+                             f"and {len(edges)} edge models were given")
+        self.chain, self.cloud = chain, cloud
+        self.policies = chain.policies()
+        self.scorer = scorer or ConfidenceScorer()
+        self.sampling = sampling or Sampling()
+        self.cloud_max_tokens = cloud_max_tokens
+        self._suppliers = [EdgeSupplier(e, self.scorer) for e in edges]
+        for i, (s, p) in enumerate(zip(self._suppliers, self.policies), 1):
+            try:
+                s.check_policy(p)
+            except ValueError as e:
+                raise ValueError(f"chain {chain.name!r}: tier {i}: {e}") from None
+
+    def decide(self, messages: Messages, **gen_options) -> ChainDecision:
+        """Only the routing: which tier would answer, and each attempt's decision and cost."""
+        q = _make_query(self.sampling, messages, gen_options)
+        return decide_chain(self.chain, self.policies, q, self._suppliers)
+
+    def chat(self, messages: Messages, **gen_options) -> ChainAnswer:
+        """Routes one conversation up the chain (options as :meth:`Controller.chat`)."""
+        t0 = time.perf_counter()
+        cloud_options = dict(gen_options.pop("cloud_options", None) or {})
+        tools = cloud_options.get("tools") and cloud_options.get("tool_choice") != "none"
+        q = _make_query(self.sampling, messages, gen_options, "tools: only the cloud "
+                        "model can call them" if tools else None)
+        cd = decide_chain(self.chain, self.policies, q, self._suppliers)
+        usage = {f"tier{i}": u for i, ev in enumerate(cd.evidence, 1)
+                 if (u := edge_usage(ev))}
+        error = None
+        if cd.route == "cloud":
+            cloud_options.setdefault("max_tokens", self.cloud_max_tokens)
+            try:
+                r = self.cloud.chat(cloud_messages(q, self.cloud), **cloud_options)
+            except ValueError:
+                raise
+            except Exception as e:  # outage: the last edge tier asked answers, degraded
+                error = f"{type(e).__name__}: {e}"
+            else:
+                usage["cloud"] = dict(r.usage)
+                return ChainAnswer(r.text, cd.tier, r.model or _name(self.cloud), False, cd,
+                                   usage, time.perf_counter() - t0)
+        tier = cd.tier if error is None else len(cd.attempts)
+        ev = edge_answer(self._suppliers[tier - 1], q, cd.evidence[tier - 1])
+        usage[f"tier{tier}"] = edge_usage(ev)
+        return ChainAnswer(ev.answer.texts[0], tier, ev.answer.model, error is not None, cd,
+                           usage, time.perf_counter() - t0, error)
 
 
 def _name(model) -> str:
