@@ -116,12 +116,16 @@ class RouterPolicy(Policy):
         name, t = parse_router_string(spec)
         return cls(load_router(name, embedder), t)
 
+    @property
+    def needs_hidden(self) -> bool:
+        return bool(getattr(self.router, "needs_hidden", False))
+
     def need(self, evidence, sampling) -> Need:
-        return Need(hidden=True) if getattr(self.router, "needs_hidden", False) else Need()
+        return Need(hidden=True) if self.needs_hidden else Need()
 
     def score(self, prompt, evidence=None) -> float:
         texts = [last_user_text(prompt)]
-        if getattr(self.router, "needs_hidden", False):
+        if self.needs_hidden:
             return float(self.router.score_evidence(texts, [evidence])[0])
         return float(self.router.score(texts)[0])
 

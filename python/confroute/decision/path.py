@@ -211,12 +211,17 @@ class Policy:
     ``decide(prompt, evidence) -> Decision``, and a ``threshold``. The base class needs the
     constant ``needs`` (nothing: a trained router that judges the prompt alone). ``adaptive``:
     its need grows with what it has seen (it draws in rounds); ``needs_logprobs``: it reads
-    the edge's token logprobs (an edge that gives none refuses it)."""
+    the edge's token logprobs (an edge that gives none refuses it); ``needs_hidden``: it may
+    read the prompt's hidden state (an edge without one, over HTTP, refuses it)."""
 
     needs: Need = Need()
     threshold: float = NAN
     adaptive: bool = False
     needs_logprobs: bool = False
+
+    @property
+    def needs_hidden(self) -> bool:
+        return self.needs.hidden
 
     def need(self, evidence: Evidence, sampling: Sampling) -> Need:
         return self.needs
@@ -316,6 +321,10 @@ class _Union(Policy):
     @property
     def needs_logprobs(self) -> bool:
         return any(getattr(p, "needs_logprobs", False) for p in self.policies)
+
+    @property
+    def needs_hidden(self) -> bool:
+        return any(getattr(p, "needs_hidden", False) for p in self.policies)
 
 
 def decide_all(policies: Sequence[Any], query: Query, edge

@@ -262,6 +262,10 @@ class Staged(Policy):
     def needs_logprobs(self) -> bool:
         return any(getattr(st.policy, "needs_logprobs", False) for st in self.stages)
 
+    @property
+    def needs_hidden(self) -> bool:
+        return any(getattr(st.policy, "needs_hidden", False) for st in self.stages)
+
     def __repr__(self):
         return f"Staged({'+'.join(st.text() for st in self.stages)})"
 

@@ -12,7 +12,8 @@ message, never a silent NaN:
   likelihood-based policies (``answer_logprob``, ``se``, ``se_weighted``) are refused by
   :meth:`HttpEdge.check_policy`; ``disagreement``, ``se_discrete`` and ``se_adaptive`` (and
   the trained routers that read the prompt alone) remain;
-- **hidden states** (``sep``) are in-process only: ``hidden_state`` raises ValueError;
+- **hidden states** (``sep``) are in-process only: :meth:`HttpEdge.check_policy` refuses a
+  policy that reads them (``needs_hidden``), and ``hidden_state`` raises ValueError;
 - **an answer prefix** (a conversation ending with an assistant message, which the edge
   should continue): the OpenAI API has no reliable way to continue a message (llama-cpp-
   python's server renders it as a finished turn and starts a new answer), so such a query is
@@ -80,8 +81,17 @@ class HttpEdge:
         """Whether the endpoint returns token logprobs (asked once)."""
         return self.client.gives_logprobs()
 
+    def settings(self) -> Dict[str, Any]:
+        """What its draws depend on besides the request: the endpoint, the model and the
+        extra request fields (what an outcome checkpoint's header records of it)."""
+        return {"base_url": self.base_url, "model": self.model,
+                "extra_body": dict(self.extra_body)}
+
     def check_policy(self, policy) -> None:
-        """ValueError when ``policy`` reads token logprobs and the endpoint returns none."""
+        """ValueError when ``policy`` reads the prompt's hidden state (in-process only), or
+        reads token logprobs and the endpoint returns none."""
+        if getattr(policy, "needs_hidden", False):
+            raise ValueError(f"{policy!r}: {self._no_hidden()}")
         if needs_logprobs(policy) and not self.gives_logprobs():
             raise ValueError(
                 f"{policy!r} weighs the edge's answers by their token logprobs, and "
@@ -102,9 +112,15 @@ class HttpEdge:
         return None
 
     def hidden_state(self, messages: Messages):
-        raise ValueError(f"the policy needs the edge's hidden state (e.g. router sep), which is "
-                         f"in-process only: {self.describe()} returns text and logprobs, not "
-                         "hidden states; serve it with an in-process edge (edge.model)")
+        raise ValueError(self._no_hidden())
+
+    def _no_hidden(self) -> str:
+        return (f"the policy needs the edge's hidden state (e.g. router sep), which is "
+                f"in-process only: {self.describe()} returns text and logprobs, not hidden "
+                "states; the policies that read the edge's answers and samples "
+                f"({', '.join(LIKELIHOOD_POLICIES + COUNT_POLICIES)}) and trained routers that "
+                "read the prompt alone remain; an in-process edge serves it (the server's "
+                "edge.model, eval build's --edge)")
 
     # --- generation -----------------------------------------------------------------------
     def sample(self, messages: Messages, n: int = 5, max_tokens: int = 64,
