@@ -27,6 +27,15 @@ an online policy or ``--signal`` reads its column.
         --cloud-share 0.3 --sample-budget 0.35
     confroute calibrate --router router-routers/sw+disagreement --table humaneval.csv \
         --cloud-share 0.3 --skip 0.1
+
+A chain of tiers (``--tier MODEL:SIGNAL`` ..., the last ``--tier MODEL``; ``--join`` more
+tables on prompt id) gets every climbing tier's threshold for one ``--cloud-share``: the
+grid point of pass shares with the best quality among those whose last tier answers at
+most that share (:mod:`confroute.eval.chain`); it prints the chain's server config entry.
+
+    confroute calibrate --table smol.csv --join qwen.csv --cloud-share 0.2 \
+        --tier smollm2-135m-instruct:answer_logprob \
+        --tier qwen2.5-coder-0.5b-instruct:answer_logprob --tier qwen2.5-coder-1.5b-instruct
 """
 from __future__ import annotations
 
@@ -71,6 +80,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--skip", type=float, default=None, metavar="S",
                         help="a staged --router: cascade routing, FIRST (a query router) "
                              "sending its top S share up before the edge answers")
+    parser.add_argument("--tier", action="append", default=None, metavar="MODEL[:SIGNAL]",
+                        help="a chain's tier, cheapest first (MODEL:SIGNAL, the last MODEL "
+                             "alone; see `confroute eval chain`): with --table and "
+                             "--cloud-share, calibrate every tier's threshold; repeatable")
+    parser.add_argument("--join", action="append", default=[], metavar="TABLE",
+                        help="--tier: another table to join on prompt id; repeatable")
+    parser.add_argument("--cost", default=None, metavar="C1,C2,...",
+                        help="--tier: the price of one attempt at each tier (default 1 each)")
+    parser.add_argument("--step", type=float, default=0.05,
+                        help="--tier: the spacing of each tier's pass share (default 0.05)")
     parser.add_argument("--heldout", type=float, default=0.5,
                         help="share of the prompts kept aside to measure the share reached "
                              "(default 0.5; 0 = calibrate on all)")
@@ -79,6 +98,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.tier:
+        return _chain_on_table(args)
+    if args.join:
+        raise ValueError("--join joins tables for a chain: give its tiers with --tier")
     if args.router and "+" in args.router:
         return _staged_on_table(args)
     if args.sample_budget is not None or args.skip is not None:
@@ -302,4 +325,37 @@ def _staged_on_table(args) -> int:
           f"drawn for {c.sampled_share:.3f} of {len(table)} prompts of {args.table}; measured "
           f"under sampling {sampling or 'unknown'}")
     print("server config entries: " + ", ".join(json.dumps(e) for e in entries))
+    return 0
+
+
+def _chain_on_table(args) -> int:
+    """A chain's thresholds for a cloud share on a chain table (:mod:`confroute.eval.chain`:
+    the best quality among the grid points that send at most that share to the last tier)."""
+    from confroute.cli.eval.chain import load_chain
+    from confroute.eval.chain import best_at_share, grid_points, served_thresholds
+
+    if not args.table or args.cloud_share is None:
+        raise ValueError("a chain is calibrated on a chain table for a cloud share: give "
+                         "--table and --cloud-share")
+    if args.router or args.signal:
+        raise ValueError("--tier names each tier's signal: leave out --router and --signal")
+    table, cs = load_chain(args)
+    point = best_at_share(grid_points(cs, args.step), args.cloud_share)
+    ts = served_thresholds(cs, point)
+    tiers = [{"edge": m, "router": f"router-{s}-{t:g}"} for m, s, t in
+             zip(cs.models, cs.signals, ts)]
+    out = {"tiers": tiers, "last": cs.models[-1], "target_share": args.cloud_share,
+           **point.as_dict(), "thresholds": ts, "n_calibration": len(cs),
+           "table": os.path.abspath(args.table),
+           "server_config_chain": {"name": "chain", "tiers": tiers}}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    path = " -> ".join(f"{t['edge']} ({t['router']})" for t in tiers) + f" -> {cs.models[-1]}"
+    ans = " / ".join(f"{100 * a:.0f}%" for a in point.answered)
+    print(f"{path}: last-tier share {point.answered[-1]:.3f} (target {args.cloud_share:g}), "
+          f"quality {point.quality:.4f}, cost {point.cost:.3f} per query, answered by tier "
+          f"{ans} on {len(cs)} prompts of {table.name}")
+    print("server config chain (name each tier's edge as your config does): "
+          + json.dumps(out["server_config_chain"]))
     return 0
