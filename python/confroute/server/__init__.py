@@ -11,7 +11,7 @@ log = logging.getLogger("confroute.server")
 
 def load_models(cfg):
     """(edge, cloud, scorer, trained routers) as the config names them."""
-    from confroute.models import CloudModel, EdgeModel, default_cloud, default_edge, store
+    from confroute.models import CloudModel, default_cloud
     from confroute.confidence.scorer import ConfidenceScorer
 
     from confroute.decision.names import ONLINE, load_router
@@ -21,18 +21,7 @@ def load_models(cfg):
     routers = {r.name: load_router(r.path) for r in cfg.routers
                if r.name not in ONLINE and not stage_names(r.name)}
     e = cfg.edge
-    kw = dict(n_ctx=e.n_ctx, n_threads=e.n_threads, n_seq_max=e.n_seq_max)
-    # a probe on the edge's hidden state (router sep) needs llama.cpp's eval callback
-    if any(getattr(r, "needs_hidden", False) for r in routers.values()):
-        kw["hidden_states"] = True
-    if e.base_url is not None:
-        edge = _http_edge(e, routers)
-    elif e.model is None:
-        edge = default_edge(**kw)
-    elif os.path.isfile(e.model):
-        edge = EdgeModel(e.model, **kw)
-    else:
-        edge = EdgeModel(store.model_path(e.model), name=e.model, **kw)
+    edge = _http_edge(e, routers) if e.base_url is not None else load_edge(e, routers)
     c = cfg.cloud
     if c.base_url is None:
         cloud = default_cloud(n_ctx=e.n_ctx, n_threads=e.n_threads)
@@ -42,6 +31,22 @@ def load_models(cfg):
     scorer = ConfidenceScorer(meaning=cfg.meaning)
     scorer.embedder.embed(["warm up"])   # load it now, not on the first request
     return edge, cloud, scorer, routers
+
+
+def load_edge(e, routers=None):
+    """The in-process edge model an edge config names (a registry name or GGUF path; None:
+    the default edge)."""
+    from confroute.models import EdgeModel, default_edge, store
+
+    kw = dict(n_ctx=e.n_ctx, n_threads=e.n_threads, n_seq_max=e.n_seq_max)
+    # a probe on the edge's hidden state (router sep) needs llama.cpp's eval callback
+    if any(getattr(r, "needs_hidden", False) for r in (routers or {}).values()):
+        kw["hidden_states"] = True
+    if e.model is None:
+        return default_edge(**kw)
+    if os.path.isfile(e.model):
+        return EdgeModel(e.model, **kw)
+    return EdgeModel(store.model_path(e.model), name=e.model, **kw)
 
 
 def _http_edge(e, routers):
@@ -69,9 +74,11 @@ def _key(env: Optional[str], what: str) -> Optional[str]:
 
 def check_edge(cfg, engine) -> None:
     """ValueError when the edge cannot serve a configured router (an HTTP edge without token
-    logprobs and a likelihood-based policy): said at startup, not per request."""
+    logprobs and a likelihood-based policy), or a chain's edge its tier's: said at startup,
+    not per request."""
     for r in cfg.routers:
         engine.edge.supplier.check_policy(engine.policy(r.name, r.thresholds[0]))
+    engine.chains.check()
 
 
 def resolve_thresholds(cfg, routers):
@@ -90,9 +97,10 @@ def resolve_thresholds(cfg, routers):
     return dataclasses.replace(cfg, routers=tuple(out))
 
 
-def build(cfg, api_key: Optional[str] = None, models=None):
+def build(cfg, api_key: Optional[str] = None, models=None, edges=None):
     """(ASGI app, the config with thresholds resolved) for ``cfg``; the models are loaded
-    unless given as (edge, cloud, scorer, routers)."""
+    unless given as (edge, cloud, scorer, routers), and a chain's other edges unless given
+    as ``edges`` (name -> model)."""
     from confroute.server.app import create_app
     from confroute.server.engine import Engine
     from confroute.server.metrics import ServerMetrics
@@ -103,7 +111,9 @@ def build(cfg, api_key: Optional[str] = None, models=None):
     cfg = resolve_thresholds(cfg, routers)
     for line in sampling_warnings(cfg):
         log.warning(line)
-    engine = Engine(cfg, edge, cloud, scorer, ServerMetrics(), routers)
+    if edges is None:
+        edges = {e.name: load_edge(e) for e in cfg.edges}
+    engine = Engine(cfg, edge, cloud, scorer, ServerMetrics(), routers, edges)
     try:
         check_edge(cfg, engine)
     except Exception:

@@ -26,14 +26,19 @@ class Outcome:
     meaning: str = ""
     usage: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     ignored: List[str] = field(default_factory=list)
+    # a chain's: the tier that answered (1-based) and each attempted tier's facts
+    tier: Optional[int] = None
+    tiers: Optional[List[Dict[str, Any]]] = None
 
     def facts(self, router: str) -> Dict[str, Any]:
-        return {"router": router, "routed_to": self.routed_to, "model": self.model,
-                "semantic_entropy": _finite(self.semantic_entropy), "score": _finite(self.score),
-                "threshold": self.threshold, "degraded": self.degraded, "reason": self.reason,
-                "error": self.error, "n_samples": self.n_samples, "meaning": self.meaning,
-                "usage": self.usage,
-                "ignored_params": self.ignored}
+        out = {"router": router, "routed_to": self.routed_to, "model": self.model,
+               "semantic_entropy": _finite(self.semantic_entropy), "score": _finite(self.score),
+               "threshold": _finite(self.threshold), "degraded": self.degraded,
+               "reason": self.reason, "error": self.error, "n_samples": self.n_samples,
+               "meaning": self.meaning, "usage": self.usage, "ignored_params": self.ignored}
+        if self.tier is not None:
+            out.update(tier=self.tier, tiers=self.tiers)
+        return out
 
     def headers(self, router: str) -> Dict[str, str]:
         """The facts as ``x-confroute-*`` response headers."""
@@ -45,6 +50,11 @@ class Outcome:
             h["x-confroute-score"] = f"{score:.6g}"
         if se is not None:
             h["x-confroute-semantic-entropy"] = f"{se:.6g}"
+        if self.tier is not None:   # a chain: which tier answered, each tier's route and score
+            h["x-confroute-tier"] = str(self.tier)
+            h["x-confroute-tier-routes"] = ",".join(t["route"] for t in self.tiers)
+            h["x-confroute-tier-scores"] = ",".join(
+                "nan" if t["score"] is None else f"{t['score']:.6g}" for t in self.tiers)
         # header values must be latin-1: keep the model name printable
         return {k: v.encode("ascii", "replace").decode() for k, v in h.items()}
 

@@ -57,7 +57,7 @@ class Api:
         in-flight slot (ApiError otherwise). Returns (request, slot to release)."""
         check_auth(request, self.key)
         body = await read_body(request, self.cfg.limits)
-        req = parse(body, self.cfg.limits, self.cfg.router_names)
+        req = parse(body, self.cfg.limits, self.cfg.router_names, self.cfg.chain_names)
         self.engine.cloud.check_supported(req)
         if self.inflight >= self.cfg.max_inflight:
             raise ApiError(429, f"the server is serving {self.inflight} requests, its limit; "
@@ -130,6 +130,8 @@ class Api:
         engine = self.engine
 
         async def work(req, slot, cancel):
+            if req.chain:
+                return await self._route_chain(request, req, slot, cancel)
             try:
                 d, ev = await until_done_or_gone(request, engine.decide(req, cancel), cancel)
             finally:
@@ -142,6 +144,15 @@ class Api:
                 **d.as_dict(), "usage": {"edge": spent} if spent else {}})
 
         return await self.handle(request, parse_route_request, work)
+
+    async def _route_chain(self, request: Request, req, slot, cancel) -> Response:
+        chains = self.engine.chains
+        try:
+            cd, _ = await until_done_or_gone(request, chains.decide(req, cancel), cancel)
+        finally:
+            slot()
+        self.metrics.requests.inc(status="200")
+        return JSONResponse(chains.route_body(req, cd))
 
     async def models(self, request: Request) -> Response:
         try:

@@ -39,6 +39,9 @@ from confroute.server.schema import Limits
 
 @dataclass(frozen=True)
 class EdgeConfig:
+    # what a chain's tier calls this edge (the main edge is "edge" unless named; an entry of
+    # `edges` must be named)
+    name: str = "edge"
     model: Optional[str] = None        # registry name or GGUF path; None: the default edge
     # An edge served over HTTP (an OpenAI-compatible endpoint: llama-server, Ollama, vLLM):
     # with base_url, `model` is the server's model name and no GGUF is loaded here
@@ -80,6 +83,20 @@ class RouterConfig:
 
 
 @dataclass(frozen=True)
+class ChainTierConfig:
+    edge: str          # an edge's name: "edge" (the main one) or an entry of `edges`
+    router: str        # its policy: a router string with its threshold (router-se-0.8)
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """A chain served as ``chain-<name>``: its edge tiers in order; the cloud is the last."""
+
+    name: str
+    tiers: Tuple[ChainTierConfig, ...]
+
+
+@dataclass(frozen=True)
 class BreakerConfig:
     failures: int = 3
     reset_s: float = 30.0
@@ -94,6 +111,9 @@ class ServerConfig:
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     routers: Tuple[RouterConfig, ...] = (RouterConfig(thresholds=(0.8,)),)
+    # more edge models, each on its own thread, for chains of tiers
+    edges: Tuple[EdgeConfig, ...] = ()
+    chains: Tuple[ChainConfig, ...] = ()
     # how the edge answers and samples (the tables' defaults; max_tokens is the answer length
     # when a request names none): confroute.decision.path.Sampling
     sampling: Sampling = field(default_factory=Sampling)
@@ -108,8 +128,20 @@ class ServerConfig:
     def router_names(self) -> Dict[str, RouterConfig]:
         return {r.name: r for r in self.routers}
 
+    @property
+    def chain_names(self) -> Dict[str, ChainConfig]:
+        return {c.name: c for c in self.chains}
+
+    @property
+    def edge_configs(self) -> Dict[str, EdgeConfig]:
+        """Every edge by the name a chain's tier calls it: the main one first."""
+        return {e.name: e for e in (self.edge, *self.edges)}
+
     def model_ids(self) -> List[str]:
-        return [f"router-{r.name}-{t:g}" for r in self.routers for t in (r.thresholds or ())]
+        from confroute.decision.chain import PREFIX
+
+        return [f"router-{r.name}-{t:g}" for r in self.routers for t in (r.thresholds or ())] \
+            + [PREFIX + c.name for c in self.chains]
 
     def samples(self, router: RouterConfig) -> int:
         return self.sampling.n if router.samples is None else router.samples
@@ -132,6 +164,23 @@ def stage_names(name: str) -> List[str]:
     from confroute.decision.names import STAGES, parse_stages
 
     return [n for n, _, _ in parse_stages(name)] if STAGES in name else []
+
+
+def tier_router(spec: str) -> Tuple[str, float]:
+    """A chain tier's router string as the server's (router name, threshold):
+    ``router-se-0.8`` -> ('se', 0.8); ``router-a-0.2:0.9+b-0.4`` -> ('a-0.2:0.9+b', 0.4).
+    ValueError when it is malformed or gives no threshold."""
+    from confroute.decision.names import PREFIX, STAGES, parse_stages
+
+    if not isinstance(spec, str) or not spec.startswith(PREFIX):
+        raise ValueError(f"{spec!r} is not a router string (router-NAME-THRESHOLD)")
+    body = spec[len(PREFIX):]
+    stages = parse_stages(body)
+    name, lo, t = stages[-1]
+    if t is None or lo is not None:
+        raise ValueError(f"{spec!r}: a tier's router string ends with its threshold "
+                         "(router-se-0.8)")
+    return (body.rpartition(STAGES)[0] + STAGES + name if len(stages) > 1 else name), t
 
 
 def _build(cls, data: Any, where: str):
@@ -176,9 +225,86 @@ def from_dict(data: Dict[str, Any]) -> ServerConfig:
         kw["routers"] = tuple(routers)
     if "sampling" in kw:
         kw["sampling"] = Sampling.from_dict(kw["sampling"])
+    if "edges" in kw:
+        if not isinstance(kw["edges"], list):
+            raise ValueError("edges must be a list of edge objects, each with a name")
+        edges = []
+        for i, e in enumerate(kw["edges"]):
+            if not isinstance(e, dict) or "name" not in e:
+                raise ValueError(f"edges[{i}] needs a 'name' (what a chain's tier calls it)")
+            try:
+                edges.append(EdgeConfig(**_build(EdgeConfig, e, f"edges[{i}]")))
+            except TypeError as err:
+                raise ValueError(f"edges[{i}]: {err}") from None
+        kw["edges"] = tuple(edges)
+    if "chains" in kw:
+        kw["chains"] = tuple(_chain(c, i) for i, c in enumerate(_list(kw["chains"], "chains")))
     cfg = ServerConfig(**kw)
     check(cfg)
     return cfg
+
+
+def _list(v: Any, where: str) -> list:
+    if not isinstance(v, list):
+        raise ValueError(f"{where} must be a list")
+    return v
+
+
+def _chain(c: Any, i: int) -> ChainConfig:
+    where = f"chains[{i}]"
+    _build(ChainConfig, c, where)
+    tiers = []
+    for j, t in enumerate(_list(c.get("tiers"), f"{where}.tiers")):
+        _build(ChainTierConfig, t, f"{where}.tiers[{j}]")
+        if not isinstance(t.get("edge"), str) or not isinstance(t.get("router"), str):
+            raise ValueError(f"{where}.tiers[{j}] needs 'edge' (an edge's name) and 'router' "
+                             "(a router string with its threshold)")
+        tiers.append(ChainTierConfig(t["edge"], t["router"]))
+    return ChainConfig(c.get("name"), tuple(tiers))
+
+
+def check_chains(cfg: ServerConfig) -> None:
+    """Each chain's name, edges and tiers' router strings (their policies served by the
+    configured routers or online ones); ValueError naming the chain."""
+    from confroute.decision.names import ONLINE
+
+    edges = cfg.edge_configs
+    if len(edges) != 1 + len(cfg.edges):
+        raise ValueError(f"edges: names repeat (the main edge is {cfg.edge.name!r}): "
+                         f"{[e.name for e in cfg.edges]}")
+    if len(cfg.chain_names) != len(cfg.chains):
+        raise ValueError("chains: a name appears twice")
+    for c in cfg.chains:
+        if not isinstance(c.name, str) or not c.name.replace("_", "a").replace("-", "a") \
+                .isalnum() or c.name != c.name.lower():
+            raise ValueError(f"chain name {c.name!r} must be lowercase letters, digits, '_', "
+                             "'-'")
+        if not c.tiers:
+            raise ValueError(f"chain {c.name!r} needs at least one edge tier (the cloud is "
+                             "the last)")
+        for j, t in enumerate(c.tiers, 1):
+            where = f"chain {c.name!r} tier {j}"
+            if t.edge not in edges:
+                raise ValueError(f"{where}: no edge {t.edge!r}; the edges are "
+                                 f"{', '.join(edges)}")
+            try:
+                name, _ = tier_router(t.router)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            for n in stage_names(name) or [name]:
+                if n not in ONLINE and n not in cfg.router_names:
+                    raise ValueError(f"{where}: {n!r} is not an online policy or a "
+                                     "configured router")
+            need = cfg.router_samples(name) + 1
+            if need > edges[t.edge].n_seq_max:
+                raise ValueError(f"{where}: edge {t.edge!r} has n_seq_max "
+                                 f"{edges[t.edge].n_seq_max}, and its router needs {need}")
+    for e in cfg.edges:
+        if e.base_url is not None or e.api_key_env is not None or e.extra_body is not None:
+            raise ValueError(f"edges: {e.name!r}: a chain's extra edges are in-process "
+                             "models (model: a registry name or GGUF path)")
+        if not e.model:
+            raise ValueError(f"edges: {e.name!r} needs 'model' (a registry name or GGUF)")
 
 
 def check(cfg: ServerConfig) -> None:
@@ -245,6 +371,7 @@ def check(cfg: ServerConfig) -> None:
         raise ValueError("cloud.model is required when cloud.base_url is set")
     if cfg.cloud.timeout_s <= 0:
         raise ValueError("cloud.timeout_s must be > 0: every cloud call needs a timeout")
+    check_chains(cfg)
 
 
 def sampling_warnings(cfg: ServerConfig) -> List[str]:

@@ -34,13 +34,18 @@ def batching_supported(edge) -> bool:
 
 
 class EdgeWorker:
-    def __init__(self, cfg, model, scorer, metrics):
+    """One edge model's thread and queue. ``edge``: its config (default the main edge's;
+    a chain's other edges have their own, and their queue is labelled by their name)."""
+
+    def __init__(self, cfg, model, scorer, metrics, edge=None):
+        e = edge or cfg.edge
         self.model = model
         self.name = getattr(model, "name", "edge")
-        self.batching = cfg.edge.batch and batching_supported(model)
+        self.batching = e.batch and batching_supported(model)
         self.supplier = EdgeSupplier(model, scorer, batch=self.batching,
                                      on_batch=metrics.batch_size.observe)
-        self.queue = WorkQueue("edge", cfg.queue_size, **metrics.queue_hooks("edge"),
+        label = "edge" if edge is None else e.name
+        self.queue = WorkQueue(label, cfg.queue_size, **metrics.queue_hooks(label),
                                batch_fn=self._decide_batch if self.batching else None,
                                batch_fits=self._batch_fits)
 
@@ -100,14 +105,15 @@ class EdgeWorker:
             out += [(s.texts[i], s.finish_reasons[i]) for i in order]
         return [choice(k, t, f, req.stop) for k, (t, f) in enumerate(out[:req.n])]
 
-    def token_chunks(self, req: ChatRequest, q: Query, usage: Dict[str, Any], cancel):
+    def token_chunks(self, req: ChatRequest, q: Query, usage: Dict[str, Any], cancel,
+                     key: str = "edge"):
         """The edge's answer streamed token by token (its usage recorded in ``usage``)."""
         # Admitted now, not at the first chunk: a full queue is a 429 before any byte is sent.
         # The same draw as the answer a policy would have judged (the query's sampling).
         s, m, msgs = q.sampling, self.model, req.edge_messages
         pieces = self.queue.stream(lambda: counted(m, msgs, m.chat(
             msgs, n=1, max_tokens=s.max_tokens, temperature=s.answer_temperature, seed=s.seed,
-            stream=True), usage, "edge"), cancel)
+            stream=True), usage, key), cancel)
         return _cut_at_stop(pieces, req.stop)
 
 

@@ -25,15 +25,24 @@ from confroute.server.schema import ChatRequest
 
 class Engine:
     def __init__(self, cfg: ServerConfig, edge, cloud, scorer, metrics: ServerMetrics,
-                 routers: Optional[Dict[str, Any]] = None):
+                 routers: Optional[Dict[str, Any]] = None,
+                 edges: Optional[Dict[str, Any]] = None):
+        from confroute.server.chains import Chains
+
         self.cfg, self.metrics = cfg, metrics
         self.routers = routers or {}            # name -> loaded trained Router
         self.edge = EdgeWorker(cfg, edge, scorer, metrics)
+        # every edge by name, for chains: the main one, and `edges` (name -> model)
+        self.edges = {cfg.edge.name: self.edge}
+        for e in cfg.edges:
+            self.edges[e.name] = EdgeWorker(cfg, (edges or {})[e.name], scorer, metrics, e)
         self.cloud = CloudCalls(cfg, cloud, metrics)
+        self.chains = Chains(self)
         self._policies: Dict[Tuple[str, float], Any] = {}
 
     def close(self) -> None:
-        self.edge.close()
+        for worker in self.edges.values():
+            worker.close()
         self.cloud.close()
 
     def policy(self, name: str, threshold: float):
@@ -54,14 +63,15 @@ class Engine:
                                code="invalid_threshold") from None
         return self._policies[key]
 
-    def query(self, req: ChatRequest) -> routing.Query:
+    def query(self, req: ChatRequest, router: Optional[str] = None) -> routing.Query:
         """The request as the decision path sees it (checked already by schema.py): the
         configured sampling, with the request's length and seed; a request's temperature is
-        its answer's (omitted: the configured answer temperature, greedy by default)."""
+        its answer's (omitted: the configured answer temperature, greedy by default).
+        ``router``: whose samples it draws (default the request's; a chain's tier's)."""
         base = self.cfg.sampling
         # n: the router's samples, and enough for the choices asked for beyond the answer
         sampling = dataclasses.replace(
-            base, n=max(self.cfg.router_samples(req.router), req.n - 1),
+            base, n=max(self.cfg.router_samples(router or req.router), req.n - 1),
             max_tokens=req.max_tokens or base.max_tokens, seed=req.seed,
             answer_temperature=base.answer_temperature if req.temperature is None
             else req.temperature)
@@ -82,16 +92,20 @@ class Engine:
         if d is not None:
             return d, Evidence(), q
         d, ev = await self.edge.decide(policy, q, cancel)
-        self.metrics.samples.observe(d.n_samples, router=req.router)
-        if d.semantic_entropy is not None:
-            self.metrics.se.observe(d.semantic_entropy, router=req.router)
-        elif math.isfinite(d.score):
-            self.metrics.score.observe(d.score, router=req.router)
+        self.observe(d, req.router)
         return d, ev, q
 
-    def _outcome(self, req: ChatRequest, decision: Decision, ev: Evidence) -> Outcome:
+    def observe(self, d: Decision, router: str) -> None:
+        self.metrics.samples.observe(d.n_samples, router=router)
+        if d.semantic_entropy is not None:
+            self.metrics.se.observe(d.semantic_entropy, router=router)
+        elif math.isfinite(d.score):
+            self.metrics.score.observe(d.score, router=router)
+
+    def _outcome(self, req: ChatRequest, decision: Decision, ev: Evidence,
+                 worker: Optional[EdgeWorker] = None) -> Outcome:
         """The routing facts, before the answer: the edge's, until the cloud gives one."""
-        o = Outcome(routed_to="edge", model=self.edge.name, choices=[],
+        o = Outcome(routed_to="edge", model=(worker or self.edge).name, choices=[],
                     threshold=decision.threshold, score=decision.score,
                     semantic_entropy=decision.semantic_entropy, reason=decision.reason,
                     n_samples=decision.n_samples, meaning=decision.meaning)
@@ -103,12 +117,16 @@ class Engine:
 
     async def answer(self, req: ChatRequest, cancel: threading.Event) -> Outcome:
         """A complete (non-streaming) answer with its routing facts."""
+        if req.chain:
+            return await self.chains.answer(req, cancel)
         decision, ev, q = await self._decide(req, cancel)
         return await self._complete(self._outcome(req, decision, ev), req, q, decision, ev,
                                     cancel)
 
-    async def _complete(self, o: Outcome, req, q, decision, ev, cancel) -> Outcome:
-        """The answer once the route is decided: the cloud's, or the edge's."""
+    async def _complete(self, o: Outcome, req, q, decision, ev, cancel, worker=None,
+                        key: str = "edge") -> Outcome:
+        """The answer once the route is decided: the cloud's, or the edge's (``worker``'s,
+        default the main edge; its usage under ``key``)."""
         if decision.route == "cloud":
             try:
                 r = await self.cloud.chat(req, q, cancel)
@@ -119,24 +137,34 @@ class Engine:
                 o.usage["cloud"] = {"model": o.model, **r.usage}
                 o.choices = self.cloud.choices(r, req)
                 return o
-        await self._edge_answer(o, req, q, ev, cancel)
+        await self._edge_answer(o, req, q, ev, cancel, worker, key)
         return o
 
-    async def _edge_answer(self, o: Outcome, req, q, ev, cancel) -> None:
-        o.choices, usage = await self.edge.answer(req, q, ev, cancel)
+    async def _edge_answer(self, o: Outcome, req, q, ev, cancel, worker=None,
+                           key: str = "edge") -> None:
+        o.choices, usage = await (worker or self.edge).answer(req, q, ev, cancel)
         if usage:
-            o.usage["edge"] = usage
+            o.usage[key] = usage
 
     async def stream(self, req: ChatRequest, cancel: threading.Event
                      ) -> Tuple[Outcome, AsyncIterator[Dict[str, Any]]]:
         """(routing facts, async iterator of OpenAI chunk 'choices' deltas). The facts are
         final before the first chunk: the cloud's first chunk is awaited here, so a cloud that
         fails before answering still leads to the edge answer, marked degraded."""
+        if req.chain:
+            return await self.chains.stream(req, cancel)
         decision, ev, q = await self._decide(req, cancel)
-        o = self._outcome(req, decision, ev)
+        return await self.stream_decided(self._outcome(req, decision, ev), req, q, decision,
+                                         ev, cancel)
+
+    async def stream_decided(self, o: Outcome, req, q, decision, ev, cancel, worker=None,
+                             key: str = "edge"):
+        """:meth:`stream` once the route is decided (``worker``, ``key`` as in
+        :meth:`_complete`)."""
+        worker = worker or self.edge
         if decision.route == "cloud" and not self.cloud.http and req.n > 1:
             # The in-process stand-in streams one answer only: answer whole, send in chunks.
-            o = await self._complete(o, req, q, decision, ev, cancel)
+            o = await self._complete(o, req, q, decision, ev, cancel, worker, key)
             return o, text_chunks(o.choices)
         if decision.route == "cloud":
             try:
@@ -148,6 +176,6 @@ class Engine:
                 return o, self.cloud.chunks(o, first, rest)
         if ev.answer is None and req.n == 1:
             # No answer drawn (a trained router decided): stream its tokens as they come.
-            return o, self.edge.token_chunks(req, q, o.usage, cancel)
-        await self._edge_answer(o, req, q, ev, cancel)
+            return o, worker.token_chunks(req, q, o.usage, cancel, key)
+        await self._edge_answer(o, req, q, ev, cancel, worker, key)
         return o, text_chunks(o.choices)

@@ -62,6 +62,13 @@ class ChatRequest:
     # Why only the cloud can answer this request as asked (None: either model can).
     cloud_only: Optional[str] = None
 
+    @property
+    def chain(self) -> Optional[str]:
+        """The configured chain the request names (``chain-<name>``), else None."""
+        from confroute.decision.chain import PREFIX
+
+        return self.router[len(PREFIX):] if self.router.startswith(PREFIX) else None
+
     def cloud_extra(self) -> Dict[str, Any]:
         """Keyword arguments for the cloud call beyond messages/n/max_tokens/temperature."""
         extra = dict(self.passthrough)
@@ -76,13 +83,26 @@ class ChatRequest:
         return extra
 
 
-def parse_model(name: Any, routers: Dict[str, Any], threshold: Optional[float] = None
-                ) -> Tuple[str, float]:
+def parse_model(name: Any, routers: Dict[str, Any], threshold: Optional[float] = None,
+                chains: Dict[str, Any] = None) -> Tuple[str, float]:
     """``router-<name>-<threshold>`` -> (name, threshold); 404 for a router not served. With
     ``threshold`` given (the route endpoint's field) the model may leave it out
-    (``router-<name>``)."""
+    (``router-<name>``). ``chain-<name>``, a configured chain, -> (``chain-<name>``, NaN):
+    its thresholds are its tiers'."""
+    from confroute.decision.chain import PREFIX
+
     if not isinstance(name, str):
         raise invalid("model", f"model must be a string, got {_tname(name)}", "invalid_type")
+    if name.startswith(PREFIX):
+        if name[len(PREFIX):] not in (chains or {}):
+            served = ", ".join(PREFIX + c for c in sorted(chains or {})) or "none"
+            raise ApiError(404, f"The model {name!r} does not exist; the chains served: "
+                           f"{served} (see GET /v1/models)", param="model",
+                           code="model_not_found")
+        if threshold is not None:
+            raise invalid("threshold", f"{name!r} is a chain: its thresholds are its tiers' "
+                          "(the server config's)")
+        return name, math.nan
     if name.startswith("router-") and "+" in name:
         return _staged_model(name, routers, threshold)
     m = MODEL_RE.match(name)
@@ -144,11 +164,13 @@ def _json_object(body: bytes, limits: Limits) -> Dict[str, Any]:
     return data
 
 
-def parse_chat_request(body: bytes, limits: Limits, routers: Dict[str, Any]) -> ChatRequest:
-    return _chat_request(_json_object(body, limits), limits, routers)
+def parse_chat_request(body: bytes, limits: Limits, routers: Dict[str, Any],
+                       chains: Dict[str, Any] = None) -> ChatRequest:
+    return _chat_request(_json_object(body, limits), limits, routers, chains=chains)
 
 
-def parse_route_request(body: bytes, limits: Limits, routers: Dict[str, Any]) -> ChatRequest:
+def parse_route_request(body: bytes, limits: Limits, routers: Dict[str, Any],
+                        chains: Dict[str, Any] = None) -> ChatRequest:
     """``POST /v1/route``: a chat request, checked as one, plus an optional ``threshold``
     (then the model may name the router alone); it is not answered, so no ``stream``."""
     data = _json_object(body, limits)
@@ -166,18 +188,19 @@ def parse_route_request(body: bytes, limits: Limits, routers: Dict[str, Any]) ->
     if data.get("stream") is True:
         raise invalid("stream", "the route endpoint answers with the decision only; stream "
                       "is not allowed")
-    return _chat_request(data, limits, routers, threshold)
+    return _chat_request(data, limits, routers, threshold, chains)
 
 
 def _chat_request(data: Dict[str, Any], limits: Limits, routers: Dict[str, Any],
-                  threshold: Optional[float] = None) -> ChatRequest:
+                  threshold: Optional[float] = None, chains: Dict[str, Any] = None
+                  ) -> ChatRequest:
     for key in data:
         if key not in KNOWN_FIELDS:
             raise invalid(key, f"Unrecognized request argument supplied: {key}",
                           "unknown_parameter")
     if "model" not in data:
         raise invalid("model", "you must provide a model parameter", "missing_required_parameter")
-    router, threshold = parse_model(data["model"], routers, threshold)
+    router, threshold = parse_model(data["model"], routers, threshold, chains)
     messages, edge_messages, needs = _messages(data.get("messages", _MISSING), limits)
 
     n = _int(data, "n", 1, 1, limits.max_n)
