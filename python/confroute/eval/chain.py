@@ -29,7 +29,6 @@ and quality as the share of the gap from tier 1's quality to the last tier's.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -67,6 +66,8 @@ def join_tables(tables: Sequence[OutcomeTable], name: Optional[str] = None) -> O
         drew = str(t.meta.get("signals_from") or t.weak)
         for k, v in t.signals.items():
             key = k if SEP in k else f"{k}{SEP}{drew}"
+            if key in signals and not np.array_equal(signals[key], v[rows], equal_nan=True):
+                raise ValueError(f"signal {key!r} is in two tables with different values")
             signals[key] = v[rows]
             higher[key] = t.signal_higher(k)
     first = tables[0]
