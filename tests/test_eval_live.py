@@ -194,3 +194,73 @@ def test_regrade_rewrites_the_checkpoint_without_asking_models(tmp_path):
     recs = [json.loads(l) for l in ck.read_text().splitlines()[1:]]
     assert len(recs) == 12 and {r["extracted"] for r in recs} == {"strict"}
     assert recs[0]["answer"] == "so #### 0"  # the answers themselves are kept
+
+
+def _no_logprobs_edge():
+    """An HttpEdge whose endpoint returns no token logprobs; nothing listens at its URL: what
+    is tested here is decided before any request."""
+    from confroute.models.http_edge import HttpEdge
+
+    class NoLogprobs(HttpEdge):
+        def gives_logprobs(self):
+            return False
+
+    return NoLogprobs("http://127.0.0.1:9/v1", "edge")
+
+
+def test_an_http_edge_is_in_the_checkpoint_header_and_its_policies_are_checked_first(tmp_path):
+    from confroute.decision.names import RouterPolicy
+    from confroute.decision.policies import Disagreement, Stage, Staged
+    from confroute.eval.live import LiveSettings, split_policies
+
+    ck = tmp_path / "ck.jsonl"
+    _run(ck, Scripted("edge"), Scripted("cloud"))
+    assert json.loads(ck.read_text().splitlines()[0])["http_models"] is None
+    edge = _no_logprobs_edge()
+    # the same model name over HTTP is another edge: a resume cannot switch silently
+    with pytest.raises(ValueError, match=r"http_models: checkpoint None, now \{'edge': "
+                                         r"\{'base_url': 'http://127.0.0.1:9/v1', 'model': "
+                                         r"'edge', 'extra_body': \{'top_p': 1.0\}\}\}"):
+        _run(ck, edge, Scripted("cloud"))
+    # a policy the endpoint cannot serve is refused before the checkpoint is opened
+    settings = LiveSettings(max_tokens=8, samples=2,
+                            policies=("router-se", "router-disagreement"))
+    with pytest.raises(ValueError, match=r"cannot serve the signal column\(s\) se \(.*returns "
+                                         r"none.*\); of those asked it can serve: disagreement"):
+        _run(tmp_path / "ck2.jsonl", edge, Scripted("cloud"), settings=settings,
+             signals_from="edge")
+    assert not (tmp_path / "ck2.jsonl").exists()
+    kept, refused = split_policies(edge, LiveSettings())
+    assert kept == ("disagreement", "se_discrete")
+    assert list(refused) == ["answer_logprob", "se", "se_weighted"]
+
+    class Probe:   # a trained router that reads the hidden state, as routers.sep does
+        name, threshold, needs_hidden = "probe", 0.5, True
+
+    ladder = Staged([Stage(RouterPolicy(Probe()), 0.8, 0.2, "probe"),
+                     Stage(Disagreement(0.4), 0.4)])
+    assert ladder.needs_hidden and not Disagreement(0.4).needs_hidden
+    with pytest.raises(ValueError, match="in-process only: the HTTP edge 'edge'"):
+        edge.check_policy(ladder)
+
+
+def test_eval_build_leaves_out_the_default_columns_an_http_edge_cannot_serve(data_dir,
+                                                                            capsys):
+    import argparse
+
+    from confroute.cli.eval import build as cli
+
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    base = ["--benchmark", "gsm8k", "--data", str(data_dir), "--limit", "2",
+            "--checkpoint", "ck.jsonl", "--out", "t.csv"]
+    edge = _no_logprobs_edge()
+    _, _, settings = cli._plan(p.parse_args(base), None, edge)
+    assert settings.policies == ("disagreement", "se_discrete")
+    assert "note: answer_logprob, se, se_weighted left out of the default signal columns: " \
+           in capsys.readouterr().err
+    # asked for by name, it stays, and the builder refuses it (above)
+    _, _, settings = cli._plan(p.parse_args(base + ["--policy", "router-se"]), None, edge)
+    assert settings.policies == ("router-se",)
+    with pytest.raises(ValueError, match="--edge-extra-body must be a JSON object"):
+        cli._extra_body(p.parse_args(base + ["--edge-extra-body", "[1]"]))

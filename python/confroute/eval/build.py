@@ -142,7 +142,7 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
     (``confroute eval build --ray``); by default they are computed here with
     :func:`live_record`.
     """
-    from confroute.eval.live import LiveSettings
+    from confroute.eval.live import LiveSettings, check_policies, http_edge
 
     items = list(items)
     if not items:
@@ -170,11 +170,17 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
         benchmark = _FunctionBenchmark(grade, prompt_prefix, max_tokens, name)
     if settings is None:
         settings = LiveSettings(max_tokens=max_tokens, temperature=temperature, samples=0)
+    if signals_from is not None and settings.samples and settings.policies:
+        check_policies(models[signals_from], settings)   # what the edge cannot serve
     checkpoint = os.fspath(checkpoint)
     header = {"kind": _HEADER_KIND, "benchmark": name, "models": names,
               "prompt_prefix": prompt_prefix, "max_tokens": settings.answer_tokens(benchmark),
               "temperature": float(settings.temperature),
-              "grader": grader or getattr(benchmark, "grader", lambda: "")()}
+              "grader": grader or getattr(benchmark, "grader", lambda: "")(),
+              # a model served over HTTP: its endpoint (None, as in the checkpoints written
+              # before, when every live model runs here), so a resume cannot switch edges
+              "http_models": {m: models[m].settings() for m in live
+                              if http_edge(models[m])} or None}
     if recorded or signals_from or settings.samples or benchmark.settings():
         header.update(recorded=recorded, signals_from=signals_from,
                       live=settings.header(benchmark), prompting=benchmark.settings())

@@ -19,6 +19,14 @@ what the policies need) is drawn once, and
 
 A request to the server with ``"seed": S`` and the row's messages reproduces a row whose
 ``extra.seed`` is S (docs: the seed mapping).
+
+An edge served over HTTP (:class:`~confroute.models.http_edge.HttpEdge`) answers through the
+same path, as ``confroute serve`` with ``edge.base_url`` does, with two differences that come
+from the OpenAI API: the request is the benchmark's messages without the cue (an HTTP edge
+cannot continue an assistant message, so the server would send such a request to the cloud),
+and the graded answer is its whole reply, graded as a chat model's (the grader extracts the
+answer). Policies it cannot serve (token logprobs it does not return, hidden states) are
+refused before any draw (:func:`check_policies`).
 """
 from __future__ import annotations
 
@@ -94,6 +102,48 @@ def in_process(model) -> bool:
     return hasattr(model, "sample_many") and hasattr(model, "prompt_tokens")
 
 
+def http_edge(model) -> bool:
+    """Whether ``model`` is an edge served over HTTP (an
+    :class:`~confroute.models.http_edge.HttpEdge`): it answers through the decision path, but
+    without the benchmark's cue."""
+    from confroute.models.http_edge import HttpEdge
+
+    return isinstance(model, HttpEdge)
+
+
+def split_policies(model, settings: LiveSettings) -> Tuple[Tuple[str, ...], Dict[str, str]]:
+    """(the router strings of ``settings.policies`` that ``model`` can serve, {router string:
+    why not} for the others): an edge says what it cannot serve with ``check_policy``
+    (:meth:`confroute.models.http_edge.HttpEdge.check_policy`: no token logprobs, no hidden
+    states); an in-process edge serves them all."""
+    from confroute.decision.edge import EdgeSupplier
+
+    if getattr(model, "check_policy", None) is None:
+        return tuple(settings.policies), {}
+    supplier = EdgeSupplier(model, None)
+    kept, refused = [], {}
+    for spec, (_, policy) in zip(settings.policies, policies_of(settings)):
+        try:
+            supplier.check_policy(policy)
+        except ValueError as e:
+            refused[spec] = str(e)
+        else:
+            kept.append(spec)
+    return tuple(kept), refused
+
+
+def check_policies(model, settings: LiveSettings) -> None:
+    """ValueError, before any draw, naming the policies of ``settings`` that ``model`` cannot
+    serve and those it can (see :func:`split_policies`)."""
+    kept, refused = split_policies(model, settings)
+    if refused:
+        why = next(iter(refused.values()))
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} cannot serve the signal column(s) "
+            f"{', '.join(policy_name(p) for p in refused)} ({why}); of those asked it can "
+            f"serve: {', '.join(policy_name(p) for p in kept) or 'none'}")
+
+
 def policy_name(spec: str) -> str:
     """A signal column's name: the router string without ``router-`` and the threshold; a
     staged router's keeps its thresholds (they decide which stage's score it records)."""
@@ -153,15 +203,15 @@ def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
     t0 = time.perf_counter()
     p = bench.prompt(item)
     turns = tuple(getattr(item, "turns", ()) or ())
-    local = in_process(model)
-    if len(turns) > 1 or not local:
+    path = in_process(model) or http_edge(model)
+    if len(turns) > 1 or not path:
         # a chat-only backend (a cloud API) answers in text: no cue (APIs do not reliably
         # continue an assistant prefix); the grader extracts the answer. A multi-turn item's
         # signals are the first turn's.
         answer, usage = _chat_answer(model, p, turns, settings.answer_tokens(bench),
                                      settings.temperature)
         sig, extra = {}, {}
-        if signals and local:
+        if signals and path:
             sig, extra, _, _ = _served(bench, model, item, settings, scorer)
         return Answer(answer, usage, sig, extra, time.perf_counter() - t0)
     sig, extra, ev, prefix = _served(bench, model, item, settings, scorer,
@@ -174,14 +224,14 @@ def answer_item(bench: Benchmark, model, item, settings: LiveSettings,
     return Answer(prefix + a.texts[0], usage, sig, extra, time.perf_counter() - t0)
 
 
-def query_of(bench: Benchmark, item, settings: LiveSettings):
-    """The request an item is: the benchmark's messages, its cue as an assistant message the
-    edge continues, and the item's sampling."""
+def query_of(bench: Benchmark, item, settings: LiveSettings, cue: bool = True):
+    """The request an item is: the benchmark's messages, its cue (unless ``cue`` is False: an
+    edge over HTTP) as an assistant message the edge continues, and the item's sampling."""
     from confroute.decision.path import make_query
 
     p = bench.prompt(item)
     messages = [dict(m) for m in p.messages]
-    if p.cue:
+    if p.cue and cue:
         messages.append({"role": "assistant", "content": p.cue})
     return make_query(messages, settings.sampling(bench, item))
 
@@ -192,9 +242,10 @@ def _served(bench, model, item, settings, scorer, signals: bool = True):
     from confroute.decision import path as routing
     from confroute.decision.edge import EdgeSupplier
 
-    q = query_of(bench, item, settings)
+    local = in_process(model)
+    q = query_of(bench, item, settings, cue=local)
     supplier = EdgeSupplier(model, scorer or _default_scorer(settings.similarity,
-                                                             settings.meaning), batch=True)
+                                                             settings.meaning), batch=local)
     named = policies_of(settings) if signals and settings.samples else []
     if named:
         decisions, ev = routing.decide_all([p for _, p in named], q, supplier)

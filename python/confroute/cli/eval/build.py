@@ -36,7 +36,17 @@ def add_arguments(b) -> None:
     b.add_argument("--edge-model", default=None, help="GGUF path (same as --edge PATH); with "
                    "--edge-url, the server's model name")
     b.add_argument("--edge-url", default=None, help="an edge served over HTTP: its "
-                   "OpenAI-compatible base URL (answers by chat: no cue, no signal columns)")
+                   "OpenAI-compatible base URL (with --edge-model). It answers and samples "
+                   "through the decision path as `confroute serve` with edge.base_url does, "
+                   "so each signal column is that server's /v1/route score; the prompt goes "
+                   "without the benchmark's cue (an HTTP edge cannot continue an assistant "
+                   "message) and its whole reply is graded, as a chat model's. A --policy it "
+                   "cannot serve (hidden states; token logprobs it does not return) is "
+                   "refused; the default columns it cannot serve are left out, with a note")
+    b.add_argument("--edge-extra-body", default=None, metavar="JSON",
+                   help="with --edge-url: request fields sent with every edge call, as the "
+                        "server config's edge.extra_body (e.g. '{\"repeat_penalty\": 1.0, "
+                        "\"top_k\": 0, \"min_p\": 0.0}' for llama-cpp-python's server)")
     b.add_argument("--cloud-url", default=None, help="OpenAI-compatible base URL")
     b.add_argument("--cloud-model", default=None)
     b.add_argument("--max-tokens", type=int, default=None,
@@ -80,13 +90,15 @@ def run(args) -> int:
         raise ValueError(f"--samples must be in 0..15, got {args.samples}")
     if args.edge and args.edge_model:
         raise ValueError("give --edge or --edge-model, not both")
+    if args.edge_extra_body is not None and not args.edge_url:
+        raise ValueError("--edge-extra-body is for an edge over HTTP (--edge-url)")
     if args.ray:
         return _build_ray(args)
     edge_name, edge, cloud_name, cloud = _sides(args)
     judge = None
     if args.benchmark == "mt-bench":
         judge = _judge_for(args, cloud)
-    bench, items, settings = _plan(args, judge)
+    bench, items, settings = _plan(args, judge, edge)
     models = {edge_name: edge, cloud_name: cloud}
     table = build_outcomes(items, models, checkpoint=args.checkpoint, weak=edge_name,
                            strong=cloud_name, name=bench.name, benchmark=bench,
@@ -104,10 +116,16 @@ def _sides(args):
     return edge_name, edge, cloud_name, cloud
 
 
-def _plan(args, judge):
-    """The benchmark, its items (a seeded stratified --limit) and the live settings."""
+def _plan(args, judge, edge=None):
+    """The benchmark, its items (a seeded stratified --limit) and the live settings. Without
+    --policy, the default columns that ``edge`` cannot serve (an HTTP edge without token
+    logprobs) are left out, with a note; a --policy it cannot serve is refused by the
+    builder."""
+    import dataclasses
+    import sys
+
     from confroute.eval.benchmarks import get_benchmark, stratified_sample
-    from confroute.eval.live import DEFAULT_POLICIES, LiveSettings
+    from confroute.eval.live import DEFAULT_POLICIES, LiveSettings, split_policies
 
     bench = get_benchmark(args.benchmark, shots=args.shots, seed=args.seed,
                           max_tokens=args.max_tokens, judge=judge)
@@ -118,6 +136,12 @@ def _plan(args, judge):
                             sample_temperature=args.sample_temperature, seed=args.seed,
                             similarity=args.similarity, meaning=args.meaning,
                             policies=tuple(args.policy or DEFAULT_POLICIES))
+    if edge is not None and not args.policy and settings.samples:
+        kept, refused = split_policies(edge, settings)
+        if refused:
+            print(f"note: {', '.join(refused)} left out of the default signal columns: "
+                  f"{next(iter(refused.values()))}", file=sys.stderr)
+            settings = dataclasses.replace(settings, policies=kept)
     return bench, items, settings
 
 
@@ -158,7 +182,10 @@ def _build_ray(args) -> int:
         raise ValueError("--ray builds gsm8k and mmlu tables; mt-bench's judge keeps one "
                          "cache file, so build it without --ray")
     import_ray()  # the install hint before any work
-    bench, items, settings = _plan(args, None)
+    # the driver loads no model; an HTTP edge is a client, made here for its checks and
+    # the checkpoint header
+    http = side_model(None, "edge", args)[1] if args.edge_url else None
+    bench, items, settings = _plan(args, None, http)
     threads = os.environ.get("CONFROUTE_N_THREADS") or str(max(1, int(args.cpus_per_replica)))
     store = BlockStore(args.checkpoint + ".blocks")
     with RayJob(_BuildReplica(args, bench, settings),
@@ -168,6 +195,8 @@ def _build_ray(args) -> int:
         models = {m: (RECORDED if m in job.info["recorded"] else None)
                   for m in job.info["names"]}
         live = [m for m in models if models[m] is None]
+        if http is not None:
+            models[edge_name] = http
         grid = {(it.id, m): k for k, (it, m) in enumerate((it, m) for it in items
                                                            for m in live)}
 
@@ -225,7 +254,7 @@ def side_model(spec, role, args):
 
         if not args.edge_model or args.edge:
             raise ValueError("--edge-url needs --edge-model (the server's model name), not --edge")
-        m = HttpEdge(args.edge_url, args.edge_model)
+        m = HttpEdge(args.edge_url, args.edge_model, extra_body=_extra_body(args))
         return m.name, m
     if role == "cloud" and args.cloud_url:
         if spec:
@@ -247,6 +276,21 @@ def side_model(spec, role, args):
     m = models.local_model(spec, n_ctx=3072, n_seq_max=max(1, args.samples + 1),
                            **({"hidden_states": True} if hidden else {}))
     return m.name, m
+
+
+def _extra_body(args):
+    import json
+
+    text = getattr(args, "edge_extra_body", None)
+    if text is None:
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"--edge-extra-body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ValueError(f"--edge-extra-body must be a JSON object, got {text!r}")
+    return body
 
 
 def _settings_stub(args):
