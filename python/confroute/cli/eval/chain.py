@@ -62,8 +62,6 @@ def load_chain(args):
 
 
 def run(args) -> int:
-    import numpy as np
-
     from confroute.eval.chain import chain_intervals, chain_metrics, grid_rows
     from confroute.eval.replay import mean_intervals
     from confroute.eval.table import OutcomeTable
