@@ -2,7 +2,7 @@
 Every case is a reply as a model writes it and the answer a reader takes from it."""
 import pytest
 
-from confroute.confidence import answers, scorer
+from confroute.confidence import answers, meaning, scorer
 from confroute.confidence.answers import extract_letter, extract_number, format_number, parse_number
 from confroute.eval import grading
 
@@ -118,9 +118,10 @@ def test_clustering_and_grading_read_the_same_answers():
     # One module: the scorer and the grader hold no extractor of their own.
     assert grading.extract_number is answers.extract_number
     assert grading.extract_letter is answers.extract_letter
-    assert not hasattr(scorer, "extract_option") and not hasattr(scorer, "_NUM")
+    for mod in (scorer, meaning):
+        assert not hasattr(mod, "extract_option") and not hasattr(mod, "_NUM")
     for text, expected in NUMBERS:
-        key = scorer.exact_answer(text, "number", "ABCD")
+        key = meaning.exact_answer(text, "number", "ABCD")
         assert key == (None if expected is None else format_number(expected))
     for text, expected in LETTERS:
-        assert scorer.exact_answer(text, "option", "ABCD") == expected
+        assert meaning.exact_answer(text, "option", "ABCD") == expected

@@ -6,7 +6,8 @@ import pytest
 
 import confroute
 from confroute.models.types import Samples
-from confroute.confidence.scorer import ConfidenceScorer, best_index_of, one_hot
+from confroute.confidence.meaning import best_index_of, one_hot
+from confroute.confidence.scorer import ConfidenceScorer
 
 CONFIDENT = "What is the opposite of hot? Answer in one word."
 UNSURE = "Who won the Tour de France in 1937?"

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from confroute.confidence.scorer import Confidence, ConfidenceScorer
+from confroute.confidence.result import Confidence
+from confroute.confidence.scorer import ConfidenceScorer
 from confroute.decision import path as routing
 from confroute.decision.answer import cloud_messages, edge_answer, edge_usage
 from confroute.decision.chain import Chain, ChainDecision, decide_chain

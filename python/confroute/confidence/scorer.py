@@ -1,6 +1,6 @@
 """Confidence of a model on a prompt: samples -> meaning clusters -> semantic entropy (core).
 
-Three paths, one result type (:class:`Confidence`):
+Three paths, one result type (:class:`~confroute.confidence.result.Confidence`):
 
 - ``score``: n samples from any object with ``.sample(messages, n=, max_tokens=, temperature=,
   seed=)`` (the edge model, the cloud client, the in-process Qwen), embedded and clustered by
@@ -15,76 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 
-from confroute.confidence.answers import (extract_letter, extract_number, format_number,
-                                         has_marked_number)
+from confroute.confidence.meaning import (MEANINGS, best_index_of, block_one_hot,
+                                          embedding_disagreement, exact_answer,
+                                          key_disagreement, meaning_keys, one_hot, visible)
+from confroute.confidence.result import Confidence
 from confroute.models.types import Messages, Samples, normalize_messages
 
-KINDS = ("discrete", "weighted", "kuhn")
-# How two answers are judged to mean the same (ConfidenceScorer's ``meaning``): ``auto`` picks
-# per prompt: execution where the prompt shows example calls of the function the samples
-# define, the final number where the answers mark one, embedding similarity otherwise.
-MEANINGS = ("auto", "embedding", "exact", "execution")
-NO_ANSWER = "(no answer)"   # what the embedder reads for an empty reply
 
-
-@dataclass(frozen=True)
-class Confidence:
-    """Everything known about one prompt's uncertainty. Entropies are in nats; higher = less
-    confident. ``best_index`` is the most likely member (length-normalized logprob) of the
-    largest cluster: the answer to give if this model keeps the query. Fields that need
-    logprobs are NaN when the model gave none. ``seconds`` splits the time into generate /
-    embed / core."""
-
-    method: str   # "embedding" | "exact" | "execution" | "options", or a fallback such as
-                  # "embedding (no example calls)"
-    n_samples: int
-    n_clusters: int
-    cluster_ids: np.ndarray
-    se_discrete: float
-    se_weighted: float
-    se_kuhn: float
-    mean_token_logprob: float
-    max_sequence_prob: float
-    mean_perplexity: float
-    seq_logprob_sum: np.ndarray
-    seq_logprob_mean: np.ndarray
-    best_index: int
-    similarity: Optional[float]  # the cosine that joined meanings (embedding only)
-    samples: Optional[Samples] = field(default=None, repr=False)
-    answers: Optional[Tuple[Optional[str], ...]] = None
-    seconds: Dict[str, float] = field(default_factory=dict)
-    # the share of samples whose meaning differs from the edge's answer (NaN: no answer given)
-    disagreement: float = float("nan")
-
-    def se(self, kind: str = "kuhn") -> float:
-        if kind not in KINDS:
-            raise ValueError(f"unknown SE kind {kind!r}; use one of {KINDS}")
-        return getattr(self, "se_" + kind)
-
-    @property
-    def answer(self) -> str:
-        """The chosen answer: a sample's text, or the top option letter."""
-        if self.samples is not None:
-            return self.samples.texts[self.best_index]
-        return self.answers[self.best_index] if self.answers else ""
-
-    def as_dict(self) -> Dict[str, object]:
-        """Plain JSON-able numbers (no samples)."""
-        return {"method": self.method, "n_samples": self.n_samples,
-                "n_clusters": self.n_clusters, "cluster_ids": self.cluster_ids.tolist(),
-                **{f"se_{k}": self.se(k) for k in KINDS},
-                "mean_token_logprob": self.mean_token_logprob,
-                "max_sequence_prob": self.max_sequence_prob,
-                "mean_perplexity": self.mean_perplexity, "disagreement": self.disagreement,
-                "seconds": dict(self.seconds)}
-
-
-# --- the scorer --------------------------------------------------------------------------------
 class ConfidenceScorer:
     """Turns a prompt and a model into a :class:`Confidence`.
 
@@ -171,58 +112,57 @@ class ConfidenceScorer:
         if not len(prompts) == len(answers) == len(prefixes) == n:
             raise ValueError("prompts, answers and prefixes need one entry per sample set")
         t0 = time.perf_counter()
-        keyed = [self._keys(s, p, a, pre) for s, p, a, pre in zip(samples, prompts, answers,
-                                                                  prefixes)]
+        keyed = [meaning_keys(self.meaning, s, p, a, pre)
+                 for s, p, a, pre in zip(samples, prompts, answers, prefixes)]
         t1 = time.perf_counter()
         out: List[Optional[Confidence]] = [None] * n
         by_key = [b for b in range(n) if keyed[b][1] is not None]
         by_emb = [b for b in range(n) if keyed[b][1] is None]
         if by_key:
-            emb = _block_one_hot([keyed[b][1][:samples[b].n] for b in by_key])
-            confs = self._core([samples[b] for b in by_key], emb, 0.5, "keys", None,
-                               {"generate": t_generate, "execute": t1 - t0})
+            confs = self._score_by_keys([samples[b] for b in by_key], [keyed[b] for b in by_key],
+                                        {"generate": t_generate, "execute": t1 - t0})
             for b, c in zip(by_key, confs):
-                keys = keyed[b][1]
-                dis = _key_disagreement(keys[:c.n_samples], keys[c.n_samples:])
-                out[b] = dataclasses.replace(c, method=keyed[b][0], similarity=None,
-                                             disagreement=dis)
+                out[b] = c
         if by_emb:
-            t2 = time.perf_counter()
-            texts = [_visible(t) for b in by_emb for t in samples[b].texts]
-            extra = [_visible(answers[b]) for b in by_emb if answers[b] is not None]
-            emb = self.embedder.embed(texts + extra) if texts or extra \
-                else np.zeros((0, 1), np.float32)
-            t3 = time.perf_counter()
-            confs = self._core([samples[b] for b in by_emb], emb[:len(texts)], self.similarity,
-                               "embedding", None, {"generate": t_generate, "embed": t3 - t2})
-            row, arow = 0, len(texts)
+            confs = self._score_by_embedding([samples[b] for b in by_emb],
+                                             [keyed[b][0] for b in by_emb],
+                                             [answers[b] for b in by_emb], t_generate)
             for b, c in zip(by_emb, confs):
-                dis = float("nan")
-                if answers[b] is not None:
-                    dis = _embedding_disagreement(emb[row:row + c.n_samples], emb[arow],
-                                                  self.similarity)
-                    arow += 1
-                row += c.n_samples
-                out[b] = dataclasses.replace(c, method=keyed[b][0], disagreement=dis)
+                out[b] = c
         return out
 
-    def _keys(self, s: Samples, prompt: Optional[str], answer: Optional[str], prefix: str):
-        """(meaning label, one key per sample and then the answer's, or None: by embedding)."""
-        texts = [prefix + t for t in s.texts] + ([prefix + answer] if answer is not None
-                                                 else [])
-        meaning, fell = self.meaning, ""
-        if meaning in ("auto", "execution") and texts:
-            from confroute.confidence.execution import behaviour_keys
+    def _score_by_keys(self, samples, keyed, seconds) -> List[Confidence]:
+        """Sample sets clustered by their keys (``keyed``: (meaning label, keys) per set, the
+        answer's key last when one was given)."""
+        emb = block_one_hot([keys[:s.n] for s, (_, keys) in zip(samples, keyed)])
+        confs = self._core(samples, emb, 0.5, "keys", None, seconds)
+        out = []
+        for (label, keys), c in zip(keyed, confs):
+            dis = key_disagreement(keys[:c.n_samples], keys[c.n_samples:])
+            out.append(dataclasses.replace(c, method=label, similarity=None, disagreement=dis))
+        return out
 
-            keys, why = behaviour_keys(texts, prompt)
-            if keys is not None:
-                return "execution", keys
-            if meaning == "execution" or why != "not code":
-                fell = f" ({why})"   # a code prompt the sandbox cannot judge: say so
-            meaning = "auto" if meaning == "auto" else "embedding"
-        if meaning == "exact" or (meaning == "auto" and _marks_numbers(texts, answer)):
-            return "exact" + fell, [exact_answer(t, "number", "") for t in texts]
-        return "embedding" + fell, None
+    def _score_by_embedding(self, samples, labels, answers, t_generate) -> List[Confidence]:
+        """Sample sets clustered by embedding similarity; every text, and each given answer,
+        embedded in one batch."""
+        t2 = time.perf_counter()
+        texts = [visible(t) for s in samples for t in s.texts]
+        extra = [visible(a) for a in answers if a is not None]
+        emb = self.embedder.embed(texts + extra) if texts or extra \
+            else np.zeros((0, 1), np.float32)
+        t3 = time.perf_counter()
+        confs = self._core(samples, emb[:len(texts)], self.similarity, "embedding", None,
+                           {"generate": t_generate, "embed": t3 - t2})
+        out, row, arow = [], 0, len(texts)
+        for label, answer, c in zip(labels, answers, confs):
+            dis = float("nan")
+            if answer is not None:
+                dis = embedding_disagreement(emb[row:row + c.n_samples], emb[arow],
+                                             self.similarity)
+                arow += 1
+            row += c.n_samples
+            out.append(dataclasses.replace(c, method=label, disagreement=dis))
+        return out
 
     def score_adaptive(self, messages: Messages, model, threshold: float, n_max: int = 10,
                        first: int = 3, step: int = 2, rule: str = "exact",
@@ -367,14 +307,6 @@ class ConfidenceScorer:
             seconds={"generate": t1 - t0, "embed": 0.0, "core": time.perf_counter() - t1})
 
 
-def exact_answer(text: str, extract: str, letters: str) -> Optional[str]:
-    """The clustering key of a reply: the canonical number or the option letter, or None."""
-    if extract == "option":
-        return extract_letter(text, letters)
-    x = extract_number(text)
-    return None if x is None else format_number(x)
-
-
 def _concat_samples(parts: Sequence[Samples]) -> Samples:
     """Rounds of samples of one prompt as one Samples (answers in draw order)."""
     if len(parts) == 1:
@@ -390,76 +322,3 @@ def _concat_samples(parts: Sequence[Samples]) -> Samples:
                    temperature=parts[0].temperature, seconds=sum(s.seconds for s in parts))
 
 
-def _visible(text: str) -> str:
-    return text if text.strip() else NO_ANSWER
-
-
-def _marks_numbers(texts: Sequence[str], answer: Optional[str]) -> bool:
-    """The answer marks a final number, or (no answer) most texts do."""
-    if answer is not None:
-        return has_marked_number(texts[-1])
-    return 2 * sum(map(has_marked_number, texts)) > len(texts)
-
-
-def _key_disagreement(sample_keys, answer_keys) -> float:
-    """Share of samples whose key differs from the answer's (a missing key differs from
-    everything); NaN without an answer."""
-    if not answer_keys or not sample_keys:
-        return float("nan")
-    mine = answer_keys[0]
-    return float(np.mean([k is None or mine is None or k != mine for k in sample_keys]))
-
-
-def _embedding_disagreement(sample_emb: np.ndarray, answer_emb: np.ndarray,
-                            similarity: float) -> float:
-    """Share of samples whose cosine similarity to the answer is below ``similarity``."""
-    if len(sample_emb) == 0:
-        return float("nan")
-    a = np.asarray(answer_emb, np.float64)
-    e = np.asarray(sample_emb, np.float64)
-    cos = e @ a / np.maximum(np.linalg.norm(e, axis=1) * np.linalg.norm(a), 1e-12)
-    return float(np.mean(cos < similarity))
-
-
-def _block_one_hot(key_lists) -> np.ndarray:
-    """One-hot rows of several sets' keys side by side (each set in its own columns)."""
-    blocks = [one_hot(k) for k in key_lists]
-    out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)),
-                   np.float32)
-    r = c = 0
-    for b in blocks:
-        out[r:r + b.shape[0], c:c + b.shape[1]] = b
-        r, c = r + b.shape[0], c + b.shape[1]
-    return out
-
-
-def one_hot(answers: Sequence[Optional[str]]) -> np.ndarray:
-    """Rows that are equal for equal answers and orthogonal otherwise; a missing answer gets a
-    column of its own. Cosine clustering at 0.5 then reproduces answer equality exactly."""
-    cols: Dict[object, int] = {}
-    for i, a in enumerate(answers):
-        cols.setdefault(a if a is not None else ("none", i), len(cols))
-    emb = np.zeros((len(answers), max(1, len(cols))), np.float32)
-    for i, a in enumerate(answers):
-        emb[i, cols[a if a is not None else ("none", i)]] = 1.0
-    return emb
-
-
-def best_index_of(cluster_ids: np.ndarray, seq_mean: Optional[np.ndarray],
-                texts: Optional[Sequence[str]] = None) -> int:
-    """The most likely member of the largest cluster (ties between clusters: the one holding
-    the most likely sample). Without logprobs: the first member of the largest cluster. An
-    empty answer (nothing but whitespace) is never chosen while a non-empty one exists: the
-    clusters are then sized and searched by their non-empty members only."""
-    if cluster_ids.size == 0:
-        return 0
-    idx = np.arange(cluster_ids.size)
-    if texts is not None:
-        filled = np.flatnonzero([bool(t.strip()) for t in texts])
-        idx = filled if filled.size else idx
-    ids = cluster_ids[idx]
-    score = seq_mean[idx] if seq_mean is not None else -idx.astype(float)
-    counts = np.bincount(ids)
-    biggest = np.flatnonzero(counts == counts.max())
-    best_of = {c: np.flatnonzero(ids == c)[np.argmax(score[ids == c])] for c in biggest}
-    return int(idx[max(best_of.values(), key=lambda i: score[i])])

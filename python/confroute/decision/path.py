@@ -182,7 +182,7 @@ class Evidence:
     time on the draws this query took part in (a batch shared with other queries counts in
     full for each)."""
 
-    confidence: Any = None          # confroute.confidence.scorer.Confidence
+    confidence: Any = None          # confroute.confidence.result.Confidence
     hidden: Any = None              # numpy array, as the edge model gives it
     refused: Optional[str] = None
     answer: Optional[Samples] = None
