@@ -9,7 +9,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from confroute.server import build
-from confroute.server.config import from_dict, tier_router
+from confroute.server.config import from_dict
+from confroute.server.model_names import tier_router
 from test_chain import NoScorer, FakeEdge, PROMPTS
 
 

@@ -16,7 +16,7 @@ def load_models(cfg):
 
     from confroute.decision.names import ONLINE, load_router
 
-    from confroute.server.config import stage_names
+    from confroute.server.model_names import stage_names
 
     routers = {r.name: load_router(r.path) for r in cfg.routers
                if r.name not in ONLINE and not stage_names(r.name)}

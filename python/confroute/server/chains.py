@@ -18,7 +18,7 @@ from confroute.decision.answer import edge_usage
 from confroute.decision.chain import PREFIX, Chain, ChainDecision, Tier, settle
 from confroute.decision.path import Evidence
 from confroute.server.answers import Outcome
-from confroute.server.config import tier_router
+from confroute.server.model_names import tier_router
 from confroute.server.schema import ChatRequest
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
 from confroute.decision.path import Sampling
+from confroute.server.model_names import stage_names, tier_router
 from confroute.server.schema import Limits
 
 
@@ -117,7 +118,7 @@ class ServerConfig:
     # how the edge answers and samples (the tables' defaults; max_tokens is the answer length
     # when a request names none): confroute.decision.path.Sampling
     sampling: Sampling = field(default_factory=Sampling)
-    meaning: str = "auto"              # how samples are judged alike: scorer.MEANINGS
+    meaning: str = "auto"              # how samples are judged alike: meaning.MEANINGS
     limits: Limits = field(default_factory=Limits)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     queue_size: int = 16               # requests waiting for the edge beyond the one running
@@ -156,31 +157,6 @@ class ServerConfig:
     def stage_config(self, name: str) -> RouterConfig:
         """A stage's settings: its entry, or the defaults for an online policy."""
         return self.router_names.get(name) or RouterConfig(name=name)
-
-
-def stage_names(name: str) -> List[str]:
-    """The policy names of a staged router name (``a-0.2:0.9+b`` -> ['a', 'b']); [] for a
-    plain name. ValueError for a malformed one."""
-    from confroute.decision.names import STAGES, parse_stages
-
-    return [n for n, _, _ in parse_stages(name)] if STAGES in name else []
-
-
-def tier_router(spec: str) -> Tuple[str, float]:
-    """A chain tier's router string as the server's (router name, threshold):
-    ``router-se-0.8`` -> ('se', 0.8); ``router-a-0.2:0.9+b-0.4`` -> ('a-0.2:0.9+b', 0.4).
-    ValueError when it is malformed or gives no threshold."""
-    from confroute.decision.names import PREFIX, STAGES, parse_stages
-
-    if not isinstance(spec, str) or not spec.startswith(PREFIX):
-        raise ValueError(f"{spec!r} is not a router string (router-NAME-THRESHOLD)")
-    body = spec[len(PREFIX):]
-    stages = parse_stages(body)
-    name, lo, t = stages[-1]
-    if t is None or lo is not None:
-        raise ValueError(f"{spec!r}: a tier's router string ends with its threshold "
-                         "(router-se-0.8)")
-    return (body.rpartition(STAGES)[0] + STAGES + name if len(stages) > 1 else name), t
 
 
 def _build(cls, data: Any, where: str):
@@ -308,11 +284,35 @@ def check_chains(cfg: ServerConfig) -> None:
 
 
 def check(cfg: ServerConfig) -> None:
-    from confroute.decision.names import ONLINE
-    from confroute.confidence.scorer import MEANINGS
+    """Every setting that a field's type does not settle; ValueError naming the setting."""
+    from confroute.confidence.meaning import MEANINGS
 
     if cfg.meaning not in MEANINGS:
         raise ValueError(f"meaning must be one of {MEANINGS}, got {cfg.meaning!r}")
+    _check_routers(cfg)
+    if not 0 < cfg.port < 65536:
+        raise ValueError(f"port must be in 1..65535, got {cfg.port}")
+    if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.max_inflight < 1:
+        raise ValueError("queue_size >= 0, cloud_workers >= 1, max_inflight >= 1 needed")
+    # one sequence per sample and one for the answer (n choices: the answer and n - 1 samples)
+    need = max(max(cfg.samples(r) for r in cfg.routers) + 1, cfg.limits.max_n)
+    if need > cfg.edge.n_seq_max:
+        raise ValueError(f"edge.n_seq_max ({cfg.edge.n_seq_max}) must be at least the most "
+                         f"sequences a request can need ({need}: router samples or "
+                         "limits.max_n, and the answer)")
+    if cfg.sampling.max_tokens > cfg.limits.max_tokens:
+        raise ValueError("sampling.max_tokens exceeds limits.max_tokens")
+    _check_edge(cfg.edge)
+    if cfg.cloud.base_url is not None and not cfg.cloud.model:
+        raise ValueError("cloud.model is required when cloud.base_url is set")
+    if cfg.cloud.timeout_s <= 0:
+        raise ValueError("cloud.timeout_s must be > 0: every cloud call needs a timeout")
+    check_chains(cfg)
+
+
+def _check_routers(cfg: ServerConfig) -> None:
+    from confroute.decision.names import ONLINE
+
     names = [r.name for r in cfg.routers]
     if len(set(names)) != len(names):
         raise ValueError(f"routers: a name appears twice in {names}")
@@ -340,19 +340,9 @@ def check(cfg: ServerConfig) -> None:
             raise ValueError(f"router {r.name!r}: calibrated_sampling must be an object")
         if cfg.samples(r) < 2:
             raise ValueError(f"router {r.name!r}: samples must be >= 2 for semantic entropy")
-    if not 0 < cfg.port < 65536:
-        raise ValueError(f"port must be in 1..65535, got {cfg.port}")
-    if cfg.queue_size < 0 or cfg.cloud_workers < 1 or cfg.max_inflight < 1:
-        raise ValueError("queue_size >= 0, cloud_workers >= 1, max_inflight >= 1 needed")
-    # one sequence per sample and one for the answer (n choices: the answer and n - 1 samples)
-    need = max(max(cfg.samples(r) for r in cfg.routers) + 1, cfg.limits.max_n)
-    if need > cfg.edge.n_seq_max:
-        raise ValueError(f"edge.n_seq_max ({cfg.edge.n_seq_max}) must be at least the most "
-                         f"sequences a request can need ({need}: router samples or "
-                         "limits.max_n, and the answer)")
-    if cfg.sampling.max_tokens > cfg.limits.max_tokens:
-        raise ValueError("sampling.max_tokens exceeds limits.max_tokens")
-    e = cfg.edge
+
+
+def _check_edge(e: EdgeConfig) -> None:
     if e.base_url is not None:
         if not isinstance(e.base_url, str) or not e.base_url.startswith(("http://", "https://")):
             raise ValueError(f"edge.base_url must start with http:// or https://, got "
@@ -367,11 +357,6 @@ def check(cfg: ServerConfig) -> None:
     elif e.api_key_env is not None or e.extra_body is not None:
         raise ValueError("edge.api_key_env and edge.extra_body apply to an HTTP edge: set "
                          "edge.base_url")
-    if cfg.cloud.base_url is not None and not cfg.cloud.model:
-        raise ValueError("cloud.model is required when cloud.base_url is set")
-    if cfg.cloud.timeout_s <= 0:
-        raise ValueError("cloud.timeout_s must be > 0: every cloud call needs a timeout")
-    check_chains(cfg)
 
 
 def sampling_warnings(cfg: ServerConfig) -> List[str]:

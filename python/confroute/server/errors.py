@@ -6,7 +6,7 @@ the offending field.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 _TYPES = {
     400: "invalid_request_error",
@@ -41,3 +41,9 @@ class ApiError(Exception):
 def invalid(param: Optional[str], message: str, code: str = "invalid_value") -> ApiError:
     """A 400 naming the field."""
     return ApiError(400, message, param=param, code=code)
+
+
+def json_type(v: Any) -> str:
+    """The JSON name of a value's type (``object``, ``array``, ...), for messages."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
+            int: "integer", float: "number"}.get(type(v), type(v).__name__)

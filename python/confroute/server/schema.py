@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from confroute.server.errors import ApiError, invalid
+from confroute.server.errors import ApiError, invalid, json_type
+from confroute.server.model_names import parse_model
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
-MODEL_RE = re.compile(r"^router-([a-z][a-z0-9_]*)(?:-([0-9]+(?:\.[0-9]+)?))?$")
 TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 # Fields the cloud understands and the edge ignores: checked for type, then forwarded as sent.
@@ -83,73 +83,6 @@ class ChatRequest:
         return extra
 
 
-def parse_model(name: Any, routers: Dict[str, Any], threshold: Optional[float] = None,
-                chains: Dict[str, Any] = None) -> Tuple[str, float]:
-    """``router-<name>-<threshold>`` -> (name, threshold); 404 for a router not served. With
-    ``threshold`` given (the route endpoint's field) the model may leave it out
-    (``router-<name>``). ``chain-<name>``, a configured chain, -> (``chain-<name>``, NaN):
-    its thresholds are its tiers'."""
-    from confroute.decision.chain import PREFIX
-
-    if not isinstance(name, str):
-        raise invalid("model", f"model must be a string, got {_tname(name)}", "invalid_type")
-    if name.startswith(PREFIX):
-        if name[len(PREFIX):] not in (chains or {}):
-            served = ", ".join(PREFIX + c for c in sorted(chains or {})) or "none"
-            raise ApiError(404, f"The model {name!r} does not exist; the chains served: "
-                           f"{served} (see GET /v1/models)", param="model",
-                           code="model_not_found")
-        if threshold is not None:
-            raise invalid("threshold", f"{name!r} is a chain: its thresholds are its tiers' "
-                          "(the server config's)")
-        return name, math.nan
-    if name.startswith("router-") and "+" in name:
-        return _staged_model(name, routers, threshold)
-    m = MODEL_RE.match(name)
-    if not m or m.group(1) not in routers or (m.group(2) is None and threshold is None):
-        served = ", ".join(f"router-{r}-<threshold>" for r in sorted(routers))
-        raise ApiError(404, f"The model {name!r} does not exist; this server offers {served} "
-                       "(see GET /v1/models)", param="model", code="model_not_found")
-    if m.group(2) is None:
-        return m.group(1), threshold
-    t = float(m.group(2))
-    if not math.isfinite(t):
-        raise invalid("model", f"the threshold in {name!r} is not a finite number")
-    if threshold is not None and threshold != t:
-        raise invalid("threshold", f"threshold {threshold:g} disagrees with the one in the model "
-                      f"name {name!r}; give it once")
-    return m.group(1), t
-
-
-def _staged_model(name: str, routers: Dict[str, Any], threshold: Optional[float]
-                  ) -> Tuple[str, float]:
-    """``router-<stages>-<t>`` -> (the stages without the last threshold, t): served when
-    that name is a configured router, or every stage's name is."""
-    from confroute.decision.names import parse_stages
-
-    body = name[len("router-"):]
-    try:
-        stages = parse_stages(body)
-    except ValueError as e:
-        raise invalid("model", str(e)) from None
-    last, lo, t = stages[-1]
-    router = body.rpartition("+")[0] + "+" + last
-    if router not in routers and not all(n in routers for n, _, _ in stages):
-        missing = sorted({n for n, _, _ in stages if n not in routers})
-        served = ", ".join(f"router-{r}-<threshold>" for r in sorted(routers))
-        raise ApiError(404, f"The model {name!r} does not exist: its stages {missing} are not "
-                       f"served; this server offers {served} (see GET /v1/models)",
-                       param="model", code="model_not_found")
-    if lo is not None:
-        raise invalid("model", f"{name!r}: the last stage takes one threshold, not a band")
-    if t is None and threshold is None:
-        raise invalid("model", f"{name!r}: give the last stage's threshold")
-    if t is not None and threshold is not None and threshold != t:
-        raise invalid("threshold", f"threshold {threshold:g} disagrees with the one in the model "
-                      f"name {name!r}; give it once")
-    return router, t if t is not None else threshold
-
-
 def _json_object(body: bytes, limits: Limits) -> Dict[str, Any]:
     if len(body) > limits.max_body_bytes:
         raise ApiError(413, f"request body is {len(body)} bytes; the limit is "
@@ -159,7 +92,7 @@ def _json_object(body: bytes, limits: Limits) -> Dict[str, Any]:
     except (ValueError, RecursionError) as e:
         raise invalid(None, f"request body is not valid JSON: {e}", "invalid_json") from None
     if not isinstance(data, dict):
-        raise invalid(None, f"request body must be a JSON object, got {_tname(data)}",
+        raise invalid(None, f"request body must be a JSON object, got {json_type(data)}",
                       "invalid_type")
     return data
 
@@ -179,7 +112,7 @@ def parse_route_request(body: bytes, limits: Limits, routers: Dict[str, Any],
         data = dict(data)
         threshold = data.pop("threshold")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise invalid("threshold", f"threshold must be a number, got {_tname(threshold)}",
+            raise invalid("threshold", f"threshold must be a number, got {json_type(threshold)}",
                           "invalid_type")
         if not (math.isfinite(threshold) and threshold >= 0):
             raise invalid("threshold", f"threshold must be a finite number >= 0, got "
@@ -235,16 +168,11 @@ def _chat_request(data: Dict[str, Any], limits: Limits, routers: Dict[str, Any],
 _MISSING = object()
 
 
-def _tname(v: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
-            int: "integer", float: "number"}.get(type(v), type(v).__name__)
-
-
 def _messages(msgs: Any, limits: Limits):
     if msgs is _MISSING:
         raise invalid("messages", "messages is required", "missing_required_parameter")
     if not isinstance(msgs, list):
-        raise invalid("messages", f"messages must be an array, got {_tname(msgs)}",
+        raise invalid("messages", f"messages must be an array, got {json_type(msgs)}",
                       "invalid_type")
     if not msgs:
         raise invalid("messages", "messages must hold at least one message")
@@ -255,7 +183,7 @@ def _messages(msgs: Any, limits: Limits):
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
-            raise invalid(where, f"{where} must be an object, got {_tname(m)}", "invalid_type")
+            raise invalid(where, f"{where} must be an object, got {json_type(m)}", "invalid_type")
         role = m.get("role")
         if role not in ROLES:
             raise invalid(f"{where}.role", f"{where}.role must be one of {', '.join(ROLES)}; "
@@ -298,12 +226,12 @@ def _content(content: Any, where: str) -> Tuple[str, int, Optional[str]]:
         return content, len(content), None
     if not isinstance(content, list):
         raise invalid(where, f"{where} must be a string or an array of content parts, got "
-                      f"{_tname(content)}", "invalid_type")
+                      f"{json_type(content)}", "invalid_type")
     texts, chars, other = [], 0, None
     for j, part in enumerate(content):
         pw = f"{where}[{j}]"
         if not isinstance(part, dict):
-            raise invalid(pw, f"{pw} must be an object, got {_tname(part)}", "invalid_type")
+            raise invalid(pw, f"{pw} must be an object, got {json_type(part)}", "invalid_type")
         kind = part.get("type")
         if kind not in PART_TYPES:
             raise invalid(f"{pw}.type", f"{pw}.type must be one of {', '.join(PART_TYPES)}; "
@@ -329,7 +257,7 @@ def _int(d: dict, key: str, default, lo: int, hi: int, where: Optional[str] = No
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, int):
-        raise invalid(where, f"{where} must be an integer, got {_tname(v)}", "invalid_type")
+        raise invalid(where, f"{where} must be an integer, got {json_type(v)}", "invalid_type")
     if not lo <= v <= hi:
         raise invalid(where, f"{where} must be between {lo} and {hi}, got {v}")
     return v
@@ -340,7 +268,7 @@ def _number(d: dict, key: str, default, lo: float, hi: float):
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise invalid(key, f"{key} must be a number, got {_tname(v)}", "invalid_type")
+        raise invalid(key, f"{key} must be a number, got {json_type(v)}", "invalid_type")
     if not (lo <= v <= hi):   # also false for NaN
         raise invalid(key, f"{key} must be between {lo} and {hi}, got {v}")
     return float(v)
@@ -351,7 +279,7 @@ def _bool(d: dict, key: str, default: bool, where: Optional[str] = None) -> bool
     if v is None:
         return default
     if not isinstance(v, bool):
-        raise invalid(where or key, f"{where or key} must be a boolean, got {_tname(v)}",
+        raise invalid(where or key, f"{where or key} must be a boolean, got {json_type(v)}",
                       "invalid_type")
     return v
 
@@ -373,7 +301,7 @@ def _tools(v: Any, limits: Limits) -> Optional[List[Dict[str, Any]]]:
     if v is None:
         return None
     if not isinstance(v, list):
-        raise invalid("tools", f"tools must be an array, got {_tname(v)}", "invalid_type")
+        raise invalid("tools", f"tools must be an array, got {json_type(v)}", "invalid_type")
     if len(v) > limits.max_tools:
         raise invalid("tools", f"tools holds {len(v)} tools; the limit is {limits.max_tools}")
     for i, t in enumerate(v):
