@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from confroute.eval import metrics as M
-from confroute.eval.replay import curve_metrics, sweep
+from confroute.eval.router_metrics import curve_metrics, sweep
 
 N = 100_000
 

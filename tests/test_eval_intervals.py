@@ -9,8 +9,10 @@ from confroute.eval import metrics as M
 from confroute.eval.benchmarks import get_benchmark, item_seed, stratified_sample
 from confroute.eval.data import Item, load_table
 from confroute.eval.table import OutcomeTable
-from confroute.eval.replay import (bootstrap_intervals, mean_intervals, paired_intervals,
-                                   replay, signal_scores, sweep)
+from confroute.eval.intervals import bootstrap_intervals, mean_intervals, paired_intervals
+from confroute.eval.replay import replay
+from confroute.eval.router_metrics import sweep
+from confroute.eval.router_scores import signal_scores
 from confroute.routers.random import RandomRouter
 
 

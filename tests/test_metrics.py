@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from confroute.eval import metrics as M
-from confroute.eval.replay import sweep
+from confroute.eval.router_metrics import sweep
 
 QW = np.array([1.0, 0, 0, 1])
 QS = np.array([1.0, 1, 1, 0])

@@ -5,7 +5,8 @@ import pytest
 from confroute.eval import metrics as M
 from confroute.eval.data import load_benchmark
 from confroute.eval.table import OutcomeTable
-from confroute.eval.replay import replay, resolve_router
+from confroute.eval.replay import replay
+from confroute.eval.router_scores import resolve_router
 from confroute.routers.base import Router
 from confroute.eval.baselines import ScoresRouter
 from confroute.routers.random import RandomRouter

@@ -15,7 +15,9 @@ import pytest
 
 from confroute.eval import metrics as M
 from confroute.eval.table import OutcomeTable
-from confroute.eval.replay import answer_length_scores, paired_intervals, replay
+from confroute.eval.intervals import paired_intervals
+from confroute.eval.replay import replay
+from confroute.eval.router_scores import answer_length_scores
 
 QW = np.array([1.0, 0, 0, 1])
 QS = np.array([1.0, 1, 1, 0])
@@ -141,7 +143,7 @@ def _toy(copies=1):
 
 
 def test_replay_reports_the_risk_metrics():
-    from confroute.eval.replay import RowScores
+    from confroute.eval.router_scores import RowScores
 
     rep = replay(_toy(), {"toy": RowScores(SCORES, {})})
     r = rep.results[0].metrics["risk"]
@@ -181,7 +183,7 @@ def test_paired_interval_counts_a_lower_aurc_as_better():
 
 def test_report_has_the_risk_table(tmp_path):
     from confroute.cli.eval.replay import format_table, jsonable
-    from confroute.eval.replay import RowScores
+    from confroute.eval.router_scores import RowScores
     from confroute.eval.report import markdown, read_replays
 
     rep = replay(_toy(3), {"toy": RowScores(np.tile(SCORES, 3), {}), "oracle": "oracle"},
@@ -249,7 +251,7 @@ def test_graded_quality_on_a_default_scale_does_not_break_replay():
     # scaled by the range the qualities reach, (0, 10): edge loss (10 - q_weak) / 10.
     qw, qs = np.array([2.0, 9, 5, 10]), np.array([8.0, 9, 9, 4])
     t = OutcomeTable(["a", "b", "c", "d"], ["w", "s"], np.stack([qw, qs], 1), "w", "s")
-    from confroute.eval.replay import RowScores
+    from confroute.eval.router_scores import RowScores
 
     r = replay(t, {"x": RowScores(SCORES, {})}).results[0].metrics["risk"]
     # kept by ascending score: c (.5), a (.8), d (0), b (.1): risks .5, .65, .4333, .35

@@ -6,7 +6,8 @@ plots, and an LLM judge. Submodules load on first use (matplotlib and model clie
 """
 from confroute.eval.data import load_benchmark, load_table
 from confroute.eval.table import OutcomeTable
-from confroute.eval.replay import Curve, Report, RouterResult, replay, sweep
+from confroute.eval.replay import Report, RouterResult, replay
+from confroute.eval.router_metrics import Curve, sweep
 
 __all__ = ["Curve", "OutcomeTable", "Report", "RouterResult", "load_benchmark", "load_table",
            "replay", "sweep"]

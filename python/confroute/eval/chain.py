@@ -255,9 +255,9 @@ def chain_intervals(cs: ChainScores, shares: Sequence[float], step: float = 0.05
                     ) -> Dict[str, object]:
     """Percentile bootstrap over prompts, the grid recalibrated on every resample: APGR,
     and the quality and cost at each cloud share and quality at each normalized cost."""
-    from confroute.eval.replay import _percentiles
+    from confroute.eval.intervals import percentile_bounds
 
-    lo_q, hi_q = _percentiles(n_boot, level)
+    lo_q, hi_q = percentile_bounds(n_boot, level)
     rng = np.random.default_rng(seed)
     rows: Dict[str, List[float]] = {}
     for _ in range(n_boot):

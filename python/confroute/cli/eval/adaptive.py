@@ -33,7 +33,7 @@ def add_arguments(ad) -> None:
 def run(args) -> int:
     from confroute.eval.data import load_table
     from confroute.eval.prefix import adaptive_replay, prefix_se, share_threshold
-    from confroute.eval.replay import mean_intervals
+    from confroute.eval.intervals import mean_intervals
 
     table = load_table(args.table)
     draws = _draws(args, table)

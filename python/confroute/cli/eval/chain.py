@@ -63,7 +63,7 @@ def load_chain(args):
 
 def run(args) -> int:
     from confroute.eval.chain import chain_intervals, chain_metrics, grid_rows
-    from confroute.eval.replay import mean_intervals
+    from confroute.eval.intervals import mean_intervals
     from confroute.eval.table import OutcomeTable
 
     try:

@@ -57,7 +57,7 @@ def run(args) -> int:
     import numpy as np
 
     from confroute.eval.guarantee import check_guarantee, format_check
-    from confroute.eval.replay import curve_metrics, sweep
+    from confroute.eval.router_metrics import curve_metrics, sweep
 
     table = _load(args)
     if args.crossfit:

@@ -64,7 +64,8 @@ def add_arguments(r) -> None:
 
 
 def run(args) -> int:
-    from confroute.eval.replay import DEFAULT_SHARES, replay
+    from confroute.eval.replay import replay
+    from confroute.eval.router_metrics import DEFAULT_SHARES
 
     table = _load(args)
     shares = DEFAULT_SHARES
@@ -164,7 +165,7 @@ def _prices(spec, what):
 def _length_scores(args, table):
     """The length baseline's scores: the edge's answer tokens from eval build's checkpoint."""
     from confroute.eval.prefix import checkpoint_records
-    from confroute.eval.replay import answer_length_scores
+    from confroute.eval.router_scores import answer_length_scores
 
     ck = args.checkpoint or table.meta.get("checkpoint")
     if not ck:
