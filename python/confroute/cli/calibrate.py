@@ -157,9 +157,17 @@ def _store(folder: str, threshold: float, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def _drop_settings(args) -> dict:
-    return {"eps": args.max_quality_drop, "delta": args.delta, "bound": args.bound,
-            "loss": args.loss}
+def _guaranteed(args, scores, q_weak, q_strong, scale, unit_interval: bool = True):
+    """The ``--max-quality-drop`` threshold of these scores: (threshold, cloud share on them,
+    the fields it gives the output)."""
+    from confroute.routers.calibrate import threshold_for_quality_drop
+
+    t, share, details = threshold_for_quality_drop(
+        scores, q_weak, q_strong, args.max_quality_drop, args.delta, quality_range=scale,
+        unit_interval=unit_interval, bound=args.bound, loss=args.loss)
+    return t, share, {"threshold": t, "max_quality_drop": args.max_quality_drop,
+                      "delta": args.delta, "calibration_share": share,
+                      "calibration_drop": details["calibration_drop"], "guarantee": details}
 
 
 def _saved_on_table(args) -> int:
@@ -170,8 +178,7 @@ def _saved_on_table(args) -> int:
     import confroute.eval.baselines  # noqa: F401  (a saved se router loads too)
     from confroute.eval.data import load_table
     from confroute.routers import Router
-    from confroute.routers.calibrate import (quality_drop, split_prompts,
-                                             threshold_for_quality_drop, threshold_for_share)
+    from confroute.routers.calibrate import quality_drop, split_prompts, threshold_for_share
 
     router = Router.load(args.router)
     table = load_table(args.table)
@@ -181,12 +188,8 @@ def _saved_on_table(args) -> int:
     qw, qs = table.q_weak, table.q_strong
     out = {"table": os.path.abspath(args.table), "n_calibration": int(cal.size)}
     if args.max_quality_drop is not None:
-        t, share, details = threshold_for_quality_drop(
-            scores[cal], qw[cal], qs[cal], args.max_quality_drop, args.delta,
-            quality_range=table.scale, bound=args.bound, loss=args.loss)
-        out.update(threshold=t, max_quality_drop=args.max_quality_drop, delta=args.delta,
-                   calibration_share=share, calibration_drop=details["calibration_drop"],
-                   guarantee=details)
+        t, share, fields = _guaranteed(args, scores[cal], qw[cal], qs[cal], table.scale)
+        out.update(fields)
     else:
         t = threshold_for_share(scores[cal], args.cloud_share)
         share = float(np.mean(scores[cal] > t))
@@ -217,44 +220,26 @@ def _from_table(args) -> int:
     import numpy as np
 
     from confroute.eval.data import load_table
-    from confroute.eval.live import policy_name
-    from confroute.routers.calibrate import threshold_for_quality_drop, threshold_for_share
+    from confroute.routers.calibrate import threshold_for_share
     from confroute.decision.names import ONLINE
 
-    if args.signal:
-        name = args.signal
-        if args.router and policy_name(args.router) != name:
-            raise ValueError(f"--router {args.router!r} and --signal {name!r} name different "
-                             f"columns; give one")
-    elif args.router:
-        name = policy_name(args.router)
-        if name not in ONLINE:
-            raise ValueError(f"--table calibrates an online policy ({', '.join(ONLINE)}); "
-                             f"{args.router!r} is not one: give a saved router --prompts")
-    else:
-        raise ValueError("--table needs --router (an online policy or a saved-router folder) "
-                         "or --signal NAME")
+    name = _table_column(args)
     table = load_table(args.table)
     scores = np.asarray(table.signal(name), np.float64)
     if table.signal_higher(name) != "cloud":
         raise ValueError(f"signal {name!r}: a higher value means the edge is surer (the "
                          f"table's meta says higher=edge); calibration needs higher = cloud")
     sampling = dict(table.meta.get("sampling") or {})
-    out: dict = {}
     if args.max_quality_drop is not None:
         # an undefined score escalates (as served): NaN counts as above every threshold
-        t, share, details = threshold_for_quality_drop(
-            scores, table.q_weak, table.q_strong, args.max_quality_drop, args.delta,
-            quality_range=table.scale, unit_interval=False, bound=args.bound, loss=args.loss)
-        out.update(threshold=t, max_quality_drop=args.max_quality_drop, delta=args.delta,
-                   calibration_share=share, calibration_drop=details["calibration_drop"],
-                   guarantee=details)
+        t, share, out = _guaranteed(args, scores, table.q_weak, table.q_strong, table.scale,
+                                    unit_interval=False)
     else:
         # an undefined score escalates (as served): it counts as above every threshold
         finite = scores[np.isfinite(scores)]
         t = threshold_for_share(finite, args.cloud_share, unit_interval=False)
         share = float(np.mean(~(scores <= t)))
-        out.update(threshold=t, target_share=args.cloud_share, calibration_share=share)
+        out = {"threshold": t, "target_share": args.cloud_share, "calibration_share": share}
     out.update(n_calibration=int(scores.size), table=os.path.abspath(args.table))
     entry = None
     if name in ONLINE:
@@ -274,6 +259,27 @@ def _from_table(args) -> int:
     if entry is not None:
         print("server config entry: " + json.dumps(entry))
     return 0
+
+
+def _table_column(args) -> str:
+    """The table's score column that ``--signal`` or ``--router`` (an online policy) names."""
+    from confroute.decision.names import ONLINE
+    from confroute.eval.live import policy_name
+
+    if args.signal:
+        name = args.signal
+        if args.router and policy_name(args.router) != name:
+            raise ValueError(f"--router {args.router!r} and --signal {name!r} name different "
+                             f"columns; give one")
+    elif args.router:
+        name = policy_name(args.router)
+        if name not in ONLINE:
+            raise ValueError(f"--table calibrates an online policy ({', '.join(ONLINE)}); "
+                             f"{args.router!r} is not one: give a saved router --prompts")
+    else:
+        raise ValueError("--table needs --router (an online policy or a saved-router folder) "
+                         "or --signal NAME")
+    return name
 
 
 def _staged_on_table(args) -> int:

@@ -167,29 +167,43 @@ def threshold_for_quality_drop(scores, q_weak, q_strong, eps: float, delta: floa
     the family-wise error at delta with no multiplicity correction, so every accepted
     threshold, the returned one included, has R(t) <= eps with probability >= 1 - delta.
 
-    **The loss bounded** (``loss``):
-
-    * ``signed``: the loss itself, in [-(hi - lo), hi - lo] ([-1, 1] for 0/1 correctness),
-      rescaled to [0, 1] for the bound. Prompts where the edge beats the cloud count in the
-      edge's favour, but the range is wide: from n prompts it certifies no drop below about
-      (hi - lo) * sqrt(2 ln(1/delta) / n), even where the calibration drop is 0 (0.14 for 300
-      prompts at delta = 0.05), so a drop smaller than that is refused.
-    * ``positive``: its positive part max(loss, 0), in [0, hi - lo]: only the prompts where
-      the cloud is better count, and the edge's wins are given up. Since E[max(L, 0)] >= E[L],
-      H0 for the positive part contains H0 for the drop, so its p-value is valid too (more
-      conservative in the mean, but the bound is much tighter on a loss that is mostly 0:
-      for 0/1 quality the positive part is a Bernoulli count, and a small drop can be
-      certified from a few hundred prompts).
-    * ``both`` (the default): twice the smaller of the two p-values (capped at 1), valid by a
-      union bound (under H0 both p-values are valid, so P(2 min <= delta) <= delta/2 +
-      delta/2): whichever bound is tighter on the data carries the threshold, for the price
-      of testing each at delta / 2.
+    **The loss bounded** (``loss``): ``signed``, ``positive`` or ``both`` (the default), as
+    :func:`loss_p_values` describes.
 
     When no candidate passes (too few calibration prompts for ``eps``), ValueError says so.
 
     Returns (threshold, cloud share on the calibration prompts, details): the p-value and
     the calibration drop at the threshold, the first candidate rejected, and the settings.
     """
+    s, qw, qs, g, lo, hi = _checked(scores, q_weak, q_strong, eps, delta, quality_range, grid,
+                                     unit_interval, loss)
+    n, b = s.size, hi - lo
+    kept, drop, positive = _calibration_drops(s, qw, qs, g)
+    p = loss_p_values(drop, positive, n, eps, b, bound, loss)
+    fail = np.nonzero(p > delta)[0]
+    m = int(fail[0]) if fail.size else g.size    # candidates accepted, in order
+    if m == 0:
+        raise _nothing_certified(eps, delta, loss, n, b, g, kept, drop, p)
+    details = {"eps": float(eps), "delta": float(delta), "bound": bound, "loss": loss,
+               "n": int(n), "quality_range": [lo, hi], "loss_range": [-b, b],
+               "n_candidates": int(g.size), "n_accepted": m,
+               "n_undefined_scores": int(np.isnan(s).sum())}
+    chosen = _candidate(m - 1, n, g, kept, drop, p)
+    details.update(chosen)
+    if m < g.size:
+        details["first_rejected"] = _candidate(m, n, g, kept, drop, p)
+    return chosen["threshold"], chosen["cloud_share"], details
+
+
+def _candidate(i: int, n: int, g, kept, drop, p) -> dict:
+    """Candidate ``i``: its threshold, cloud share, calibration drop and p-value."""
+    return {"threshold": float(g[i]), "cloud_share": float(1.0 - kept[i] / n),
+            "calibration_drop": float(drop[i]), "p_value": float(p[i])}
+
+
+def _checked(scores, q_weak, q_strong, eps, delta, quality_range, grid, unit_interval, loss):
+    """The inputs of :func:`threshold_for_quality_drop` as float arrays, checked: (scores,
+    q_weak, q_strong, the candidate grid, quality low, quality high)."""
     s = np.asarray(scores, dtype=np.float64)
     qw = np.asarray(q_weak, dtype=np.float64)
     qs = np.asarray(q_strong, dtype=np.float64)
@@ -220,6 +234,12 @@ def threshold_for_quality_drop(scores, q_weak, q_strong, eps: float, delta: floa
     g = default_grid(unit_interval) if grid is None else np.asarray(grid, dtype=np.float64)
     if g.ndim != 1 or g.size == 0 or not np.isfinite(g).all() or np.any(np.diff(g) <= 0):
         raise ValueError("the threshold grid must be finite and strictly increasing")
+    return s, qw, qs, g, lo, hi
+
+
+def _calibration_drops(s, qw, qs, g):
+    """Per candidate threshold in ``g``: the prompts kept on the edge (score <= t; a NaN
+    score goes to the cloud), the mean loss and the mean of its positive part."""
     n = s.size
     key = np.where(np.isnan(s), np.inf, s)      # undefined: above every threshold (cloud)
     order = np.argsort(key, kind="stable")
@@ -228,40 +248,54 @@ def threshold_for_quality_drop(scores, q_weak, q_strong, eps: float, delta: floa
     cum = np.concatenate([[0.0], np.cumsum(gain)])
     drop = cum[kept] / n                                  # the calibration quality drop
     positive = np.concatenate([[0.0], np.cumsum(np.maximum(gain, 0.0))])[kept] / n
+    return kept, drop, positive
+
+
+def loss_p_values(drop, positive, n: int, eps: float, span: float, bound: str = "hb",
+                  loss: str = "both") -> np.ndarray:
+    """p-values of H0: quality drop > ``eps`` per candidate, from the mean calibration loss
+    (``drop``) and the mean of its positive part (``positive``) over ``n`` prompts whose
+    qualities span ``span`` = hi - lo.
+
+    **The loss bounded** (``loss``):
+
+    * ``signed``: the loss itself, in [-(hi - lo), hi - lo] ([-1, 1] for 0/1 correctness),
+      rescaled to [0, 1] for the bound. Prompts where the edge beats the cloud count in the
+      edge's favour, but the range is wide: from n prompts it certifies no drop below about
+      (hi - lo) * sqrt(2 ln(1/delta) / n), even where the calibration drop is 0 (0.14 for 300
+      prompts at delta = 0.05), so a drop smaller than that is refused.
+    * ``positive``: its positive part max(loss, 0), in [0, hi - lo]: only the prompts where
+      the cloud is better count, and the edge's wins are given up. Since E[max(L, 0)] >= E[L],
+      H0 for the positive part contains H0 for the drop, so its p-value is valid too (more
+      conservative in the mean, but the bound is much tighter on a loss that is mostly 0:
+      for 0/1 quality the positive part is a Bernoulli count, and a small drop can be
+      certified from a few hundred prompts).
+    * ``both`` (the default): twice the smaller of the two p-values (capped at 1), valid by a
+      union bound (under H0 both p-values are valid, so P(2 min <= delta) <= delta/2 +
+      delta/2): whichever bound is tighter on the data carries the threshold, for the price
+      of testing each at delta / 2.
+    """
+    b = span
     if loss == "signed":
-        p = quality_drop_p_values(drop, n, eps, (-b, b), bound)
-    elif loss == "positive":
-        p = quality_drop_p_values(positive, n, eps, (0.0, b), bound)
-    else:
-        p = np.minimum(1.0, 2.0 * np.minimum(quality_drop_p_values(drop, n, eps, (-b, b), bound),
-                                             quality_drop_p_values(positive, n, eps, (0.0, b),
-                                                                   bound)))
-    fail = np.nonzero(p > delta)[0]
-    m = int(fail[0]) if fail.size else g.size    # candidates accepted, in order
-    details = {"eps": float(eps), "delta": float(delta), "bound": bound, "loss": loss,
-               "n": int(n), "quality_range": [lo, hi], "loss_range": [-b, b],
-               "n_candidates": int(g.size), "n_accepted": m,
-               "n_undefined_scores": int(np.isnan(s).sum())}
-    if m == 0:
-        hint = (f"; with losses in [{-b:g}, {b:g}] Hoeffding certifies no drop below about "
-                f"{b * np.sqrt(2 * np.log(1 / delta) / n):.3f} from {n} prompts (loss "
-                f"'positive' or 'both' is tighter on small drops)" if loss == "signed" else "")
-        raise ValueError(
-            f"no threshold keeps the quality drop <= {eps:g} with probability >= "
-            f"{1 - delta:g} on {n} calibration prompts: the most conservative candidate "
-            f"(t = {g[0]:g}, cloud share {1 - kept[0] / n:.3f}, calibration drop "
-            f"{drop[0]:+.4f}) has p = {p[0]:.3g} > delta {delta:g}{hint}. Give more "
-            f"calibration prompts or allow a larger drop")
-    t = float(g[m - 1])
-    share = float(1.0 - kept[m - 1] / n)
-    details.update(threshold=t, cloud_share=share, calibration_drop=float(drop[m - 1]),
-                   p_value=float(p[m - 1]))
-    if m < g.size:
-        details["first_rejected"] = {"threshold": float(g[m]),
-                                     "cloud_share": float(1.0 - kept[m] / n),
-                                     "calibration_drop": float(drop[m]),
-                                     "p_value": float(p[m])}
-    return t, share, details
+        return quality_drop_p_values(drop, n, eps, (-b, b), bound)
+    if loss == "positive":
+        return quality_drop_p_values(positive, n, eps, (0.0, b), bound)
+    return np.minimum(1.0, 2.0 * np.minimum(quality_drop_p_values(drop, n, eps, (-b, b), bound),
+                                            quality_drop_p_values(positive, n, eps, (0.0, b),
+                                                                  bound)))
+
+
+def _nothing_certified(eps, delta, loss, n, b, g, kept, drop, p) -> ValueError:
+    """The error when even the most conservative candidate is rejected."""
+    hint = (f"; with losses in [{-b:g}, {b:g}] Hoeffding certifies no drop below about "
+            f"{b * np.sqrt(2 * np.log(1 / delta) / n):.3f} from {n} prompts (loss "
+            f"'positive' or 'both' is tighter on small drops)" if loss == "signed" else "")
+    return ValueError(
+        f"no threshold keeps the quality drop <= {eps:g} with probability >= "
+        f"{1 - delta:g} on {n} calibration prompts: the most conservative candidate "
+        f"(t = {g[0]:g}, cloud share {1 - kept[0] / n:.3f}, calibration drop "
+        f"{drop[0]:+.4f}) has p = {p[0]:.3g} > delta {delta:g}{hint}. Give more "
+        f"calibration prompts or allow a larger drop")
 
 
 def quality_drop(scores, q_weak, q_strong, threshold: float) -> float:
