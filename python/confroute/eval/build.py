@@ -142,9 +142,38 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
     (``confroute eval build --ray``); by default they are computed here with
     :func:`live_record`.
     """
-    from confroute.eval.live import LiveSettings, check_policies, http_edge
+    from confroute.eval.live import LiveSettings, check_policies
 
     items = list(items)
+    names, recorded, live = _check_inputs(items, checkpoint, models, weak, strong,
+                                          signals_from)
+    if benchmark is None:
+        if grade is None:
+            raise ValueError("give a benchmark or a grade function")
+        benchmark = _FunctionBenchmark(grade, prompt_prefix, max_tokens, name)
+    if settings is None:
+        settings = LiveSettings(max_tokens=max_tokens, temperature=temperature, samples=0)
+    if signals_from is not None and settings.samples and settings.policies:
+        check_policies(models[signals_from], settings)   # what the edge cannot serve
+    checkpoint = os.fspath(checkpoint)
+    header = _checkpoint_header(name, models, names, recorded, live, prompt_prefix, grader,
+                                benchmark, settings, signals_from)
+    done = read_checkpoint(checkpoint, header)
+    if regrade and done:
+        _regrade(done, items, benchmark, checkpoint, header)
+    todo = [(it, m) for it in items for m in live if (it.id, m) not in done]
+    records = _records(todo, runner, benchmark, models, settings, signals_from)
+    _append_records(records, done, checkpoint, header, f"{name} outcomes",
+                    len(items) * len(live), len(todo), progress)
+    return _table(items, names, recorded, done, weak, strong, name, benchmark, settings,
+                  signals_from, checkpoint, header)
+
+
+def _check_inputs(items, checkpoint, models, weak: str, strong: str,
+                  signals_from: Optional[str]):
+    """(every model name, the recorded ones, the live ones), after checking the items and
+    their ids, the checkpoint, the weak/strong names, ``signals_from`` and that every item
+    has each recorded model's outcome (before any work)."""
     if not items:
         raise ValueError("no items to run")
     if checkpoint is None:
@@ -164,15 +193,14 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
     for m in recorded:
         for it in items:
             it.recorded_quality(m)  # every item must have it: fail before any work
-    if benchmark is None:
-        if grade is None:
-            raise ValueError("give a benchmark or a grade function")
-        benchmark = _FunctionBenchmark(grade, prompt_prefix, max_tokens, name)
-    if settings is None:
-        settings = LiveSettings(max_tokens=max_tokens, temperature=temperature, samples=0)
-    if signals_from is not None and settings.samples and settings.policies:
-        check_policies(models[signals_from], settings)   # what the edge cannot serve
-    checkpoint = os.fspath(checkpoint)
+    return names, recorded, live
+
+
+def _checkpoint_header(name, models, names, recorded, live, prompt_prefix, grader,
+                       benchmark, settings, signals_from) -> dict:
+    """What the checkpoint is a build of, so a resumed run cannot mix settings."""
+    from confroute.eval.live import http_edge
+
     header = {"kind": _HEADER_KIND, "benchmark": name, "models": names,
               "prompt_prefix": prompt_prefix, "max_tokens": settings.answer_tokens(benchmark),
               "temperature": float(settings.temperature),
@@ -184,30 +212,43 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
     if recorded or signals_from or settings.samples or benchmark.settings():
         header.update(recorded=recorded, signals_from=signals_from,
                       live=settings.header(benchmark), prompting=benchmark.settings())
-    done = read_checkpoint(checkpoint, header)
+    return header
+
+
+def _regrade(done, items, benchmark, checkpoint: str, header: dict) -> None:
+    """Grades the stored answers of ``items`` again and rewrites the checkpoint at once."""
     by_id = {it.id: it for it in items}
-    if regrade and done:
-        for key, rec in list(done.items()):
-            if rec.id in by_id:
-                answer = rec.answer if isinstance(rec.answer, str) else tuple(rec.answer)
-                q, extracted = benchmark.grade(answer, by_id[rec.id])
-                done[key] = LiveRecord(rec.id, rec.model, rec.answer, extracted,
-                                       None if q is None else float(q), rec.usage,
-                                       rec.signals, rec.extra, rec.seconds)
-        ckpt.rewrite(checkpoint, [rec.__dict__ for rec in done.values()], header)
-    todo = [(it, m) for it in items for m in live if (it.id, m) not in done]
+    for key, rec in list(done.items()):
+        if rec.id in by_id:
+            answer = rec.answer if isinstance(rec.answer, str) else tuple(rec.answer)
+            q, extracted = benchmark.grade(answer, by_id[rec.id])
+            done[key] = LiveRecord(rec.id, rec.model, rec.answer, extracted,
+                                   None if q is None else float(q), rec.usage,
+                                   rec.signals, rec.extra, rec.seconds)
+    ckpt.rewrite(checkpoint, [rec.__dict__ for rec in done.values()], header)
+
+
+def _records(todo, runner, benchmark, models, settings, signals_from):
+    """The records of the (item, model name) pairs ``todo``: ``runner``'s, or computed here
+    one by one; nothing runs before the first is asked for."""
+    if runner is not None:
+        yield from runner(todo)
+        return
+    for it, m in todo:
+        yield live_record(benchmark, it, m, models[m], settings, signals=m == signals_from)
+
+
+def _append_records(records, done, checkpoint: str, header: dict, desc: str, total: int,
+                    todo: int, progress: bool) -> None:
+    """Appends each record to the checkpoint as it comes and to ``done``, with a progress
+    bar over ``total`` answers of which ``todo`` are left."""
     bar = None
     if progress:
         from tqdm import tqdm
 
-        total = len(items) * len(live)
-        bar = tqdm(total=total, initial=total - len(todo), desc=f"{name} outcomes",
-                   unit="answer")
+        bar = tqdm(total=total, initial=total - todo, desc=desc, unit="answer")
     try:
         with ckpt.open_append(checkpoint, header) as f:
-            records = runner(todo) if runner is not None else (
-                live_record(benchmark, it, m, models[m], settings, signals=m == signals_from)
-                for it, m in todo)
             for rec in records:
                 ckpt.append(f, rec.__dict__)
                 done[(rec.id, rec.model)] = rec
@@ -216,8 +257,6 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
     finally:
         if bar is not None:
             bar.close()
-    return _table(items, names, recorded, done, weak, strong, name, benchmark, settings,
-                  signals_from, checkpoint, header)
 
 
 def live_record(benchmark, item, name: str, model, settings, signals: bool = False
