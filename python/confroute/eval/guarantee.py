@@ -178,6 +178,30 @@ def check_guarantee(scores, q_weak, q_strong, eps: float, delta: float = 0.05, *
     within ``quality_range``. ``bound``, ``loss`` and ``grid`` go to
     :func:`~confroute.routers.calibrate.threshold_for_quality_drop`; ``level`` is the
     confidence of the violation share's interval."""
+    s, qw, qs, lo, hi = _checked(scores, q_weak, q_strong, eps, delta, n_cal, draws,
+                                 quality_range, bound, loss, unit_interval, level)
+    n = s.size
+    rng = np.random.default_rng(seed)
+    ltt, point = [], []
+    for _ in range(draws):
+        perm = rng.permutation(n)
+        cal, rest = perm[:n_cal], perm[n_cal:]
+        ltt.append(_guarantee_draw(s, qw, qs, cal, rest, eps, delta, (lo, hi), grid,
+                                   unit_interval, bound, loss))
+        point.append(_share_draw(s, qw, qs, cal, rest, eps, unit_interval))
+    pop_share, _ = _lowest_share_within(s, qw, qs, eps)
+    return GuaranteeCheck(
+        eps=float(eps), delta=float(delta), n_population=int(n), n_calibration=int(n_cal),
+        n_draws=int(draws), seed=int(seed), bound=bound, loss=loss, level=float(level),
+        all_edge_drop=float(np.mean(qs - qw)), population_share=pop_share,
+        guarantee=_summary("guarantee", ltt, eps, level),
+        share=_summary("share", point, eps, level))
+
+
+def _checked(scores, q_weak, q_strong, eps, delta, n_cal, draws, quality_range, bound, loss,
+             unit_interval, level):
+    """:func:`check_guarantee`'s inputs checked: (scores, q_weak, q_strong as float arrays,
+    lo, hi of the quality range)."""
     s = np.asarray(scores, dtype=np.float64)
     qw = np.asarray(q_weak, dtype=np.float64)
     qs = np.asarray(q_strong, dtype=np.float64)
@@ -210,37 +234,36 @@ def check_guarantee(scores, q_weak, q_strong, eps: float, delta: float = 0.05, *
         raise ValueError(f"delta must lie in (0, 1), got {delta}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
+    return s, qw, qs, lo, hi
 
-    rng = np.random.default_rng(seed)
-    ltt, point = [], []
-    for _ in range(draws):
-        perm = rng.permutation(n)
-        cal, rest = perm[:n_cal], perm[n_cal:]
-        sc, sr = s[cal], s[rest]
-        try:
-            t, share, details = threshold_for_quality_drop(
-                sc, qw[cal], qs[cal], eps, delta, quality_range=(lo, hi), grid=grid,
-                unit_interval=unit_interval, bound=bound, loss=loss)
-        except ValueError as e:
-            # every input was checked above, so this is the refusal: too few prompts
-            if not str(e).startswith("no threshold"):
-                raise
-            ltt.append(Draw(math.nan, math.nan, math.nan, math.nan, math.nan, refused=True))
-        else:
-            ltt.append(Draw(t, share, details["calibration_drop"], float(np.mean(sr > t)),
-                            quality_drop(sr, qw[rest], qs[rest], t)))
-        target, reached = _lowest_share_within(sc, qw[cal], qs[cal], eps)
-        t = threshold_for_share(sc, target, unit_interval=unit_interval)
-        point.append(Draw(t, float(np.mean(sc > t)), quality_drop(sc, qw[cal], qs[cal], t),
-                          float(np.mean(sr > t)), quality_drop(sr, qw[rest], qs[rest], t),
-                          unreached=not reached))
-    pop_share, _ = _lowest_share_within(s, qw, qs, eps)
-    return GuaranteeCheck(
-        eps=float(eps), delta=float(delta), n_population=int(n), n_calibration=int(n_cal),
-        n_draws=int(draws), seed=int(seed), bound=bound, loss=loss, level=float(level),
-        all_edge_drop=float(np.mean(qs - qw)), population_share=pop_share,
-        guarantee=_summary("guarantee", ltt, eps, level),
-        share=_summary("share", point, eps, level))
+
+def _guarantee_draw(s, qw, qs, cal, rest, eps, delta, quality_range, grid, unit_interval,
+                    bound, loss) -> Draw:
+    """One draw of the guarantee: calibrated on ``cal``, measured on ``rest``; a refusal (too
+    few prompts to certify any threshold) is a refused draw."""
+    sc, sr = s[cal], s[rest]
+    try:
+        t, share, details = threshold_for_quality_drop(
+            sc, qw[cal], qs[cal], eps, delta, quality_range=quality_range, grid=grid,
+            unit_interval=unit_interval, bound=bound, loss=loss)
+    except ValueError as e:
+        # every input was checked (_checked), so this is the refusal: too few prompts
+        if not str(e).startswith("no threshold"):
+            raise
+        return Draw(math.nan, math.nan, math.nan, math.nan, math.nan, refused=True)
+    return Draw(t, share, details["calibration_drop"], float(np.mean(sr > t)),
+                quality_drop(sr, qw[rest], qs[rest], t))
+
+
+def _share_draw(s, qw, qs, cal, rest, eps, unit_interval) -> Draw:
+    """One draw of the point estimate: the lowest cloud share whose drop on ``cal`` is within
+    ``eps``, measured on ``rest``."""
+    sc, sr = s[cal], s[rest]
+    target, reached = _lowest_share_within(sc, qw[cal], qs[cal], eps)
+    t = threshold_for_share(sc, target, unit_interval=unit_interval)
+    return Draw(t, float(np.mean(sc > t)), quality_drop(sc, qw[cal], qs[cal], t),
+                float(np.mean(sr > t)), quality_drop(sr, qw[rest], qs[rest], t),
+                unreached=not reached)
 
 
 def format_check(c: GuaranteeCheck) -> str:
