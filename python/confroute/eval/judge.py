@@ -110,11 +110,9 @@ REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
 
 def load_fastchat_templates(path) -> Dict[str, JudgeTemplate]:
     """FastChat's ``judge_prompts.jsonl`` as our template slots (the rest stay ours)."""
-    from confroute.runtime.checkpoint import read_jsonl
-
     out = dict(DEFAULT_TEMPLATES)
     found = 0
-    for lineno, o in read_jsonl(path):
+    for lineno, o in ckpt.read_jsonl(path):
         for k in ("name", "system_prompt", "prompt_template"):
             if not isinstance(o.get(k), str):
                 raise ValueError(f"{path}: line {lineno}: missing text field {k!r}")
