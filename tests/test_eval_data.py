@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from confroute.eval.data import (gsm8k_items, load_benchmark, load_mt_bench_questions,
-                                 load_table, mmlu_items)
+from confroute.eval.data import load_benchmark, load_mt_bench_questions, load_table
+from confroute.eval.items import gsm8k_items, mmlu_items
 from helpers.data import S, W, expected_rows, make_layout
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from confroute.eval import metrics as M
 from confroute.eval.benchmarks import get_benchmark, item_seed, stratified_sample
-from confroute.eval.data import Item, load_table
+from confroute.eval.data import load_table
+from confroute.eval.items import Item
 from confroute.eval.table import OutcomeTable
 from confroute.eval.intervals import bootstrap_intervals, mean_intervals, paired_intervals
 from confroute.eval.replay import replay

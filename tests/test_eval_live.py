@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from confroute.eval.data import Item
+from confroute.eval.items import Item
 from confroute.eval.grading import grade_gsm8k
 from confroute.eval.build import build_outcomes
 

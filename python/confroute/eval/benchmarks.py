@@ -3,7 +3,7 @@
 A :class:`Benchmark` is the whole plug-in interface of ``confroute eval build`` (see
 docs/evaluation.md, "Plug-ins"):
 
-- ``items(data_dir, split, include_contaminated)`` -> list of :class:`~confroute.eval.data.Item`;
+- ``items(data_dir, split, include_contaminated)`` -> list of :class:`~confroute.eval.items.Item`;
   an item's ``recorded`` maps model name -> recorded quality (``--cloud recorded:MODEL``).
 - ``prompt(item)`` -> :class:`Prompt`: chat messages plus an optional ``cue`` that opens the
   assistant turn (the edge continues from it).
@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from confroute.eval.data import Item
+from confroute.eval.items import Item
 
 Message = Dict[str, str]
 
@@ -168,7 +168,7 @@ class GSM8K(Benchmark):
 
     def items(self, data_dir, split="dev", include_contaminated=False):
         from confroute.eval.data import load_contaminated, load_gsm8k
-        from confroute.eval.data import gsm8k_items
+        from confroute.eval.items import gsm8k_items
 
         items = gsm8k_items(data_dir, split)
         if split == "train":  # router-training questions: no recorded outcomes
@@ -231,7 +231,8 @@ class MMLU(Benchmark):
         self._pool: Dict[str, List[Item]] = {}
 
     def items(self, data_dir, split="dev", include_contaminated=False):
-        from confroute.eval.data import load_contaminated, load_mmlu, mmlu_items
+        from confroute.eval.data import load_contaminated, load_mmlu
+        from confroute.eval.items import mmlu_items
 
         items = mmlu_items(data_dir, split)
         self._pool = {}
@@ -294,7 +295,8 @@ class MTBench(Benchmark):
         self.judge = judge
 
     def items(self, data_dir, split="dev", include_contaminated=False):
-        from confroute.eval.data import load_contaminated, load_mt_bench, mt_bench_items
+        from confroute.eval.data import load_contaminated, load_mt_bench
+        from confroute.eval.items import mt_bench_items
 
         items = mt_bench_items(data_dir, split)
         try:

@@ -120,7 +120,7 @@ def build_outcomes(items, models, grade=None, checkpoint=None, *, weak: str, str
     ``checkpoint``.
 
     ``items``: objects with ``id``, ``prompt``, ``reference``, ``group`` and optionally
-    ``turns`` and ``recorded`` (see :class:`confroute.eval.data.Item`); ``models``: name ->
+    ``turns`` and ``recorded`` (see :class:`confroute.eval.items.Item`); ``models``: name ->
     backend (see :func:`ask` and :func:`confroute.eval.live.answer_item`), or
     :data:`RECORDED` to take that model's quality from ``item.recorded`` (no model runs).
     ``benchmark`` (:class:`confroute.eval.benchmarks.Benchmark`) says how to prompt and grade;

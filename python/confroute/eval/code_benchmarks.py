@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 from confroute.eval.benchmarks import Benchmark, Prompt, register_benchmark
 from confroute.eval.code_tasks import (FENCE, HUMANEVAL_INSTRUCTION, MBPP_INSTRUCTION,
                                        CodeTask, humaneval_tasks, mbpp_tasks, recorded_by_id)
-from confroute.eval.data import Item
+from confroute.eval.items import Item
 
 
 class _Code(Benchmark):

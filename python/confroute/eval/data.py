@@ -207,7 +207,8 @@ def _scale(q: np.ndarray) -> Tuple[float, float]:
 # ------------------------------------------------------------------------------- benchmarks
 
 
-def _require(path: str) -> str:
+def require_path(path: str) -> str:
+    """``path``, which must exist (else a ValueError naming it)."""
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such file or folder (is --data a folder laid out like "
                          f"shared/data?)")
@@ -218,7 +219,7 @@ def load_gsm8k(data_dir, split: str = "dev", weak=None, strong=None,
                include_contaminated: bool = False) -> OutcomeTable:
     """RouteLLM's recorded GSM8K outcomes, contaminated prompts removed."""
     d = os.path.join(os.fspath(data_dir), "gsm8k")
-    path = _require(os.path.join(d, f"routellm_responses_{split}.csv"))
+    path = require_path(os.path.join(d, f"routellm_responses_{split}.csv"))
     bad = set() if include_contaminated else load_contaminated(
         os.path.join(d, "routellm_contaminated_prompts.jsonl"))
     t = load_table(path, weak=weak, strong=strong, exclude_prompts=bad)
@@ -230,7 +231,7 @@ def load_mmlu(data_dir, split: str = "dev", weak=None, strong=None,
     """RouteLLM's recorded MMLU outcomes, all subject files, contaminated prompts removed.
     ``groups`` holds the subject."""
     d = os.path.join(os.fspath(data_dir), "mmlu")
-    folder = _require(os.path.join(d, f"routellm_responses_{split}"))
+    folder = require_path(os.path.join(d, f"routellm_responses_{split}"))
     files = sorted(glob.glob(os.path.join(folder, "*.csv")))
     if not files:
         raise ValueError(f"{folder}: no CSV files")
@@ -270,7 +271,7 @@ class MTBenchQuestion:
 
 def load_mt_bench_questions(data_dir, split: str = "dev") -> List[MTBenchQuestion]:
     d = os.path.join(os.fspath(data_dir), "mt_bench")
-    path = _require(os.path.join(d, f"question_{split}.jsonl"))
+    path = require_path(os.path.join(d, f"question_{split}.jsonl"))
     refs = {}
     ref_path = os.path.join(d, "reference_answer_gpt-4.jsonl")
     if os.path.exists(ref_path):
@@ -301,7 +302,7 @@ def load_mt_bench(data_dir, split: str = "dev", weak=None, strong=None,
     on a question is the mean of its judge scores (1-10) over the turns judged."""
     d = os.path.join(os.fspath(data_dir), "mt_bench")
     questions = load_mt_bench_questions(data_dir, split)
-    jpath = _require(judgements or os.path.join(d, f"routellm_judgements_{split}.jsonl"))
+    jpath = require_path(judgements or os.path.join(d, f"routellm_judgements_{split}.jsonl"))
     scores: Dict[Tuple[int, str], List[float]] = {}
     for lineno, o in read_jsonl(jpath):
         where = f"{jpath}: line {lineno}"
@@ -347,65 +348,3 @@ def load_benchmark(name: str, data_dir, **kw) -> OutcomeTable:
 def _rename(t: OutcomeTable, name: str) -> OutcomeTable:
     return OutcomeTable(t.prompts, t.models, t.quality, t.weak, t.strong, name=name, ids=t.ids,
                         groups=t.groups, scale=t.scale)
-
-
-# ------------------------------------------------------------------------------- live items
-
-
-@dataclass(frozen=True)
-class Item:
-    """One benchmark question for a live run. ``reference`` is what the answer is graded
-    against (a gold number or letter; for MT-Bench the question itself, for the judge).
-    ``turns``: the user turns of a multi-turn question (the first is ``prompt``)."""
-
-    id: str
-    prompt: str
-    reference: object
-    group: str = ""
-    turns: Tuple[str, ...] = ()
-    recorded: Tuple[Tuple[str, float], ...] = ()  # (model, recorded quality) pairs
-
-    def recorded_quality(self, model: str) -> float:
-        for m, q in self.recorded:
-            if m == model:
-                return q
-        have = ", ".join(m for m, _ in self.recorded) or "none"
-        raise ValueError(f"item {self.id}: no recorded outcome of {model!r} (recorded: {have})")
-
-
-def gsm8k_items(data_dir, split: str = "dev", file: Optional[str] = None) -> List[Item]:
-    """GSM8K questions with the gold number (after ``####``). Splits: ``train``
-    (``train.jsonl``, ids ``gsm8k-train:N``) and halves of the test set (``test_<split>``)."""
-    name = "train.jsonl" if split == "train" else f"test_{split}.jsonl"
-    path = _require(file or os.path.join(os.fspath(data_dir), "gsm8k", name))
-    tag = "gsm8k-train" if split == "train" else "gsm8k"
-    out = []
-    for lineno, o in read_jsonl(path):
-        if "question" not in o or "answer" not in o:
-            raise ValueError(f"{path}: line {lineno}: expected 'question' and 'answer'")
-        if "####" not in o["answer"]:
-            raise ValueError(f"{path}: line {lineno}: the answer has no '#### N' final line")
-        gold = o["answer"].rsplit("####", 1)[1].strip().replace(",", "")
-        out.append(Item(f"{tag}:{lineno}", o["question"], gold))
-    if not out:
-        raise ValueError(f"{path}: no rows")
-    return out
-
-
-def mmlu_items(data_dir, split: str = "dev") -> List[Item]:
-    """MMLU questions (RouteLLM's prompt strings) with the correct letter."""
-    path = _require(os.path.join(os.fspath(data_dir), "mmlu", f"answer_key_{split}.jsonl"))
-    out = []
-    for lineno, o in read_jsonl(path):
-        if "prompt" not in o or o.get("answer") not in ("A", "B", "C", "D"):
-            raise ValueError(f"{path}: line {lineno}: expected 'prompt' and an answer A-D")
-        out.append(Item(f"mmlu:{lineno}", o["prompt"], o["answer"], o.get("subject", "")))
-    if not out:
-        raise ValueError(f"{path}: no rows")
-    return out
-
-
-def mt_bench_items(data_dir, split: str = "dev") -> List[Item]:
-    """MT-Bench questions for a live run: both turns; graded by a judge."""
-    return [Item(str(q.question_id), q.turns[0], q, q.category, q.turns)
-            for q in load_mt_bench_questions(data_dir, split)]
