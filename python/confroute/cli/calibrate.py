@@ -287,7 +287,7 @@ def _staged_on_table(args) -> int:
     (``--sample-budget``) or cascade routing (``--skip``), by quantiles
     (:mod:`confroute.eval.ladder`); no outcomes are read."""
     from confroute.eval.data import load_table
-    from confroute.eval.replay import staged_scores
+    from confroute.eval.router_scores import staged_scores
 
     body = args.router[len("router-"):] if args.router.startswith("router-") else args.router
     stages = body.split("+")

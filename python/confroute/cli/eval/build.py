@@ -12,7 +12,7 @@ def add_arguments(b) -> None:
     from confroute.runtime.ray_cluster import add_ray_arguments
     from confroute.eval.live import DEFAULT_POLICIES
     from confroute.decision.path import DEFAULT_SAMPLING
-    from confroute.confidence.scorer import MEANINGS
+    from confroute.confidence.meaning import MEANINGS
 
     b.add_argument("--benchmark", required=True,
                    help="gsm8k, mmlu, mt-bench (or a registered plug-in benchmark)")
