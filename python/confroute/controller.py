@@ -87,16 +87,12 @@ class Controller:
         self.cloud_max_tokens = cloud_max_tokens
         self._supplier = EdgeSupplier(edge, self.scorer)
 
-    def _query(self, messages: Messages, gen_options: Dict[str, Any],
-               cloud_only: Optional[str] = None) -> routing.Query:
-        return _make_query(self.sampling, messages, gen_options, cloud_only)
-
     def decide(self, messages: Messages, **gen_options
                ) -> Tuple[Decision, Optional[Confidence]]:
         """Only the routing step (the same path as the server's ``POST /v1/route``): the
         policy's decision and the edge confidence (None when the policy drew no samples)."""
-        decision, evidence = routing.decide(self.policy, self._query(messages, gen_options),
-                                            self._supplier)
+        decision, evidence = routing.decide(self.policy, _make_query(self.sampling, messages,
+                                                                gen_options), self._supplier)
         return decision, evidence.confidence
 
     def chat(self, messages: Messages, **gen_options) -> RoutedAnswer:
@@ -106,10 +102,7 @@ class Controller:
         call them. When the edge keeps the query, the answer is the edge's answer that the
         policy judged (drawn after the decision only if the policy needed none)."""
         t0 = time.perf_counter()
-        cloud_options = dict(gen_options.pop("cloud_options", None) or {})
-        tools = cloud_options.get("tools") and cloud_options.get("tool_choice") != "none"
-        q = self._query(messages, gen_options, "tools: only the cloud model can call them"
-                        if tools else None)
+        q, cloud_options = _chat_query(self.sampling, messages, gen_options)
         decision, evidence = routing.decide(self.policy, q, self._supplier)
         confidence = evidence.confidence
         usage: Dict[str, Dict[str, int]] = {}
@@ -119,14 +112,8 @@ class Controller:
                       n_samples=decision.n_samples, decision=decision, confidence=confidence)
         error = None
         if decision.route == "cloud":
-            cloud_options.setdefault("max_tokens", self.cloud_max_tokens)
-            try:
-                r = self.cloud.chat(cloud_messages(q, self.cloud), **cloud_options)
-            except ValueError:
-                raise  # bad options are the caller's error, not an outage
-            except Exception as e:  # outage, timeout, refusal: fall back to the edge answer
-                error = f"{type(e).__name__}: {e}"
-            else:
+            r, error = _ask_cloud(self.cloud, q, cloud_options, self.cloud_max_tokens)
+            if r is not None:
                 usage["cloud"] = dict(r.usage)
                 return RoutedAnswer(answer=r.text, routed_to="cloud",
                                     model=r.model or _name(self.cloud), degraded=False,
@@ -212,23 +199,15 @@ class ChainController:
     def chat(self, messages: Messages, **gen_options) -> ChainAnswer:
         """Routes one conversation up the chain (options as :meth:`Controller.chat`)."""
         t0 = time.perf_counter()
-        cloud_options = dict(gen_options.pop("cloud_options", None) or {})
-        tools = cloud_options.get("tools") and cloud_options.get("tool_choice") != "none"
-        q = _make_query(self.sampling, messages, gen_options, "tools: only the cloud "
-                        "model can call them" if tools else None)
+        q, cloud_options = _chat_query(self.sampling, messages, gen_options)
         cd = decide_chain(self.chain, self.policies, q, self._suppliers)
         usage = {f"tier{i}": u for i, ev in enumerate(cd.evidence, 1)
                  if (u := edge_usage(ev))}
         error = None
         if cd.route == "cloud":
-            cloud_options.setdefault("max_tokens", self.cloud_max_tokens)
-            try:
-                r = self.cloud.chat(cloud_messages(q, self.cloud), **cloud_options)
-            except ValueError:
-                raise
-            except Exception as e:  # outage: the last edge tier asked answers, degraded
-                error = f"{type(e).__name__}: {e}"
-            else:
+            # on an outage the last edge tier asked answers, degraded
+            r, error = _ask_cloud(self.cloud, q, cloud_options, self.cloud_max_tokens)
+            if r is not None:
                 usage["cloud"] = dict(r.usage)
                 return ChainAnswer(r.text, cd.tier, r.model or _name(self.cloud), False, cd,
                                    usage, time.perf_counter() - t0)
@@ -237,6 +216,28 @@ class ChainController:
         usage[f"tier{tier}"] = edge_usage(ev)
         return ChainAnswer(ev.answer.texts[0], tier, ev.answer.model, error is not None, cd,
                            usage, time.perf_counter() - t0, error)
+
+
+def _chat_query(sampling: Sampling, messages: Messages, gen_options: Dict[str, Any]):
+    """(query, cloud options) for ``chat``: tools in ``cloud_options`` make the query the
+    cloud's, since only it can call them."""
+    cloud_options = dict(gen_options.pop("cloud_options", None) or {})
+    tools = cloud_options.get("tools") and cloud_options.get("tool_choice") != "none"
+    return _make_query(sampling, messages, gen_options, "tools: only the cloud model can "
+                       "call them" if tools else None), cloud_options
+
+
+def _ask_cloud(cloud, q: routing.Query, options: Dict[str, Any], max_tokens: int):
+    """(the cloud's ChatResult, None), or (None, the error) on an outage, a timeout or a
+    refusal: the caller falls back to an edge answer. Bad options (ValueError) are the
+    caller's error, not an outage."""
+    options = {"max_tokens": max_tokens, **options}
+    try:
+        return cloud.chat(cloud_messages(q, cloud), **options), None
+    except ValueError:
+        raise
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}"
 
 
 def _name(model) -> str:

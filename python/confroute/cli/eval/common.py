@@ -1,7 +1,19 @@
-"""What `eval prefix` and `eval adaptive` share: the samples eval build kept, in draw order."""
+"""What the eval actions share: where a table comes from (`eval replay`, `eval guarantee`),
+and the samples eval build kept, in draw order (`eval prefix`, `eval adaptive`)."""
 from __future__ import annotations
 
 import os
+
+
+def add_table_source(p, table_help: str) -> None:
+    """--benchmark (a recorded table in --data) or --table, --data and --split."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--benchmark", choices=["gsm8k", "mmlu", "mt-bench"],
+                     help="a benchmark in the --data folder")
+    src.add_argument("--table", help=table_help)
+    p.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"),
+                   help="folder laid out like shared/data (default: $CONFROUTE_DATA)")
+    p.add_argument("--split", default="dev", help="file suffix of the split (default: dev)")
 
 
 def _draws(args, table):

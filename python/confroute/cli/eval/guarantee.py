@@ -20,15 +20,10 @@ HELP = ("check the quality-drop guarantee: calibrate on random draws of a table,
 
 
 def add_arguments(g) -> None:
+    from confroute.cli.eval.common import add_table_source
     from confroute.routers.calibrate import BOUNDS, LOSSES
 
-    src = g.add_mutually_exclusive_group(required=True)
-    src.add_argument("--benchmark", choices=["gsm8k", "mmlu", "mt-bench"],
-                     help="a benchmark in the --data folder")
-    src.add_argument("--table", help="an outcome table (CSV/JSONL, e.g. eval crossfit's --out)")
-    g.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"),
-                   help="folder laid out like shared/data (default: $CONFROUTE_DATA)")
-    g.add_argument("--split", default="dev", help="file suffix of the split (default: dev)")
+    add_table_source(g, "an outcome table (CSV/JSONL, e.g. eval crossfit's --out)")
     score = g.add_mutually_exclusive_group(required=True)
     score.add_argument("--signal", metavar="NAME",
                        help="the score: the table's signal:NAME column (higher = cloud)")

@@ -10,13 +10,9 @@ HELP = "sweep routers over recorded outcomes: metrics.json, plot"
 
 
 def add_arguments(r) -> None:
-    src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--benchmark", choices=["gsm8k", "mmlu", "mt-bench"],
-                     help="a benchmark in the --data folder")
-    src.add_argument("--table", help="a CSV/JSONL: prompt + one quality column per model")
-    r.add_argument("--data", default=os.environ.get("CONFROUTE_DATA"),
-                   help="folder laid out like shared/data (default: $CONFROUTE_DATA)")
-    r.add_argument("--split", default="dev", help="file suffix of the split (default: dev)")
+    from confroute.cli.eval.common import add_table_source
+
+    add_table_source(r, "a CSV/JSONL: prompt + one quality column per model")
     r.add_argument("--weak", help="the weak (edge) model's column")
     r.add_argument("--strong", help="the strong (cloud) model's column")
     r.add_argument("--router", action="append", default=None, metavar="SPEC",
