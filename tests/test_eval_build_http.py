@@ -9,12 +9,13 @@ The edge is SmolLM2 on the package's own llama server (llama-cpp-python, 1 threa
 assistant message, so the request is the benchmark's messages without its cue (HumanEval's
 function header) and the whole reply is graded, as a chat model's.
 
-Equal to the last bit, though the two runs do not send the server the same sequence of
-requests (the server draws the answer again for each router string, and llama-cpp-python
-evaluates only what a prompt does not share with the previous request, at least its last
-token, so a prompt's last tokens go through batches of other sizes): measured, every score of
-both rows, the likelihood-based ones included, was bit-equal. The comparison allows float
-round-off (1e-9 relative), as test_parity does for the in-process edge."""
+The two runs do not send the server the same sequence of requests (the server draws the
+answer again for each router string), and llama-cpp-python by default evaluates only what a
+prompt does not share with the previous request, so a prompt's logits would depend on the
+request before it (a clean clone's tiny data set showed answer_logprob 0.1711 against 0.1695).
+The llama server here runs with `--fresh-prompts`: every prompt is evaluated whole, so each
+request is a function of itself and its seed. The comparison allows float round-off (1e-9
+relative), as test_parity does for the in-process edge."""
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ def smol_url():
     with tempfile.NamedTemporaryFile("w+", prefix="smol-server-", suffix=".log") as log:
         port = free_port()
         proc = start_llama_server(store.model_path("smollm2-135m-instruct"), port, log,
-                                  alias=ALIAS, threads=1)
+                                  alias=ALIAS, threads=1, fresh_prompts=True)
         try:
             yield f"http://127.0.0.1:{port}/v1"
         finally:

@@ -25,15 +25,17 @@ def free_port() -> int:
 
 
 def start_llama_server(model_path, port: int, log_file, alias: str = LLAMA_SERVER_MODEL,
-                       timeout: float = 180.0, threads: int = THREADS) -> subprocess.Popen:
-    """Starts llama_cpp.server and waits until ``/v1/models`` answers; kills it on failure."""
+                       timeout: float = 180.0, threads: int = THREADS,
+                       fresh_prompts: bool = False) -> subprocess.Popen:
+    """Starts llama_cpp.server and waits until ``/v1/models`` answers; kills it on failure.
+    ``fresh_prompts``: no prompt prefix reused across requests (reproducible scores)."""
     import httpx
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "confroute.models.llama.server", "--model", str(model_path),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
          "--n_threads", str(threads), "--n_threads_batch", str(threads),
-         "--model_alias", alias],
+         "--model_alias", alias] + (["--fresh-prompts"] if fresh_prompts else []),
         stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + timeout
