@@ -1,11 +1,14 @@
-"""Edge sampling speed on the real SmolLM2-135M: n=8 parallel samples (one llama.cpp batch
-sharing the prompt) against n=1 with the same max_tokens, and against 8 separate generations;
-and the confidence computation (MiniLM embeddings + core) per query next to the generation.
+"""Edge sampling speed on the real SmolLM2-135M, as shipped (Q4_1, the default edge) and as
+``smollm2-135m-instruct-q8`` (the same weights requantized to Q8_0, flash attention): n=8
+parallel samples (one llama.cpp batch sharing the prompt) against n=1 with the same
+max_tokens, and against 8 separate generations; and the confidence computation (MiniLM
+embeddings + core) per query next to the generation.
 
 Run: python -m pytest bench/bench_edge.py --benchmark-only
 The goal: 8 samples together at >= 1.8x the tokens/s of one sequence, at the same threads.
 Each benchmark's extra_info holds its tokens/s; the n8 ones also ``tok_s_ratio_vs_n1`` (their
-tokens/s over n1_reference's in the same run), and the ratio is printed after the module.
+tokens/s over n1_reference's of the same model in the same run), and the ratios are printed
+after the module.
 """
 import pytest
 
@@ -14,14 +17,18 @@ from confroute.confidence.scorer import ConfidenceScorer
 PROMPT = ("You are helping a student. Explain in a few sentences why the sky looks blue during "
           "the day and red at sunset, mentioning how sunlight is scattered by the air.")
 MAX_TOKENS = 64
-GROUP = f"edge sampling, SmolLM2-135M, {MAX_TOKENS} new tokens"
+MODELS = ("smollm2-135m-instruct", "smollm2-135m-instruct-q8")
 
 
-@pytest.fixture(scope="module")
-def edge():
-    from confroute.models import default_edge
+def _group(model):
+    return f"edge sampling, {model}, {MAX_TOKENS} new tokens"
 
-    m = default_edge()  # threads: CONFROUTE_N_THREADS, else all cores (up to 8)
+
+@pytest.fixture(scope="module", params=MODELS)
+def edge(request):
+    from confroute.models import local_model
+
+    m = local_model(request.param)  # threads: CONFROUTE_N_THREADS, else all cores (up to 8)
     m.sample(PROMPT, n=2, max_tokens=4)  # warm up the graph allocation
     yield m
     m.close()
@@ -32,20 +39,21 @@ def rates(request):
     """Tokens/s of each edge benchmark in this run, by name; after the module, the n8/n1
     throughput ratios are printed (wall-time medians alone hide that n8 makes 8x the
     tokens)."""
-    out = {}
+    out = {}   # {model: {name: tok/s}}
     yield out
-    ref = out.get("n1")
     plugins = request.config.pluginmanager
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin(
         "capturemanager")
-    if not ref or reporter is None or capture is None:
+    if reporter is None or capture is None:
         return
     with capture.global_and_fixture_disabled():   # a teardown's output is captured otherwise
-        for name in ("n8_parallel", "n8_sequential"):
-            if name in out:
-                reporter.write_line(f"\n{GROUP}: {name} {out[name]:.1f} tok/s vs n1 "
-                                    f"{ref:.1f} tok/s = {out[name] / ref:.2f}x throughput "
-                                    f"(threads: {_threads()})")
+        for model, got in out.items():
+            ref = got.get("n1")
+            for name in ("n8_parallel", "n8_sequential"):
+                if ref and name in got:
+                    reporter.write_line(f"\n{_group(model)}: {name} {got[name]:.1f} tok/s vs "
+                                        f"n1 {ref:.1f} tok/s = {got[name] / ref:.2f}x "
+                                        f"throughput (threads: {_threads()})")
 
 
 def _threads():
@@ -54,7 +62,9 @@ def _threads():
     return threads(None)
 
 
-def _run(benchmark, fn, rates=None, name=None):
+def _run(benchmark, fn, rates=None, name=None, edge=None):
+    if edge is not None:
+        benchmark.group = _group(edge.name)
     out = benchmark.pedantic(fn, rounds=2, iterations=1, warmup_rounds=0)
     tokens = out.completion_tokens if hasattr(out, "completion_tokens") else out
     tok_s = tokens / benchmark.stats.stats.median
@@ -62,32 +72,30 @@ def _run(benchmark, fn, rates=None, name=None):
     benchmark.extra_info["tokens_per_s"] = round(tok_s, 1)
     if rates is not None:
         benchmark.extra_info["threads"] = _threads()
-        rates[name] = tok_s
-        if name != "n1" and "n1" in rates:
-            benchmark.extra_info["tok_s_ratio_vs_n1"] = round(tok_s / rates["n1"], 2)
+        got = rates.setdefault(edge.name, {})
+        got[name] = tok_s
+        if name != "n1" and "n1" in got:
+            benchmark.extra_info["tok_s_ratio_vs_n1"] = round(tok_s / got["n1"], 2)
     return out
 
 
-@pytest.mark.benchmark(group=GROUP)
 def test_edge_n1_reference(benchmark, edge, rates):
     _run(benchmark, lambda: edge.sample(PROMPT, n=1, max_tokens=MAX_TOKENS, temperature=1.0,
-                                        seed=1), rates, "n1")
+                                        seed=1), rates, "n1", edge)
 
 
-@pytest.mark.benchmark(group=GROUP)
 def test_edge_n8_parallel(benchmark, edge, rates):
     s = _run(benchmark, lambda: edge.sample(PROMPT, n=8, max_tokens=MAX_TOKENS,
-                                            temperature=1.0, seed=1), rates, "n8_parallel")
+                                            temperature=1.0, seed=1), rates, "n8_parallel", edge)
     assert s.n == 8
 
 
-@pytest.mark.benchmark(group=GROUP)
 def test_edge_n8_sequential(benchmark, edge, rates):
     def eight_calls():
         return sum(edge.sample(PROMPT, n=1, max_tokens=MAX_TOKENS, temperature=1.0,
                                seed=i).completion_tokens for i in range(8))
 
-    _run(benchmark, eight_calls, rates, "n8_sequential")
+    _run(benchmark, eight_calls, rates, "n8_sequential", edge)
 
 
 OVERHEAD = "confidence per query: generation (n=5, 32 tokens) vs embed + core"
@@ -100,13 +108,13 @@ def scorer():
     return ConfidenceScorer(default_embedder(), n=5, max_tokens=32, temperature=1.0, seed=0)
 
 
-@pytest.mark.benchmark(group=OVERHEAD)
 def test_generation_n5_reference(benchmark, edge):
+    benchmark.group = f"{OVERHEAD}, {edge.name}"
     _run(benchmark, lambda: edge.sample(PROMPT, n=5, max_tokens=32, temperature=1.0, seed=0))
 
 
-@pytest.mark.benchmark(group=OVERHEAD)
 def test_confidence_embed_and_core(benchmark, edge, scorer):
+    benchmark.group = f"{OVERHEAD}, {edge.name}"
     samples = edge.sample(PROMPT, n=5, max_tokens=32, temperature=1.0, seed=0)
     c = benchmark(lambda: scorer.score_samples([samples])[0])
     assert c.n_samples == 5

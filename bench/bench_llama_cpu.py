@@ -21,10 +21,10 @@ DECODE_TOKENS = 48
 
 
 def _edge(name, extra, monkeypatch):
-    from confroute.models.llama.model import EdgeModel
+    from confroute.models import local_model
 
     monkeypatch.setenv(llama_probe.ENV, "on" if extra else "off")
-    m = EdgeModel(store.model_path(name), n_ctx=1024, n_seq_max=1, seed=0)
+    m = local_model(name, n_ctx=1024, n_seq_max=1, seed=0)
     assert m.cpu_choice.extra_bufts is extra
     m.generate(PROMPT, max_tokens=2)  # warm up the graph allocation
     return m

@@ -24,9 +24,9 @@ def measured(model_name):
     """Each prompt's answer score (minus the greedy answer's mean token log-prob), as the
     server's tier draws it."""
     from confroute.decision.policies import answer_score
-    from confroute.models import EdgeModel, store
+    from confroute.models import local_model
 
-    m = EdgeModel(store.model_path(model_name), name=model_name, n_ctx=N_CTX, n_threads=1)
+    m = local_model(model_name, n_ctx=N_CTX, n_threads=1)
     try:
         return {p: answer_score(m.sample(msgs(p), n=1, max_tokens=MAX_TOKENS, temperature=0.0,
                                          seed=0)) for p in PROMPTS}

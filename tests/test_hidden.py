@@ -60,7 +60,8 @@ def test_final_norm_layer_equals_llama_cpp_embeddings_output(hidden_edge):
     m = hidden_edge
     toks = m.prompt_tokens(Q)
     ref = llama_cpp.Llama(m.path, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
-                          n_ctx=256, n_threads=THREADS, verbose=False)
+                          n_ctx=256, n_threads=THREADS, verbose=False,
+                          flash_attn=m.flash_attn)   # as the edge runs
     try:
         ref._batch.set_batch(toks, n_past=0, logits_all=True)
         ref._ctx.decode(ref._batch)

@@ -19,6 +19,7 @@ from helpers.servers import FlakyCloud, confroute_server
 pytestmark = [pytest.mark.models, pytest.mark.system]
 
 ALIAS = "smol"
+SHIPPED = "smollm2-135m-instruct"   # the Q4_1 file as shipped, flash attention off
 # llama-cpp-python's server samples with repeat_penalty 1.1, top_k 40, min_p 0.05 unless told
 # otherwise (top_p 1 HttpEdge always sends): these make it draw as the in-process edge does.
 NEUTRAL = {"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0}
@@ -34,7 +35,7 @@ def smol_url():
     from confroute.models import store
 
     with tempfile.NamedTemporaryFile("w+", prefix="smol-server-", suffix=".log") as log:
-        proc = start_llama_server(store.model_path("smollm2-135m-instruct"), free_port(), log,
+        proc = start_llama_server(store.model_path(SHIPPED), free_port(), log,
                                   alias=ALIAS, threads=1)
         try:
             yield f"http://127.0.0.1:{proc.args[proc.args.index('--port') + 1]}/v1"
@@ -44,9 +45,9 @@ def smol_url():
 
 @pytest.fixture(scope="module")
 def smol_local():
-    from confroute.models import default_edge
+    from confroute.models import local_model
 
-    m = default_edge(n_ctx=512, n_threads=1)
+    m = local_model(SHIPPED, n_ctx=512, n_threads=1)
     yield m
     m.close()
 

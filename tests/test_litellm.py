@@ -25,6 +25,7 @@ litellm = pytest.importorskip("litellm")
 
 from confroute.integrations.litellm import (  # noqa: E402
     ConfrouteRouting, choose, group_router, response_headers, route_body, tagged_routes)
+from helpers.servers import send_json  # noqa: E402
 
 HOST = "127.0.0.1"
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {
@@ -46,13 +47,7 @@ class Stub:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 with stub._lock:
                     stub.bodies.append(body)
-                status, obj = answer(self.path, body)
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *answer(self.path, body))
 
         self._server = ThreadingHTTPServer((HOST, 0), Handler)
         self.url = f"http://{HOST}:{self._server.server_address[1]}/v1"

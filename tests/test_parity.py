@@ -19,6 +19,7 @@ import sys
 import httpx
 import pytest
 
+from confroute.models import store
 from helpers.servers import confroute_server, trained_sw_dir
 
 pytestmark = [pytest.mark.models, pytest.mark.system]  # `confroute serve` and `eval build`
@@ -81,7 +82,7 @@ def built(data, sw_dir, sep_dir, tmp_path_factory):
     ck, table = out / "ck.jsonl", out / "t.csv"
     cmd = [sys.executable, "-c", CLI, "eval", "build", "--benchmark", "humaneval", "--data",
            str(data), "--seed", SEED, "--samples", SAMPLES, "--max-tokens", TOKENS,
-           "--edge", "smollm2-135m-instruct", "--cloud", "recorded:big",
+           "--edge", store.DEFAULT_EDGE, "--cloud", "recorded:big",   # the served edge
            "--checkpoint", ck, "--out", table, "--no-progress"]
     cmd += [a for p in ONLINE + (f"router-{sw_dir}", f"router-{sep_dir}")
             for a in ("--policy", p)]

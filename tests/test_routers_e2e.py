@@ -10,6 +10,8 @@ import pytest
 
 from confroute import cli
 from confroute.labels import label_counts, read_labels
+from confroute.models import store
+
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
 
@@ -30,7 +32,7 @@ def test_label_train_calibrate_replay(data_dir, tmp_path, capsys):
     assert main(args) == 0
     rows = read_labels(labels)
     assert len(rows) == 12 and [r["id"] for r in rows] == list(range(12))
-    assert rows[0]["model_a"] == "smollm2-135m-instruct"
+    assert rows[0]["model_a"] == store.DEFAULT_EDGE == "smollm2-135m-instruct-q8"
     assert all(r["se_weak"] >= 0 and r["se_strong"] >= 0 for r in rows)
     assert all(r["quality_weak"] in (0.0, 1.0) for r in rows)  # graded against NQ's answers
     counts = label_counts(rows)

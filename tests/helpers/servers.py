@@ -68,6 +68,16 @@ class Server:
         return 0.0
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, obj) -> None:
+    """A whole JSON answer from a test server's request handler."""
+    data = json.dumps(obj).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def _wait_for_address(proc, timeout: float, log_path: str) -> str:
     # The line is printed once the socket is bound and the models are loaded.
     result: List[str] = []
@@ -160,12 +170,7 @@ class FlakyCloud:
                 self._json(r.status_code, data)
 
             def _json(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, obj)
 
             def _forward(self, body):
                 url = cloud.target + self.path[len("/v1"):]

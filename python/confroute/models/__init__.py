@@ -41,12 +41,11 @@ def __getattr__(name):
 
 
 def default_edge(**kwargs):
-    """SmolLM2-135M-Instruct (Q4_1) in-process; kwargs go to ``LlamaModel``."""
+    """SmolLM2-135M-Instruct in-process (``smollm2-135m-instruct-q8``: the shipped Q4_1
+    weights requantized to Q8_0, flash attention on); kwargs go to ``LlamaModel``."""
     from confroute.models import store
-    from confroute.models.llama.model import LlamaModel
 
-    kwargs.setdefault("name", store.DEFAULT_EDGE)
-    return LlamaModel(store.model_path(store.DEFAULT_EDGE), **kwargs)
+    return local_model(store.DEFAULT_EDGE, **kwargs)
 
 
 def default_cloud(**kwargs):
@@ -55,15 +54,14 @@ def default_cloud(**kwargs):
     ``OpenAIChatModel``. For a real endpoint build ``OpenAIChatModel(base_url, model)``
     (alias ``CloudModel``)."""
     from confroute.models import store
-    from confroute.models.llama.model import LlamaModel
 
-    kwargs.setdefault("name", "qwen2.5-coder-0.5b-instruct")
-    return LlamaModel(store.model_path(store.DEFAULT_CLOUD), **kwargs)
+    return local_model(store.DEFAULT_CLOUD, **kwargs)
 
 
 def local_model(spec: str, **kwargs):
-    """An in-process model from a registry name (pulled on first use; ValueError names the
-    known ones) or a GGUF path; kwargs go to ``LlamaModel``."""
+    """An in-process model from a registry name (pulled or made on first use, run with the
+    registry's options unless kwargs override them; ValueError names the known ones) or a
+    GGUF path; kwargs go to ``LlamaModel``."""
     import os
 
     from confroute.models import store
@@ -73,7 +71,7 @@ def local_model(spec: str, **kwargs):
     # not "unknown model".
     if os.path.isfile(spec) or os.sep in spec or spec.endswith(".gguf"):
         return LlamaModel(spec, **kwargs)
-    kwargs.setdefault("name", spec)
+    kwargs = {**dict(store.spec(spec).options), "name": spec, **kwargs}
     return LlamaModel(store.model_path(spec), **kwargs)
 
 

@@ -151,14 +151,12 @@ class SEPRouter(Router):
     @property
     def edge(self):
         if self._edge is None:
-            from confroute.models import store
-            from confroute.models.llama.model import EdgeModel
+            from confroute.models import local_model, store
 
             name = self.edge_model or store.DEFAULT_EDGE
-            path = name if os.path.isfile(name) else store.model_path(name)
-            self._edge = EdgeModel(path, name=os.path.basename(name), hidden_states=True,
-                                   **({} if self.threads is None else
-                                      {"n_threads": self.threads}))
+            self._edge = local_model(name, name=os.path.basename(name), hidden_states=True,
+                                     **({} if self.threads is None else
+                                        {"n_threads": self.threads}))
         if self.edge_name is not None:
             self._check_edge(self._edge)
         return self._edge

@@ -36,17 +36,13 @@ def load_models(cfg):
 def load_edge(e, routers=None):
     """The in-process edge model an edge config names (a registry name or GGUF path; None:
     the default edge)."""
-    from confroute.models import EdgeModel, default_edge, store
+    from confroute.models import local_model, store
 
     kw = dict(n_ctx=e.n_ctx, n_threads=e.n_threads, n_seq_max=e.n_seq_max)
     # a probe on the edge's hidden state (router sep) needs llama.cpp's eval callback
     if any(getattr(r, "needs_hidden", False) for r in (routers or {}).values()):
         kw["hidden_states"] = True
-    if e.model is None:
-        return default_edge(**kw)
-    if os.path.isfile(e.model):
-        return EdgeModel(e.model, **kw)
-    return EdgeModel(store.model_path(e.model), name=e.model, **kw)
+    return local_model(e.model or store.DEFAULT_EDGE, **kw)
 
 
 def _http_edge(e, routers):

@@ -61,6 +61,7 @@ class LlamaModel(Tokens, KVSession, DecodeLoop, HiddenStates):
         self._ll = llama_cpp
         self.path = path
         self.seed = seed
+        self.flash_attn = flash_attn
         self._lock = threading.Lock()
         # Extra buffer types (AMX kernels, repacked weights) only where a probe showed they
         # do not crash this CPU (see llama.probe).
