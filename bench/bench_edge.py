@@ -65,7 +65,7 @@ def _threads():
 def _run(benchmark, fn, rates=None, name=None, edge=None):
     if edge is not None:
         benchmark.group = _group(edge.name)
-    out = benchmark.pedantic(fn, rounds=2, iterations=1, warmup_rounds=0)
+    out = benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=0)
     tokens = out.completion_tokens if hasattr(out, "completion_tokens") else out
     tok_s = tokens / benchmark.stats.stats.median
     benchmark.extra_info["completion_tokens"] = tokens
