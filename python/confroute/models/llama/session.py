@@ -29,7 +29,8 @@ def context_params(llama_cpp, n_ctx: int, n_seq_max: int, n_batch: int, threads:
     cp.n_threads = cp.n_threads_batch = threads
     cp.kv_unified = False  # a KV stream per sequence: exact (see the module doc)
     # llama.cpp's default 'auto' turns flash attention on for CPU, whose f16 accumulation
-    # moved SmolLM2's logits by up to 1.5 against the plain path; off, as in `Llama`.
+    # moves single logprobs (up to 1.5 on SmolLM2; not the mean likelihood): off unless asked,
+    # as in `Llama`, so a GGUF path reproduces tables built so. The registry's default edge asks.
     cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                           else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
     cp.no_perf = True
