@@ -53,8 +53,8 @@ def test_q8_scores_text_as_well_as_the_shipped_file(edge_model, shipped):
 
 
 def test_q8_batched_rows_equal_the_single_sequence(edge_model):
-    # the batched (gemm) and single-row (gemv) kernels round alike: the served batch draws
-    # exactly what a table's single sequence drew
+    # a row in a batch of 8 rounds as a single sequence does: the served batch draws exactly
+    # what a table's single sequence drew
     p = "Write a story about a dragon."
     one = edge_model.sample(p, n=1, max_tokens=24, temperature=0)
     eight = edge_model.sample(p, n=8, max_tokens=24, temperature=0)
