@@ -7,8 +7,8 @@ embeddings + core) per query next to the generation.
 Run: python -m pytest bench/bench_edge.py --benchmark-only
 The goal: 8 samples together at >= 1.8x the tokens/s of one sequence, at the same threads.
 Each benchmark's extra_info holds its tokens/s; the n8 ones also ``tok_s_ratio_vs_n1`` (their
-tokens/s over n1_reference's of the same model in the same run), and the ratios are printed
-after the module.
+tokens/s over n1_reference's of the same model in the same run), and the run's summary prints
+each group's tokens/s ratios (bench/conftest.py).
 """
 import pytest
 
@@ -35,25 +35,10 @@ def edge(request):
 
 
 @pytest.fixture(scope="module")
-def rates(request):
-    """Tokens/s of each edge benchmark in this run, by name; after the module, the n8/n1
-    throughput ratios are printed (wall-time medians alone hide that n8 makes 8x the
-    tokens)."""
-    out = {}   # {model: {name: tok/s}}
-    yield out
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin(
-        "capturemanager")
-    if reporter is None or capture is None:
-        return
-    with capture.global_and_fixture_disabled():   # a teardown's output is captured otherwise
-        for model, got in out.items():
-            ref = got.get("n1")
-            for name in ("n8_parallel", "n8_sequential"):
-                if ref and name in got:
-                    reporter.write_line(f"\n{_group(model)}: {name} {got[name]:.1f} tok/s vs "
-                                        f"n1 {ref:.1f} tok/s = {got[name] / ref:.2f}x "
-                                        f"throughput (threads: {_threads()})")
+def rates():
+    """Tokens/s of each edge benchmark in this run, {model: {name: tok/s}}: the n8 ones record
+    their ratio to n1 of the same model (the run's summary prints it)."""
+    return {}
 
 
 def _threads():

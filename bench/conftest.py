@@ -26,10 +26,17 @@ def pytest_terminal_summary(terminalreporter, config):
         refs = [b for b in benches if "reference" in b.name]
         if not refs:
             continue
-        ref = refs[0].stats.median
+        ref = refs[0]
         for b in benches:
-            if b is not refs[0]:
-                lines.append(f"{group}: {b.name} is {ref / b.stats.median:,.1f}x faster than {refs[0].name} (medians)")
+            if b is ref:
+                continue
+            rates = [x.extra_info.get("tokens_per_s") for x in (b, ref)]
+            if all(rates):   # benchmarks that make different amounts of work: compare rates
+                lines.append(f"{group}: {b.name} makes {rates[0] / rates[1]:,.2f}x the tokens/s "
+                             f"of {ref.name} (threads: {b.extra_info.get('threads', '?')})")
+            else:
+                lines.append(f"{group}: {b.name} is {ref.stats.median / b.stats.median:,.1f}x "
+                             f"faster than {ref.name} (medians)")
     if lines:
         terminalreporter.write_sep("-", "speed-up over the reference in the same run")
         for line in lines:
