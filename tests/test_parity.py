@@ -189,6 +189,12 @@ def test_calibrate_an_online_policy_on_its_column_and_serve_names_other_sampling
     other = dict(same, sampling={"n": SAMPLES, "temperature": 1.0, "max_tokens": TOKENS})
     (line,) = sampling_warnings(from_dict(other))
     assert "router 'se'" in line and "temperature: calibrated 0.7, served 1.0" in line
+    # the table's edge is named with the thresholds; served on another, the server says so
+    assert entry["calibrated_edge"] == table.weak == store.DEFAULT_EDGE
+    assert sampling_warnings(from_dict(same), store.DEFAULT_EDGE) == []
+    (line,) = sampling_warnings(from_dict(same), "smollm2-135m-instruct")
+    assert ("calibrated on edge 'smollm2-135m-instruct-q8' and is served on "
+            "'smollm2-135m-instruct'") in line
     assert cli.main(["calibrate", "--router", "router-sw", "--table", path,
                      "--cloud-share", "0.5"]) == 2
     assert "is not one" in capsys.readouterr().err

@@ -196,7 +196,9 @@ def test_config_errors_name_the_setting(tmp_path):
                         "timeout"),
                        ({"port": 70000}, "port"), ({"colour": 1}, "config.colour"),
                        ({"routers": [{"name": "se", "thresholds": "0.5"}]}, "list of numbers"),
-                       ({"edge": {"n_seq_max": 4}}, "n_seq_max")]:
+                       ({"edge": {"n_seq_max": 4}}, "n_seq_max"),
+                       ({"routers": [{"name": "se", "thresholds": [0.5],
+                                      "calibrated_edge": 3}]}, "calibrated_edge must be a")]:
         with pytest.raises(ValueError, match=words.replace(".", r"\.")):
             cfgmod.from_dict(bad)
     p = tmp_path / "c.json"

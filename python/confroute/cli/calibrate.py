@@ -215,6 +215,16 @@ def _saved_on_table(args) -> int:
     return 0
 
 
+def _calibrated_under(table) -> dict:
+    """A server config router entry's record of what its thresholds were measured under: the
+    table's sampling, and its edge model where that ran live (a recorded one names no model
+    the server could load)."""
+    out = {"calibrated_sampling": dict(table.meta.get("sampling") or {})}
+    if (table.meta.get("models") or {}).get(table.weak) == "live":
+        out["calibrated_edge"] = table.weak
+    return out
+
+
 def _from_table(args) -> int:
     """An online policy's (or a signal column's) threshold from a table's recorded scores."""
     import numpy as np
@@ -243,7 +253,7 @@ def _from_table(args) -> int:
     out.update(n_calibration=int(scores.size), table=os.path.abspath(args.table))
     entry = None
     if name in ONLINE:
-        entry = {"name": name, "thresholds": [t], "calibrated_sampling": sampling}
+        entry = {"name": name, "thresholds": [t], **_calibrated_under(table)}
         out = {"router": f"router-{name}-{t:g}", **out, "server_config_router": entry}
     else:
         out = {"signal": name, **out}
@@ -316,8 +326,7 @@ def _staged_on_table(args) -> int:
         short = os.path.basename(os.path.normpath(first))
         entries.append({"name": short, "path": os.path.abspath(first), "thresholds": [c.hi]})
         name = short + name[len(first):]
-    entries.append({"name": name, "thresholds": [c.threshold],
-                    "calibrated_sampling": sampling})
+    entries.append({"name": name, "thresholds": [c.threshold], **_calibrated_under(table)})
     out = {"router": router, "kind": kind, ("sample_budget" if kind == "ladder" else "skip"):
            param, "first": {"name": first, "lo": c.lo, "hi": c.hi},
            "second": {"name": second, "threshold": c.threshold},

@@ -105,7 +105,7 @@ def build(cfg, api_key: Optional[str] = None, models=None, edges=None):
 
     edge, cloud, scorer, routers = models or load_models(cfg)
     cfg = resolve_thresholds(cfg, routers)
-    for line in sampling_warnings(cfg):
+    for line in sampling_warnings(cfg, getattr(edge, "name", None)):
         log.warning(line)
     if edges is None:
         edges = {e.name: load_edge(e) for e in cfg.edges}

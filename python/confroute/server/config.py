@@ -78,9 +78,10 @@ class RouterConfig:
     path: Optional[str] = None          # saved trained router directory
     samples: Optional[int] = None       # edge samples per request; None: sampling.n
     kind: str = "kuhn"                  # SE estimator of router "se"
-    # the sampling its thresholds were calibrated under (`confroute calibrate --table` prints
-    # it): the server warns when it serves them under other sampling
+    # the sampling and the edge model its thresholds were calibrated under (`confroute
+    # calibrate --table` prints both): the server warns when it serves them otherwise
     calibrated_sampling: Optional[Dict[str, Any]] = None
+    calibrated_edge: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,8 @@ def _check_routers(cfg: ServerConfig) -> None:
             raise ValueError(f"router {r.name!r} needs 'path': a saved trained router folder")
         if r.calibrated_sampling is not None and not isinstance(r.calibrated_sampling, dict):
             raise ValueError(f"router {r.name!r}: calibrated_sampling must be an object")
+        if r.calibrated_edge is not None and not isinstance(r.calibrated_edge, str):
+            raise ValueError(f"router {r.name!r}: calibrated_edge must be a model name")
         if cfg.samples(r) < 2:
             raise ValueError(f"router {r.name!r}: samples must be >= 2 for semantic entropy")
 
@@ -359,11 +362,16 @@ def _check_edge(e: EdgeConfig) -> None:
                          "edge.base_url")
 
 
-def sampling_warnings(cfg: ServerConfig) -> List[str]:
-    """One line per router calibrated under other sampling (or meaning) than the server's:
-    its thresholds then need not give the share they were calibrated for."""
+def sampling_warnings(cfg: ServerConfig, edge_name: Optional[str] = None) -> List[str]:
+    """One line per router calibrated under other sampling (or meaning) than the server's,
+    or on another edge model than ``edge_name`` (the loaded edge's): its thresholds then need
+    not give the share they were calibrated for."""
     out = []
     for r in cfg.routers:
+        if edge_name is not None and r.calibrated_edge not in (None, edge_name):
+            out.append(f"router {r.name!r} was calibrated on edge {r.calibrated_edge!r} and is "
+                       f"served on {edge_name!r}: its thresholds may not give the cloud share "
+                       "they were set for (name that model in the edge's config)")
         theirs = r.calibrated_sampling or {}
         mine = {**cfg.sampling.as_dict(), "n": cfg.samples(r), "meaning": cfg.meaning}
         diff = {k: (theirs[k], mine[k]) for k in mine
