@@ -44,6 +44,7 @@ import os
 
 
 def add_arguments(parser) -> None:
+    from confroute.cli.eval.chain import add_chain_arguments
     from confroute.routers.calibrate import BOUNDS, LOSSES
 
     parser.add_argument("--router", default=None,
@@ -80,16 +81,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--skip", type=float, default=None, metavar="S",
                         help="a staged --router: cascade routing, FIRST (a query router) "
                              "sending its top S share up before the edge answers")
-    parser.add_argument("--tier", action="append", default=None, metavar="MODEL[:SIGNAL]",
-                        help="a chain's tier, cheapest first (MODEL:SIGNAL, the last MODEL "
-                             "alone; see `confroute eval chain`): with --table and "
-                             "--cloud-share, calibrate every tier's threshold; repeatable")
-    parser.add_argument("--join", action="append", default=[], metavar="TABLE",
-                        help="--tier: another table to join on prompt id; repeatable")
-    parser.add_argument("--cost", default=None, metavar="C1,C2,...",
-                        help="--tier: the price of one attempt at each tier (default 1 each)")
-    parser.add_argument("--step", type=float, default=0.05,
-                        help="--tier: the spacing of each tier's pass share (default 0.05)")
+    # a chain (see `confroute eval chain`): with --table and --cloud-share, every tier's
+    # threshold
+    add_chain_arguments(parser, required=False)
     parser.add_argument("--heldout", type=float, default=0.5,
                         help="share of the prompts kept aside to measure the share reached "
                              "(default 0.5; 0 = calibrate on all)")
@@ -239,7 +233,8 @@ def _from_table(args) -> int:
     if table.signal_higher(name) != "cloud":
         raise ValueError(f"signal {name!r}: a higher value means the edge is surer (the "
                          f"table's meta says higher=edge); calibration needs higher = cloud")
-    sampling = dict(table.meta.get("sampling") or {})
+    under = _calibrated_under(table)
+    sampling = under["calibrated_sampling"]
     if args.max_quality_drop is not None:
         # an undefined score escalates (as served): NaN counts as above every threshold
         t, share, out = _guaranteed(args, scores, table.q_weak, table.q_strong, table.scale,
@@ -253,7 +248,7 @@ def _from_table(args) -> int:
     out.update(n_calibration=int(scores.size), table=os.path.abspath(args.table))
     entry = None
     if name in ONLINE:
-        entry = {"name": name, "thresholds": [t], **_calibrated_under(table)}
+        entry = {"name": name, "thresholds": [t], **under}
         out = {"router": f"router-{name}-{t:g}", **out, "server_config_router": entry}
     else:
         out = {"signal": name, **out}
@@ -318,7 +313,8 @@ def _staged_on_table(args) -> int:
     scored = staged_scores(table, f"{kind}:{first},{second},{param}")
     c = scored.at(args.cloud_share)
     router = c.router(first, second)
-    sampling = dict(table.meta.get("sampling") or {})
+    under = _calibrated_under(table)
+    sampling = under["calibrated_sampling"]
     entries = []
     name = router[len("router-"):].rpartition("-")[0]
     if scored.info["first_from"] == "router" and os.path.isdir(first):
@@ -326,7 +322,7 @@ def _staged_on_table(args) -> int:
         short = os.path.basename(os.path.normpath(first))
         entries.append({"name": short, "path": os.path.abspath(first), "thresholds": [c.hi]})
         name = short + name[len(first):]
-    entries.append({"name": name, "thresholds": [c.threshold], **_calibrated_under(table)})
+    entries.append({"name": name, "thresholds": [c.threshold], **under})
     out = {"router": router, "kind": kind, ("sample_budget" if kind == "ladder" else "skip"):
            param, "first": {"name": first, "lo": c.lo, "hi": c.hi},
            "second": {"name": second, "threshold": c.threshold},

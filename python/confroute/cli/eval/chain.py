@@ -12,7 +12,8 @@ HELP = "replay a chain of tiers (edge -> mid -> cloud): quality against cost"
 
 
 def add_arguments(r) -> None:
-    add_chain_arguments(r)
+    r.add_argument("--table", required=True, help="an outcome table (CSV/JSONL)")
+    add_chain_arguments(r, required=True)
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--shares", default="0.1,0.2,0.3,0.5,0.8", metavar="S1,S2,...",
                    help="last-tier (cloud) shares to report the best point at, and "
@@ -23,13 +24,13 @@ def add_arguments(r) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
 
 
-def add_chain_arguments(r) -> None:
-    """The chain on its table, as `eval chain` and `calibrate --tier` read it."""
-    r.add_argument("--table", required=True, help="an outcome table (CSV/JSONL)")
+def add_chain_arguments(r, required: bool) -> None:
+    """The chain's tiers on the --table (which the caller declares), as `eval chain` and
+    `calibrate --tier` read them (:func:`load_chain`); ``required``: --tier must be given."""
     r.add_argument("--join", action="append", default=[], metavar="TABLE",
                    help="another table to join on prompt id (its signals become "
                         "NAME@MODEL after the model that drew them); repeatable")
-    r.add_argument("--tier", action="append", required=True, metavar="MODEL[:SIGNAL]",
+    r.add_argument("--tier", action="append", required=required, metavar="MODEL[:SIGNAL]",
                    help="a tier, cheapest first: MODEL:SIGNAL (the model's quality column "
                         "and its signal, e.g. smollm2-135m-instruct:answer_logprob), the last "
                         "a model column alone; repeatable, two or more")
